@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..audio import SAMPLE_RATE, loudness_normalize, write_audio
 from ..errors import JamstreamError
+from ..progress import progress
 from . import scores
 from .manifest import MANIFEST_NAME
 from .piece import Piece, beat_times, to_midi
@@ -235,9 +236,7 @@ def build_corpus(
 
 
 def _progress_bar(total: int, done: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, unit="clip", desc="corpus", dynamic_ncols=True, disable=None)
+    return progress(total=total, initial=done, unit="clip", desc="corpus")
 
 
 def _account(bar, row: dict | None, err: str | None, failed: list[str]) -> None:

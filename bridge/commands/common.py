@@ -1,0 +1,31 @@
+"""Pieces every subcommand shares: help formatting, one-line usage errors, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from model.errors import JamstreamError
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep our paragraphs as written and show every option's default."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's usage errors become our one-line errors
+        raise JamstreamError(f"{self.prog}: {message}")
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def emit(obj: dict, as_json: bool, text: str) -> None:
+    """Machine-readable JSON on stdout with --json, else the human text."""
+    print(json.dumps(obj) if as_json else text)
+
+

@@ -1,0 +1,126 @@
+"""`jamstream train codec|...` and `jamstream export`: the shared trainer's front end."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import Formatter, Parser, emit, number
+
+TRAIN_EPILOG = """\
+Checkpoints are one safetensors file, written atomically every --checkpoint-every steps
+and on Ctrl-C / SIGTERM; `--resume` continues bit-for-bit from it. Several processes:
+  torchrun --nproc_per_node 2 -m bridge.cli train codec --corpus corpus --out codec.ckpt.safetensors
+(gloo on CPU, nccl with --device cuda).
+"""
+
+
+def _trainer_args(p: argparse.ArgumentParser, steps: int, lr: float, checkpoint_every: int) -> None:
+    p.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
+    p.add_argument("--steps", type=int, default=steps, help="total optimizer steps")
+    p.add_argument("--lr", type=number, default=lr, help="peak learning rate (AdamW, warmup then cosine)")
+    p.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
+    p.add_argument("--checkpoint-every", type=int, default=checkpoint_every, help="steps between checkpoints")
+    p.add_argument("--max-minutes", type=number, default=None, help="stop with a checkpoint after this much wall time")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same run, bit for bit")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on GPUs and recent CPUs)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
+    p.add_argument("--init", default=None, help="start from these weights (fine-tune), with a fresh optimizer and schedule")
+    p.add_argument("--json", action="store_true", help="print a JSON summary at the end")
+
+
+def _train_config(args: argparse.Namespace):
+    from model.errors import JamstreamError
+    from model.train.trainer import TrainConfig
+
+    if args.steps < 1:
+        raise JamstreamError(f"--steps must be >= 1 (got {args.steps})")
+    if args.checkpoint_every < 1:
+        raise JamstreamError(f"--checkpoint-every must be >= 1 (got {args.checkpoint_every})")
+    return TrainConfig(
+        out=args.out,
+        steps=args.steps,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        checkpoint_every=args.checkpoint_every,
+        max_minutes=args.max_minutes,
+        seed=args.seed,
+        device=args.device,
+        bf16=args.bf16,
+        threads=args.threads,
+        resume=args.resume,
+        init_from=args.init,
+    )
+
+
+def _report(result: dict, args: argparse.Namespace) -> int:
+    state = "stopped early at" if result["stopped_early"] else "finished at"
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items())
+    emit(result, args.json, f"{state} step {result['step']}: {metrics}\ncheckpoint: {result['checkpoint']}")
+    return 0
+
+
+def cmd_train_codec(args: argparse.Namespace) -> int:
+    from model.codec import CONFIGS
+    from model.corpus.manifest import read_manifest
+    from model.train.codec_task import CodecTask, CodecTrainConfig
+    from model.train.trainer import Trainer
+
+    read_manifest(args.corpus)  # fail fast, with the manifest's own error, before any model work
+    task = CodecTask(
+        CONFIGS[args.config],
+        CodecTrainConfig(corpus=args.corpus, batch_size=args.batch_size, crop_frames=args.crop_frames),
+    )
+    return _report(Trainer(task, _train_config(args)).fit(), args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from model.checkpoint import export_weights
+
+    info = export_weights(args.checkpoint, args.out, args.kind, recipe=args.recipe)
+    emit(info, args.json, f"wrote {info['out']} ({info['megabytes']:.2f} MB, {info['dtype']}, step {info['step']})")
+    return 0
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    from model.codec import CONFIGS as CODEC_CONFIGS
+
+    train = sub.add_parser(
+        "train",
+        help="train a model on the corpus (shared trainer: DDP, bf16, atomic checkpoints, resume)",
+        description="Train one of jamstream's models on a corpus built by `jamstream corpus build`.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=Formatter,
+    )
+    tsub = train.add_subparsers(dest="model", metavar="{codec}", parser_class=Parser)
+    tsub.required = True
+    c = tsub.add_parser(
+        "codec",
+        help="the neural audio codec (48 kHz stereo <-> 25 Hz RVQ tokens)",
+        description="Train the SpectroStream-style codec on random crops of the corpus's train split: "
+        "multi-resolution mel + STFT reconstruction and RVQ commitment losses, quantizer dropout so any "
+        "prefix of levels decodes.",
+        epilog="example: jamstream train codec --corpus corpus --out runs/codec.safetensors --steps 3000 --max-minutes 60",
+        formatter_class=Formatter,
+    )
+    c.add_argument("--corpus", required=True, help="corpus directory (its train split is used)")
+    c.add_argument("--config", default="tiny", choices=sorted(CODEC_CONFIGS), help="model size")
+    c.add_argument("--batch-size", type=int, default=8, help="crops per step (per process)")
+    c.add_argument("--crop-frames", type=int, default=25, help="crop length in 40 ms codec frames")
+    _trainer_args(c, steps=3000, lr=1e-3, checkpoint_every=100)
+    c.set_defaults(func=cmd_train_codec)
+
+    e = sub.add_parser(
+        "export",
+        help="turn a training checkpoint into shipped half-precision weights",
+        description="Keep only the weights a model needs at inference, in float16, with the recipe in its header.",
+        epilog="example: jamstream export codec runs/codec.safetensors --out model/weights/codec.safetensors",
+        formatter_class=Formatter,
+    )
+    e.add_argument("kind", choices=["codec", "style", "lm"], help="which model the checkpoint holds")
+    e.add_argument("checkpoint", help="training checkpoint")
+    e.add_argument("--out", required=True, help="weights file to write")
+    e.add_argument("--recipe", default="", help="how these weights were made (stored in the file)")
+    e.add_argument("--json", action="store_true", help="print a JSON summary")
+    e.set_defaults(func=cmd_export)

@@ -1,0 +1,239 @@
+"""The one training loop every jamstream model shares.
+
+A model plugs in as a `Task` (how to build it, how to draw a batch for a step, its loss);
+the trainer owns everything else: devices, DDP under torchrun (gloo on CPU, nccl on
+GPU), bf16 autocast, AdamW with warmup + cosine decay, gradient clipping, a progress bar
+with the losses, and checkpoints written atomically on a schedule and on SIGINT/SIGTERM.
+
+Resume is bit-for-bit because nothing random carries hidden state across steps: every
+step reseeds torch from (seed, step, rank) and draws its batch from a generator seeded
+the same way, so step k computes the same thing whether or not the process restarted
+before it. The checkpoint only has to hold weights, optimizer moments and the step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+
+from ..checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
+from ..errors import JamstreamError
+from ..progress import progress
+
+
+@dataclass
+class TrainConfig:
+    out: str  # checkpoint file (.safetensors)
+    steps: int = 1000
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    checkpoint_every: int = 100  # steps
+    seed: int = 0
+    device: str = "cpu"
+    bf16: bool = False
+    resume: bool = False
+    init_from: str | None = None  # start from these weights (fine-tuning), fresh optimizer
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time
+    threads: int | None = None
+    log_every: int = 1
+    extra: dict = field(default_factory=dict)
+
+
+class Task(Protocol):
+    """What a model brings to the trainer."""
+
+    kind: str  # checkpoint kind: "codec", "style", "lm"
+
+    def model_config(self) -> dict: ...
+
+    def build_model(self) -> torch.nn.Module: ...
+
+    def batch(self, step: int, rank: int, world: int, generator: torch.Generator, device: torch.device) -> Any: ...
+
+    def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]: ...
+
+
+def _dist_env() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+class Trainer:
+    def __init__(self, task: Task, config: TrainConfig):
+        self.task = task
+        self.cfg = config
+        self.rank, self.world, self.local_rank = _dist_env()
+        self._stop_requested = False
+
+    # ------------------------------------------------------------ setup
+    def _device(self) -> torch.device:
+        if self.cfg.device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise JamstreamError("--device cuda asked for, but this machine has no CUDA GPU")
+            return torch.device("cuda", self.local_rank)
+        if self.cfg.device != "cpu":
+            raise JamstreamError(f"--device must be cpu or cuda, not {self.cfg.device!r}")
+        return torch.device("cpu")
+
+    def _init_distributed(self, device: torch.device) -> None:
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+
+    def lr_at(self, step: int) -> float:
+        cfg = self.cfg
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+    def _install_signal_handlers(self) -> dict:
+        def request_stop(signum, _frame):
+            self._stop_requested = True
+
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[sig] = signal.signal(sig, request_stop)
+            except ValueError:  # not the main thread (e.g. inside a test runner thread)
+                pass
+        return old
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, metrics: dict) -> None:
+        if self.rank != 0:
+            return
+        tensors = {f"model.{k}": v for k, v in _unwrap(model).state_dict().items()}
+        for pid, state in optimizer.state_dict()["state"].items():
+            for name, value in state.items():
+                if torch.is_tensor(value):
+                    tensors[f"optim.{pid}.{name}"] = value
+        extra = {
+            "step": step,
+            "train_config": {k: v for k, v in asdict(self.cfg).items() if k not in ("resume",)},
+            "metrics": metrics,
+            "optim_param_groups": [{k: v for k, v in g.items() if k != "params"} for g in optimizer.state_dict()["param_groups"]],
+            "world_size": self.world,
+        }
+        save_checkpoint(self.cfg.out, self.task.kind, self.task.model_config(), tensors, extra)
+
+    def _restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+        path = self.cfg.out
+        config, extra = read_metadata(path, self.task.kind)
+        if config != self.task.model_config():
+            raise JamstreamError(f"--resume: {path} was trained with another model config; use a new --out")
+        load_state_into(_unwrap(model), load_tensors(path, "model"), path)
+        optim_tensors = load_tensors(path, "optim")
+        state_dict = optimizer.state_dict()
+        new_state: dict[int, dict[str, torch.Tensor]] = {}
+        for name, tensor in optim_tensors.items():
+            pid, field_name = name.split(".", 1)
+            new_state.setdefault(int(pid), {})[field_name] = tensor
+        state_dict["state"] = new_state
+        optimizer.load_state_dict(state_dict)
+        return int(extra["step"])
+
+    # ------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = self._device()
+        self._init_distributed(device)
+        torch.manual_seed(cfg.seed)
+        model = self.task.build_model().to(device)
+        params = self.task.trainable_parameters(model)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.8, 0.99))
+        if cfg.init_from and not cfg.resume:
+            read_metadata(cfg.init_from, self.task.kind)
+            load_state_into(model, load_tensors(cfg.init_from, "model"), cfg.init_from)
+        start_step = 0
+        out = Path(cfg.out)
+        if cfg.resume:
+            if not out.is_file():
+                raise JamstreamError(f"--resume: no checkpoint at {out} yet; drop --resume to start training")
+            start_step = self._restore(model, optimizer)
+        elif out.exists() and self.rank == 0:
+            raise JamstreamError(f"{out} exists; pass --resume to continue it or choose another --out")
+        if self.world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            )
+        old_handlers = self._install_signal_handlers()
+        bar = None
+        if self.rank == 0:
+            bar = progress(total=cfg.steps, initial=start_step, desc=f"train {self.task.kind}", unit="step")
+        metrics: dict[str, float] = {}
+        started = time.perf_counter()
+        step = start_step
+        stopped_early = False
+        try:
+            while step < cfg.steps:
+                torch.manual_seed(step_seed(cfg.seed, step, self.rank))
+                gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, self.rank))
+                batch = self.task.batch(step, self.rank, self.world, gen, device)
+                for group in optimizer.param_groups:
+                    group["lr"] = self.lr_at(step)
+                model.train()
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    loss, parts = self.task.loss(model, batch, step)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    parts = {**parts, "grad_norm": float(grad_norm)}
+                optimizer.step()
+                step += 1
+                metrics = {k: round(float(v), 5) for k, v in parts.items()}
+                if bar is not None:
+                    bar.update(1)
+                    if step % cfg.log_every == 0:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
+                out_of_time = cfg.max_minutes is not None and (time.perf_counter() - started) / 60 >= cfg.max_minutes
+                stop = self._agree(self._stop_requested or out_of_time, device)
+                if stop or step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    self.save(model, optimizer, step, metrics)
+                    self._barrier()
+                if stop:
+                    stopped_early = step < cfg.steps
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+        return {"step": step, "stopped_early": stopped_early, "metrics": metrics, "checkpoint": str(out)}
+
+    def _agree(self, flag: bool, device: torch.device) -> bool:
+        """All ranks stop on the same step, or DDP would hang on the next all-reduce."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model

@@ -1,0 +1,21 @@
+"""Shipped default weights: where they live and how to find them.
+
+Each model kind has one file here, `<kind>.safetensors` (half precision, a jamstream
+checkpoint holding only `model.*` tensors), plus a recipe in RECIPES.md saying exactly
+how it was trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import JamstreamError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent
+
+
+def default_weight_path(kind: str) -> Path:
+    path = WEIGHTS_DIR / f"{kind}.safetensors"
+    if not path.is_file():
+        raise JamstreamError(f"no shipped {kind} weights at {path}; train them (see model/weights/RECIPES.md) or pass --checkpoint")
+    return path
