@@ -52,6 +52,7 @@ def save_checkpoint(
         save_file(contiguous, tmp, metadata=metadata)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; shipped weights must be readable by all
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -115,6 +115,7 @@ def _atomic_json(path: Path, obj: dict) -> None:
         json.dump(obj, fh)
         fh.flush()
         os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -269,5 +270,6 @@ def write_manifest(out_dir: Path, specs: list[ClipSpec]) -> list[dict]:
             fh.write(json.dumps(row) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out_dir / MANIFEST_NAME)
     return rows
