@@ -38,9 +38,9 @@ Run `jamstream SUBCOMMAND --help` for each subcommand's options.
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from .commands import corpus, evaluate, train
+    from .commands import bench, corpus, evaluate, generate, train
 
-    return [corpus.add, train.add, evaluate.add]
+    return [corpus.add, train.add, evaluate.add, generate.add, bench.add]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""`jamstream eval codec|...`: quality and speed figures for each model."""
+"""`jamstream eval codec|style|...`: quality and speed figures for each model."""
 
 from __future__ import annotations
 
@@ -59,6 +59,58 @@ def cmd_eval_codec(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_style(args: argparse.Namespace) -> int:
+    import torch
+
+    from model.errors import JamstreamError
+    from model.eval_style import cosine_matrix, evaluate_corpus, format_cosines
+    from model.style import load_style
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if bool(args.audio) != bool(args.prompts):
+        raise JamstreamError("--audio and --prompts go together: give both, or neither")
+    if not args.corpus and not args.audio:
+        raise JamstreamError("nothing to evaluate: give --corpus DIR, or --audio FILES --prompts TEXTS")
+    for p in args.prompts or []:
+        if not p.strip():
+            raise JamstreamError("empty prompt in --prompts: give a few words, e.g. 'funk music'")
+    model = load_style(args.checkpoint)
+    out: dict = {}
+    text: list[str] = []
+    if args.corpus:
+        r = evaluate_corpus(model, args.corpus, args.split)
+        out.update(r_at_1=r.r_at_1, r_at_5=r.r_at_5, mrr=r.mrr, genre_accuracy=r.genre_accuracy, clips=r.clips, genres=len(r.genres))
+        text.append(
+            f"{args.split} split, {r.clips} clips, {len(r.genres)} genres\n"
+            f"text->audio  R@1 {r.r_at_1:.3f}  R@5 {r.r_at_5:.3f}  MRR {r.mrr:.3f}\n"
+            f"zero-shot genre accuracy {r.genre_accuracy:.3f}"
+        )
+    if args.audio:
+        c = cosine_matrix(model, args.audio, args.prompts)
+        out.update(files=c.files, prompts=c.prompts, cosine=c.cosine, skipped=c.skipped)
+        text.append(format_cosines(c))
+    emit(out, args.json, "\n\n".join(text))
+    return 0
+
+
+def cmd_eval_lm(args: argparse.Namespace) -> int:
+    from model.eval_lm import evaluate_lm
+    from model.lm import load_lm
+
+    from .train import load_token_clips
+
+    model = load_lm(args.checkpoint)
+    clips = load_token_clips(args.corpus, args.codec, args.style, model.config.levels)
+    result = evaluate_lm(model, clips, args.split)
+    text = (
+        f"{result['split']} split, {result['clips']} clips: NLL {result['nll']:.3f} nats/token "
+        f"(perplexity {result['perplexity']:.1f}) vs unigram {result['unigram_nll']:.3f} ({result['unigram_perplexity']:.1f})"
+    )
+    emit(result, args.json, text)
+    return 0
+
+
 def add(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "eval",
@@ -66,7 +118,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         description="Quality and speed figures for jamstream's models.",
         formatter_class=Formatter,
     )
-    esub = ev.add_subparsers(dest="model", metavar="{codec}", parser_class=Parser)
+    esub = ev.add_subparsers(dest="model", metavar="{codec,style,lm}", parser_class=Parser)
     esub.required = True
     c = esub.add_parser(
         "codec",
@@ -85,3 +137,39 @@ def add(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     c.add_argument("--json", action="store_true", help="one JSON object: files, skipped, mean (per level count)")
     c.set_defaults(func=cmd_eval_codec)
+
+    s = esub.add_parser(
+        "style",
+        help="text->audio retrieval (R@1, R@5, MRR), zero-shot genre accuracy, or file x prompt cosines",
+        description="On the corpus's test split: each caption retrieves among the test clips (R@1, R@5, MRR), and "
+        "each clip is labelled by its nearest '<genre> music' prompt over every genre in the corpus. With "
+        "--audio and --prompts: the cosine of each file (any format, rate or channels) with each prompt; "
+        "unreadable files are reported and skipped.",
+        epilog="examples:\n  jamstream eval style --corpus corpus --json\n"
+        "  jamstream eval style --audio take1.wav take2.mp3 --prompts 'techno music' 'string quartet'",
+        formatter_class=Formatter,
+    )
+    s.add_argument("--corpus", default=None, help="corpus directory (its --split is evaluated)")
+    s.add_argument("--checkpoint", default=None, help="style weights (default: the shipped ones)")
+    s.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate")
+    s.add_argument("--audio", nargs="+", default=None, metavar="FILE", help="audio files to score against --prompts")
+    s.add_argument("--prompts", nargs="+", default=None, metavar="TEXT", help="text prompts to score --audio against")
+    s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    s.add_argument("--json", action="store_true", help="one JSON object: r_at_1, r_at_5, mrr, genre_accuracy (+ cosine, files, skipped)")
+    s.set_defaults(func=cmd_eval_style)
+
+    m = esub.add_parser(
+        "lm",
+        help="held-out token NLL beside a unigram baseline",
+        description="Teacher-forced NLL of the LM on a split's codec tokens (10 s segments, style on), beside "
+        "the NLL of per-level unigram token frequencies from the train split.",
+        epilog="example: jamstream eval lm --corpus corpus --json",
+        formatter_class=Formatter,
+    )
+    m.add_argument("--corpus", required=True, help="corpus directory")
+    m.add_argument("--checkpoint", default=None, help="LM weights (default: shipped)")
+    m.add_argument("--codec", default=None, help="codec weights the tokens come from (default: shipped)")
+    m.add_argument("--style", default=None, help="style-model weights (default: shipped)")
+    m.add_argument("--split", default="test", choices=["val", "test"], help="held-out split")
+    m.add_argument("--json", action="store_true", help="one JSON object: nll, unigram_nll, ...")
+    m.set_defaults(func=cmd_eval_lm)

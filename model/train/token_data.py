@@ -1,0 +1,100 @@
+"""The corpus as the LM sees it: codec tokens, per-frame timing and style tokens.
+
+Tokenizing is the expensive part of LM training data (a codec encode of every clip),
+so it happens once and is cached under `<corpus>/.cache/tokens-<key>.pt`, where the key
+hashes the manifest rows and the codec and style weights: retraining either model
+invalidates the cache instead of silently mixing token vocabularies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import load_audio
+from ..codec import FRAME_RATE, Codec
+from ..corpus.manifest import ClipRow, read_manifest
+from ..errors import JamstreamError
+from ..progress import progress
+
+
+def frame_timing(beats: list[float], downbeats: list[float], frames: int, frame_rate: int = FRAME_RATE) -> np.ndarray:
+    """[frames, 3] = (bpm, beat phase, bar phase) at each frame's start, from beat times.
+
+    Between annotated marks the phase is linear; past the last one the last interval is
+    extrapolated, so a clip's tail keeps its grid.
+    """
+    t = np.arange(frames) / frame_rate
+    out = np.zeros((frames, 3), dtype=np.float32)
+    beat_period, out[:, 1] = _phase(np.asarray(beats, dtype=np.float64), t)
+    out[:, 0] = 60.0 / beat_period
+    _, out[:, 2] = _phase(np.asarray(downbeats, dtype=np.float64), t)
+    return out
+
+
+def _phase(marks: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(period, phase in [0, 1)) of times `t` against a grid of marks."""
+    if marks.size < 2:
+        first = marks[0] if marks.size else 0.0
+        marks = np.array([first, first + 0.5])
+    last_period = marks[-1] - marks[-2]
+    extra = max(0, int(np.ceil((t.max(initial=0.0) - marks[-1]) / last_period)) + 1)
+    grid = np.concatenate([marks, marks[-1] + last_period * np.arange(1, extra + 1)])
+    idx = np.clip(np.searchsorted(grid, t, side="right") - 1, 0, grid.size - 2)
+    period = grid[idx + 1] - grid[idx]
+    return period, ((t - grid[idx]) / period) % 1.0
+
+
+@dataclass
+class TokenClip:
+    id: str
+    split: str
+    genre: str
+    tokens: torch.Tensor  # int16 [frames, levels]
+    timing: torch.Tensor  # float32 [frames, 3]
+    style: torch.Tensor  # int64 [12] style tokens of the clip's own audio
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:10]
+
+
+def cache_key(rows: list[ClipRow], codec_path: Path, style_path: Path, levels: int) -> str:
+    h = hashlib.sha1()
+    for r in rows:
+        h.update(f"{r.id}:{r.duration}:{r.split}\n".encode())
+    h.update(f"{_file_digest(codec_path)}:{_file_digest(style_path)}:{levels}".encode())
+    return h.hexdigest()[:12]
+
+
+def tokenize_corpus(corpus_dir: str | Path, codec: Codec, codec_path: Path, style_model, style_path: Path, levels: int = 16) -> list[TokenClip]:
+    """Every clip of every split, tokenized once and cached."""
+    corpus_dir = Path(corpus_dir)
+    rows = read_manifest(corpus_dir)
+    if not rows:
+        raise JamstreamError(f"{corpus_dir}: the manifest has no clips")
+    cache = corpus_dir / ".cache" / f"tokens-{cache_key(rows, Path(codec_path), Path(style_path), levels)}.pt"
+    if cache.is_file():
+        return [TokenClip(**d) for d in torch.load(cache, weights_only=False)]
+    clips = []
+    for r in progress(rows, desc="tokenize", unit="clip"):
+        audio = load_audio(r.path)
+        tokens = codec.encode(torch.from_numpy(audio), levels=levels)[0].to(torch.int16)
+        timing = torch.from_numpy(frame_timing(r.beats, r.downbeats, tokens.shape[0]))
+        with torch.inference_mode():
+            style = style_model.quantize(style_model.embed_audio(audio, 48_000)).reshape(-1).long()
+        clips.append(TokenClip(r.id, r.split, r.genre, tokens, timing, style))
+    cache.parent.mkdir(exist_ok=True)
+    tmp = cache.with_suffix(f".partial-{os.getpid()}")
+    torch.save([c.__dict__ for c in clips], tmp)
+    os.replace(tmp, cache)
+    return clips

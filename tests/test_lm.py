@@ -1,0 +1,201 @@
+"""The depthformer and the streaming Generator: exact caching, seeded sampling, chunking."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import run_cli, small_codec
+from model.errors import JamstreamError
+from model.lm import CONFIGS, DepthformerLM, LMConfig, count_parameters, timing_features
+from model.sampling import SamplingConfig, apply_guidance, sample
+from model.system import Generator, check_timing, fixed_tempo_timing
+
+SMALL = LMConfig(width=64, heads=4, temporal_layers=2, depth_layers=2, window=64, levels=4, codebook_size=64, style_codebook=64)
+
+
+def small_lm(seed: int = 0, config: LMConfig = SMALL) -> DepthformerLM:
+    torch.manual_seed(seed)
+    model = DepthformerLM(config).eval()
+    with torch.no_grad():  # zero-initialised parameters would hide bugs in what they scale
+        for p in (model.bos, model.style_pos, model.null_style, model.level_pos):
+            p.normal_(0, 0.5)
+    return model
+
+
+def _timing(frames: int, bpm: float = 120.0) -> torch.Tensor:
+    return fixed_tempo_timing(0, frames, bpm, 4)
+
+
+def test_cached_decoding_equals_full_recomputation_across_window_slides():
+    model = small_lm()
+    frames = 320  # five windows: the ring buffer wraps several times
+    tokens = torch.randint(0, SMALL.codebook_size, (1, frames, SMALL.levels))
+    timing = _timing(frames).unsqueeze(0)
+    style = torch.randint(0, SMALL.style_codebook, (1, 6))
+    with torch.no_grad():
+        full = model(tokens, timing, style)
+        memory = model.style_memory(style, 1)
+        cache = model.new_cache(1)
+        for f in range(frames):
+            prev = None if f == 0 else tokens[:, f - 1]
+            x = model.bos.view(1, -1) if prev is None else model.token_embed(prev + model.level_offsets).mean(dim=1)
+            h = model.temporal_step(x + model.timing(timing_features(timing[:, f])), memory, cache)
+            logits = model.depth_forward(model.depth_inputs(h, tokens[:, f]))
+            assert torch.allclose(logits, full[:, f], atol=1e-4), f"frame {f}: {(logits - full[:, f]).abs().max():.2e}"
+    assert cache.k.shape[3] == SMALL.window  # memory stays one window, however long the stream
+
+
+def test_greedy_frames_from_the_depth_cache_match_teacher_forced_argmax():
+    model = small_lm(1)
+    greedy = SamplingConfig(temperature=0, guidance=0)
+    memory = model.style_memory(torch.randint(0, 64, (1, 6)), 1)
+    cache = model.new_cache(1)
+    timing = _timing(12)
+    frames, prev = [], None
+    for f in range(12):
+        prev = model.next_frame(prev, timing[f : f + 1], memory, cache, greedy, None)
+        frames.append(prev)
+    tokens = torch.stack(frames, dim=1)
+    with torch.no_grad():
+        logits = model.temporal_forward(model.frame_inputs(tokens, timing.unsqueeze(0)), memory)
+        depth = model.depth_forward(model.depth_inputs(logits[0], tokens[0]))
+    assert torch.equal(depth.argmax(-1), tokens[0])
+
+
+def test_guidance_zero_equals_the_conditional_model():
+    model = small_lm(2)
+    style = torch.randint(0, 64, (1, 6))
+    cfg0 = SamplingConfig(guidance=0.0)
+    timing = _timing(6)
+
+    def run(guided: bool) -> torch.Tensor:
+        mem = model.style_memory(style, 1)
+        if guided:
+            mem = torch.cat([mem, model.style_memory(None, 1)])
+        cache, gen, prev, out = model.new_cache(mem.shape[0]), torch.Generator().manual_seed(5), None, []
+        for f in range(6):
+            prev = model.next_frame(prev, timing[f : f + 1], mem, cache, cfg0, gen)
+            out.append(prev)
+        return torch.stack(out)
+
+    assert torch.equal(run(True), run(False))
+
+
+def test_guidance_mixes_conditional_and_unconditional_logits():
+    cond, uncond = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 3.0])
+    assert torch.allclose(apply_guidance(cond, uncond, 5.0), 6 * cond - 5 * uncond)
+    assert torch.equal(apply_guidance(cond, uncond, 0.0), cond)
+
+
+def test_sampling_respects_top_k_top_p_temperature_and_seed():
+    logits = torch.tensor([[5.0, 4.0, 3.0, 0.0, -1.0]]).repeat(2000, 1)
+    k2 = sample(logits, SamplingConfig(temperature=1.0, top_k=2), torch.Generator().manual_seed(0))
+    assert set(k2.tolist()) <= {0, 1}
+    p = sample(logits, SamplingConfig(temperature=1.0, top_k=0, top_p=0.5), torch.Generator().manual_seed(0))
+    assert set(p.tolist()) == {0}  # token 0 alone holds > 50% of the mass
+    assert torch.equal(sample(logits, SamplingConfig(temperature=0), None), torch.zeros(2000, dtype=torch.long))
+    a = sample(logits, SamplingConfig(top_k=0), torch.Generator().manual_seed(3))
+    b = sample(logits, SamplingConfig(top_k=0), torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    for bad in (SamplingConfig(temperature=-1), SamplingConfig(top_k=-1), SamplingConfig(top_p=0), SamplingConfig(guidance=-1)):
+        with pytest.raises(JamstreamError):
+            bad.validate()
+
+
+@pytest.fixture(scope="module")
+def generator() -> Generator:
+    codec = small_codec()
+    lm = small_lm(3, LMConfig(**{**SMALL.__dict__, "levels": 4}))
+    return Generator(lm, codec, decoder_context=4)
+
+
+def test_generating_in_chunks_equals_generating_in_one_go(generator):
+    style = torch.randint(0, 64, (6,))
+    timing = _timing(30)
+    whole, _ = generator.generate_tokens(generator.new_state(7), style, timing, 30, SamplingConfig())
+    state, parts = generator.new_state(7), []
+    for a, b in ((0, 7), (7, 19), (19, 30)):
+        tokens, state = generator.generate_tokens(state, style, timing[a:b], b - a, SamplingConfig())
+        parts.append(tokens)
+    assert torch.equal(torch.cat(parts), whole)
+
+
+def test_chunks_are_exactly_n_frames_of_audio_and_deterministic_per_seed(generator):
+    style = torch.randint(0, 64, (6,))
+    a1, s1 = generator.generate_chunk(generator.new_state(1), style, _timing(10), 10)
+    a2, _ = generator.generate_chunk(generator.new_state(1), style, _timing(10), 10)
+    a3, _ = generator.generate_chunk(generator.new_state(2), style, _timing(10), 10)
+    assert a1.shape == (2, 10 * 1920)
+    assert torch.equal(a1, a2)
+    assert not torch.equal(a1, a3)
+    b, _ = generator.generate_chunk(s1, style, _timing(10), 10)
+    assert b.shape == (2, 10 * 1920)
+
+
+def test_state_save_and_restore_replays_the_same_continuation(generator, tmp_path):
+    style = torch.randint(0, 64, (6,))
+    _, state = generator.generate_chunk(generator.new_state(4), style, _timing(8), 8)
+    torch.save(state, tmp_path / "state.pt")
+    first, _ = generator.generate_chunk(state, style, _timing(8), 8)
+    restored = torch.load(tmp_path / "state.pt", weights_only=False)
+    again, _ = generator.generate_chunk(restored, style, _timing(8), 8)
+    assert torch.equal(first, again)
+    reset = generator.reset(state, seed=4)
+    assert reset.prev is None and int(reset.cache.pos.max()) == -1
+
+
+def test_style_can_change_at_a_chunk_boundary_keeping_the_context(generator):
+    s1, s2 = torch.randint(0, 64, (6,)), torch.randint(0, 64, (6,))
+    _, state = generator.generate_chunk(generator.new_state(9), s1, _timing(6), 6)
+    frames_before = state.cache.frame
+    _, after = generator.generate_chunk(state, s2, _timing(6), 6)
+    assert after.cache.frame == frames_before + 6
+
+
+def test_audio_prompt_primes_the_context(generator):
+    from conftest import music_like
+
+    audio = music_like(1, 1920 * 12)[0]
+    state = generator.prime(generator.new_state(0), audio, _timing(12))
+    assert state.cache.frame == 12 and state.prev is not None
+    chunk, _ = generator.generate_chunk(state, None, _timing(5), 5)
+    assert chunk.shape == (2, 5 * 1920)
+
+
+@pytest.mark.parametrize("bpm", [0.0, -10.0, 400.5])
+def test_bpm_outside_zero_to_400_is_rejected(bpm):
+    timing = _timing(4)
+    timing[:, 0] = bpm
+    with pytest.raises(JamstreamError, match="bpm"):
+        check_timing(timing, 4)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "techno", "--bpm", "0", "-o", "x.wav"],
+        ["generate", "techno", "--bpm", "401", "-o", "x.wav"],
+        ["generate", "", "-o", "x.wav"],
+        ["generate", "--mix", "dub techno=0.7", "-o", "x.wav"],
+        ["generate", "--mix", "dub techno:lots", "-o", "x.wav"],
+        ["generate", "--mix", ":0.5", "-o", "x.wav"],
+        ["generate", "-o", "x.wav"],
+        ["generate", "techno", "--meter", "4-4", "-o", "x.wav"],
+    ],
+)
+def test_generate_bad_input_is_one_line_and_exit_2(args, capsys, tmp_path):
+    args = [a if a != "x.wav" else str(tmp_path / "x.wav") for a in args]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and err.startswith("jamstream: error:") and err.count("\n") == 1, err
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_large_config_builds_and_runs_a_forward_pass():
+    model = DepthformerLM(CONFIGS["large"]).eval()
+    n = count_parameters(model)
+    assert 300e6 < n < 900e6
+    tokens = torch.randint(0, 1024, (1, 3, 16))
+    with torch.no_grad():
+        logits = model(tokens, _timing(3).unsqueeze(0), torch.randint(0, 1024, (1, 6)))
+    assert logits.shape == (1, 3, 16, 1024) and torch.isfinite(logits).all()
