@@ -291,12 +291,8 @@ class DepthformerLM(nn.Module):
         With guidance, `memory` and `cache` hold 2B rows (conditional first, then the
         null-style rows) and both run as one batch; the sampled tokens feed both.
         """
-        from .sampling import apply_guidance, sample
-
-        c = self.config
         b = timing.shape[0]
-        rows = memory.shape[0]
-        guided = rows == 2 * b
+        guided = memory.shape[0] == 2 * b
         if prev is None:
             x = self.bos.expand(b, -1)
         else:
@@ -305,10 +301,21 @@ class DepthformerLM(nn.Module):
         if guided:
             x = torch.cat([x, x], dim=0)
         h = self.temporal_step(x, memory, cache)
+        return self.sample_levels(h, b, sampling, generator)
+
+    def sample_levels(self, h: torch.Tensor, b: int, sampling, generator: torch.Generator | None) -> torch.Tensor:
+        """The depth stack: the frame's L tokens [b, L] from temporal outputs h [rows, d].
+
+        rows == 2b means guidance: conditional rows first, then the null-style rows.
+        """
+        from .sampling import apply_guidance, sample
+
+        c = self.config
+        guided = h.shape[0] == 2 * b
         step_in = (self.depth_in(h) + self.level_pos[0]).unsqueeze(1)  # [rows, 1, d]
         keys: list[list[torch.Tensor]] = [[] for _ in self.depth]
         values: list[list[torch.Tensor]] = [[] for _ in self.depth]
-        out = torch.empty(b, c.levels, dtype=torch.long, device=timing.device)
+        out = torch.empty(b, c.levels, dtype=torch.long, device=h.device)
         for level in range(c.levels):
             y = step_in
             for i, blk in enumerate(self.depth):

@@ -199,3 +199,15 @@ def test_large_config_builds_and_runs_a_forward_pass():
     with torch.no_grad():
         logits = model(tokens, _timing(3).unsqueeze(0), torch.randint(0, 1024, (1, 6)))
     assert logits.shape == (1, 3, 16, 1024) and torch.isfinite(logits).all()
+
+
+def test_bench_lm_reports_every_variant_without_asserting_speed(capsys):
+    import json
+
+    code, out, _ = run_cli(["bench", "lm", "--frames", "2", "--lm-threads", "1", "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    variants = {(v["cfg"], v["kv_cache"], v["dtype"]) for v in report["variants"]}
+    assert {(True, True, "fp32"), (True, False, "fp32"), (False, True, "fp32"), (True, True, "bf16")} <= variants
+    for v in report["variants"]:
+        assert v["frame_ms"] > 0 and v["tokens_per_s"] > 0 and v["rtf_lm_only"] > 0

@@ -162,7 +162,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--config", default="tiny", choices=sorted(CODEC_CONFIGS), help="model size")
     c.add_argument("--batch-size", type=int, default=8, help="crops per step (per process)")
     c.add_argument("--crop-frames", type=int, default=25, help="crop length in 40 ms codec frames")
-    c.add_argument("--commit-weight", type=number, default=1.0, help="weight of the RVQ commitment loss (summed over levels)")
+    c.add_argument("--commit-weight", type=number, default=0.03, help="weight of the RVQ commitment loss (summed over levels)")
     _trainer_args(c, steps=3000, lr=1e-3, checkpoint_every=100)
     c.set_defaults(func=cmd_train_codec)
 

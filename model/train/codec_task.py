@@ -29,7 +29,10 @@ class CodecTrainConfig:
     crop_frames: int = 25  # 1 s crops
     mel_weight: float = 1.0
     stft_weight: float = 1.0
-    commit_weight: float = 1.0
+    # Summed over 32 levels, weight 1 pushed the encoder onto the level-1 codes: at 750
+    # steps 1 level and 32 levels gave the same mel distance. 0.03 (~ a mean over levels)
+    # let the fine levels carry information (0.336 at 1 level -> 0.289 at 32).
+    commit_weight: float = 0.03
 
 
 class CodecTask:
