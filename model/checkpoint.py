@@ -119,6 +119,28 @@ def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], pat
         rebuild()
 
 
+def save_model(model: torch.nn.Module, path, kind: str, config: dict, half: bool = False, extra: dict | None = None) -> None:
+    """A model's whole state as a checkpoint of `kind` (optionally in half precision)."""
+    tensors = {f"model.{k}": (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    save_checkpoint(path, kind, config, tensors, extra)
+
+
+def load_model(path, kind: str, config_cls, model_cls):
+    """Build `model_cls(config_cls(**header config))` and load its weights, strictly.
+
+    A header config this version doesn't know (a renamed or removed field) is a one-line
+    error rather than a TypeError from the dataclass.
+    """
+    config, _ = read_metadata(path, kind)
+    try:
+        cfg = config_cls(**config)
+    except TypeError as exc:
+        raise JamstreamError(f"checkpoint {path} has a {kind} config this version does not know ({exc})") from exc
+    model = model_cls(cfg)
+    load_state_into(model, load_tensors(path, "model"), path)
+    return model
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

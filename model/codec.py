@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .audio import CHANNELS, SAMPLE_RATE
-from .checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
+from .checkpoint import load_model, save_model
 from .errors import JamstreamError
 
 FRAME_RATE = 25
@@ -331,21 +331,11 @@ class StreamingDecoder:
 
 # ---------------------------------------------------------------- persistence
 def save_codec(codec: Codec, path, half: bool = False, extra: dict | None = None) -> None:
-    state = codec.state_dict()
-    tensors = {f"model.{k}": (v.half() if half and v.is_floating_point() else v) for k, v in state.items()}
-    save_checkpoint(path, "codec", asdict(codec.config), tensors, extra)
+    save_model(codec, path, "codec", asdict(codec.config), half, extra)
 
 
 def load_codec(path=None, device: str = "cpu") -> Codec:
     """A trained codec: `path`, or the shipped default weights when path is None."""
     from .weights import default_weight_path
 
-    path = path or default_weight_path("codec")
-    config, _ = read_metadata(path, "codec")
-    try:
-        cfg = CodecConfig(**config)
-    except TypeError as exc:
-        raise JamstreamError(f"checkpoint {path} has a codec config this version does not know ({exc})") from exc
-    codec = Codec(cfg)
-    load_state_into(codec, load_tensors(path, "model"), path)
-    return codec.to(device).eval()
+    return load_model(path or default_weight_path("codec"), "codec", CodecConfig, Codec).to(device).eval()

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
+from .checkpoint import load_model, save_model
 from .errors import JamstreamError
 
 TIMING_FEATURES = 9
@@ -361,19 +361,11 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def save_lm(model: DepthformerLM, path, half: bool = False, extra: dict | None = None) -> None:
-    tensors = {f"model.{k}": (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    save_checkpoint(path, "lm", asdict(model.config), tensors, extra)
+    save_model(model, path, "lm", asdict(model.config), half, extra)
 
 
 def load_lm(path=None, device: str = "cpu") -> DepthformerLM:
+    """A trained LM: `path`, or the shipped default weights when path is None."""
     from .weights import default_weight_path
 
-    path = path or default_weight_path("lm")
-    config, _ = read_metadata(path, "lm")
-    try:
-        cfg = LMConfig(**config)
-    except TypeError as exc:
-        raise JamstreamError(f"checkpoint {path} has an LM config this version does not know ({exc})") from exc
-    model = DepthformerLM(cfg)
-    load_state_into(model, load_tensors(path, "model"), path)
-    return model.to(device).eval()
+    return load_model(path or default_weight_path("lm"), "lm", LMConfig, DepthformerLM).to(device).eval()

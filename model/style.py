@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
+from .checkpoint import load_model, save_model
 from .errors import JamstreamError
 from .style_quantizer import StyleQuantizer
 
@@ -360,19 +360,11 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 # ------------------------------------------------------------------ files
 def save_style(model: StyleModel, path, half: bool = False, extra: dict | None = None) -> None:
-    tensors = {f"model.{k}": (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    save_checkpoint(path, "style", asdict(model.config), tensors, extra)
+    save_model(model, path, "style", asdict(model.config), half, extra)
 
 
 def build_style(path) -> StyleModel:
-    config, _ = read_metadata(path, "style")
-    try:
-        cfg = StyleConfig(**config)
-    except TypeError as exc:
-        raise JamstreamError(f"checkpoint {path} has a style config this version does not know ({exc})") from exc
-    model = StyleModel(cfg)
-    load_state_into(model, load_tensors(path, "model"), path)
-    return model.float().eval()
+    return load_model(path, "style", StyleConfig, StyleModel).float().eval()
 
 
 @functools.lru_cache(maxsize=4)
