@@ -14,18 +14,20 @@ from contextlib import nullcontext
 import torch
 
 from .codec import FRAME_RATE, FRAME_SAMPLES, Codec
-from .lm import DepthformerLM, timing_features
+from .lm import DepthformerLM
 from .sampling import SamplingConfig
 from .system import fixed_tempo_timing
 
 
-def _frames_per_second(fn, frames: int, repeats: int) -> float:
+def _frames_per_second(fn, frames: int, repeats: int, setup=lambda: None) -> float:
+    """frames / median wall time of fn(setup()); setup is not timed."""
     times = []
     for _ in range(repeats):
+        arg = setup()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         start = time.perf_counter()
-        fn()
+        fn(arg)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
@@ -36,9 +38,10 @@ def _frames_per_second(fn, frames: int, repeats: int) -> float:
 def bench_lm(lm: DepthformerLM, frames: int = 50, repeats: int = 3, context: int = 250) -> list[dict]:
     """Per-frame latency, tokens/s and LM-only real-time factor for each variant.
 
-    Variants: CFG on/off x KV cache on/off x fp32/bf16. "cache off" recomputes the
-    temporal stack over the whole window for every frame, as a model without a cache
-    would; the context is pre-filled to `context` frames so both see a full window.
+    Variants: CFG on/off x KV cache on/off x fp32/bf16. Every variant starts from a cache
+    already holding `context` frames (untimed), so all see a full window. "cache off"
+    recomputes the temporal stack over the whole window for every frame, as a model
+    without a cache would.
     """
     c = lm.config
     device = next(lm.parameters()).device
@@ -51,56 +54,37 @@ def bench_lm(lm: DepthformerLM, frames: int = 50, repeats: int = 3, context: int
         memory = lm.style_memory(style, 1)
         if guided:
             memory = torch.cat([memory, lm.style_memory(None, 1)])
-        for cached in (True, False):
-            for dtype in (torch.float32, torch.bfloat16):
-                if not cached and dtype == torch.bfloat16:
-                    continue  # the uncached path is only a reference point
-                autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == torch.bfloat16 else nullcontext()
+        primed = lm.new_cache(memory.shape[0], device=device)
+        lm.feed(history, timing[:context], memory, primed)
+        for cached, dtype in ((True, torch.float32), (True, torch.bfloat16), (False, torch.float32)):
+            autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == torch.bfloat16 else nullcontext()
 
-                def run() -> None:
-                    gen = torch.Generator(device=device).manual_seed(0)
-                    cache = lm.new_cache(memory.shape[0], device=device)
-                    with autocast:
-                        _prefill(lm, history, timing[:context], memory, cache)
-                        prev = history[-1:].clone()
-                        for f in range(frames):
-                            t = timing[context + f : context + f + 1]
-                            if cached:
-                                prev = lm.next_frame(prev, t, memory, cache, sampling, gen)
-                            else:
-                                prev = _uncached_frame(lm, history, prev, t, memory, cache, sampling, gen)
+            def run(cache) -> None:
+                gen = torch.Generator(device=device).manual_seed(0)
+                prev = history[-1:]
+                with autocast:
+                    for f in range(frames):
+                        t = timing[context + f : context + f + 1]
+                        if cached:
+                            prev = lm.next_frame(prev, t, memory, cache, sampling, gen)
+                        else:
+                            prev = _uncached_frame(lm, history, prev, t, memory, sampling, gen)
 
-                prefill_only = _frames_per_second(lambda: _prefill(lm, history, timing[:context], memory, lm.new_cache(memory.shape[0], device=device)), 1, 1)
-                fps = _frames_per_second(run, frames, repeats)
-                # Remove the prefill's share: frames / (total - prefill).
-                total = frames / fps
-                gen_time = max(1e-9, total - 1.0 / prefill_only)
-                fps = frames / gen_time
-                rows.append(
-                    {
-                        "cfg": guided,
-                        "kv_cache": cached,
-                        "dtype": "bf16" if dtype == torch.bfloat16 else "fp32",
-                        "frame_ms": 1000.0 / fps,
-                        "tokens_per_s": fps * c.levels,
-                        "rtf_lm_only": fps / FRAME_RATE,
-                    }
-                )
+            fps = _frames_per_second(run, frames, repeats, setup=primed.clone)
+            rows.append(
+                {
+                    "cfg": guided,
+                    "kv_cache": cached,
+                    "dtype": "bf16" if dtype == torch.bfloat16 else "fp32",
+                    "frame_ms": 1000.0 / fps,
+                    "tokens_per_s": fps * c.levels,
+                    "rtf_lm_only": fps / FRAME_RATE,
+                }
+            )
     return rows
 
 
-def _prefill(lm: DepthformerLM, history: torch.Tensor, timing: torch.Tensor, memory: torch.Tensor, cache) -> None:
-    rows = memory.shape[0]
-    for f in range(history.shape[0]):
-        if f == 0:
-            x = lm.bos.view(1, -1)
-        else:
-            x = lm.token_embed(history[f - 1 : f] + lm.level_offsets).mean(dim=1)
-        x = (x + lm.timing(timing_features(timing[f : f + 1]))).expand(rows, -1)
-        lm.temporal_step(x, memory, cache)
-
-
-def _uncached_frame(lm, history, prev, timing, memory, cache, sampling, gen):
+def _uncached_frame(lm, history, prev, timing, memory, sampling, gen):
     """What a model without a temporal cache pays: the whole window again, every frame."""
     window = torch.cat([history, prev], dim=0)[-lm.config.window :]
     window_timing = torch.cat([torch.zeros(window.shape[0] - 1, 3, device=timing.device), timing]).unsqueeze(0)
@@ -117,10 +101,10 @@ def bench_codec(codec: Codec, seconds: float = 10.0, levels: int = 16, repeats: 
     codec.encode(audio, levels)  # warm-up
     tokens = codec.encode(audio, levels)
     codec.decode(tokens)
-    enc = _frames_per_second(lambda: codec.encode(audio, levels), 1, repeats)
-    dec = _frames_per_second(lambda: codec.decode(tokens), 1, repeats)
+    enc = _frames_per_second(lambda _: codec.encode(audio, levels), 1, repeats)
+    dec = _frames_per_second(lambda _: codec.decode(tokens), 1, repeats)
     chunk = tokens[:, : 2 * FRAME_RATE]  # a 2 s chunk, as the generator decodes it
-    dec_chunk = _frames_per_second(lambda: codec.decode(chunk), 1, repeats)
+    dec_chunk = _frames_per_second(lambda _: codec.decode(chunk), 1, repeats)
     return {
         "levels": levels,
         "seconds": seconds,

@@ -277,6 +277,23 @@ class DepthformerLM(nn.Module):
         return torch.einsum("nld,ldv->nlv", x, self.heads_out[:n])
 
     @torch.inference_mode()
+    def feed(self, tokens: torch.Tensor, timing: torch.Tensor, memory: torch.Tensor, cache: TemporalCache, prev: torch.Tensor | None = None) -> None:
+        """Push known frames [T, L] (an audio prompt, a context) into the temporal cache.
+
+        `prev` [L] is the frame before them (None at a stream's start: BOS). With guidance
+        the same inputs go to every row of `memory`/`cache`.
+        """
+        rows = memory.shape[0]
+        for f in range(tokens.shape[0]):
+            before = prev if f == 0 else tokens[f - 1]
+            if before is None:
+                x = self.bos.view(1, -1)
+            else:
+                x = self.token_embed(before.view(1, -1) + self.level_offsets).mean(dim=1)
+            x = x + self.timing(timing_features(timing[f : f + 1]))
+            self.temporal_step(x.expand(rows, -1), memory, cache)
+
+    @torch.inference_mode()
     def next_frame(
         self,
         prev: torch.Tensor | None,

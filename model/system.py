@@ -104,19 +104,8 @@ class Generator:
         tokens = self.codec.encode(audio, levels=self.levels)[0]
         timing = check_timing(timing, tokens.shape[0])
         memory = self.memory(style_tokens, state.guided)
-        lm = self.lm
-        from .lm import timing_features
-
-        for f in range(tokens.shape[0]):
-            if state.prev is None:
-                x = lm.bos.view(1, -1)
-            else:
-                x = lm.token_embed(state.prev.view(1, -1) + lm.level_offsets).mean(dim=1)
-            x = x + lm.timing(timing_features(timing[f : f + 1]))
-            if state.guided:
-                x = torch.cat([x, x], dim=0)
-            lm.temporal_step(x, memory, state.cache)
-            state.prev = tokens[f]
+        self.lm.feed(tokens, timing, memory, state.cache, state.prev)
+        state.prev = tokens[-1]
         state.decoder = {"history": tokens[-self.decoder_context :].clone(), "tail": None}
         # The first chunk then opens with the primed audio's last frame, re-decoded with
         # what follows it: no leading silence is needed.
