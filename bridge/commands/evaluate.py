@@ -97,8 +97,7 @@ def cmd_eval_style(args: argparse.Namespace) -> int:
 def cmd_eval_lm(args: argparse.Namespace) -> int:
     from model.eval_lm import evaluate_lm
     from model.lm import load_lm
-
-    from .train import load_token_clips
+    from model.train.token_data import load_token_clips
 
     model = load_lm(args.checkpoint)
     clips = load_token_clips(args.corpus, args.codec, args.style, model.config.levels)

@@ -102,24 +102,11 @@ def cmd_train_style(args: argparse.Namespace) -> int:
     return _report(result, args)
 
 
-def load_token_clips(corpus: str, codec_path: str | None, style_path: str | None, levels: int):
-    """The corpus tokenized by the given (or shipped) codec and style model, cached."""
-    from pathlib import Path
-
-    from model.codec import load_codec
-    from model.style import load_style
-    from model.train.token_data import tokenize_corpus
-    from model.weights import default_weight_path
-
-    codec_file = Path(codec_path) if codec_path else default_weight_path("codec")
-    style_file = Path(style_path) if style_path else default_weight_path("style")
-    return tokenize_corpus(corpus, load_codec(codec_file), codec_file, load_style(style_file), style_file, levels)
-
-
 def cmd_train_lm(args: argparse.Namespace) -> int:
     from model.corpus.manifest import read_manifest
     from model.lm import CONFIGS
     from model.train.lm_task import LMTask, LMTrainConfig
+    from model.train.token_data import load_token_clips
     from model.train.trainer import Trainer
 
     read_manifest(args.corpus)

@@ -98,3 +98,14 @@ def tokenize_corpus(corpus_dir: str | Path, codec: Codec, codec_path: Path, styl
     torch.save([c.__dict__ for c in clips], tmp)
     os.replace(tmp, cache)
     return clips
+
+
+def load_token_clips(corpus: str | Path, codec_path: str | Path | None, style_path: str | Path | None, levels: int) -> list[TokenClip]:
+    """The corpus tokenized by the given (or shipped) codec and style model, cached."""
+    from ..codec import load_codec
+    from ..style import load_style
+    from ..weights import default_weight_path
+
+    codec_file = Path(codec_path) if codec_path else default_weight_path("codec")
+    style_file = Path(style_path) if style_path else default_weight_path("style")
+    return tokenize_corpus(corpus, load_codec(codec_file), codec_file, load_style(style_file), style_file, levels)
