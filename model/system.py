@@ -14,8 +14,7 @@ samples, one frame behind the tokens - a constant the engine schedules for.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -24,7 +23,7 @@ from .errors import JamstreamError
 from .lm import DepthformerLM, TemporalCache
 from .sampling import SamplingConfig
 
-MIN_BPM, MAX_BPM = 1e-6, 400.0
+MAX_BPM = 400.0
 
 
 @dataclass
@@ -36,7 +35,6 @@ class GeneratorState:
     guided: bool
     frames: int = 0  # frames generated since the last reset
     started: bool = False  # whether the leading silent frame has been emitted
-    extra: dict = field(default_factory=dict)
 
     def copy(self) -> "GeneratorState":
         return GeneratorState(
@@ -47,7 +45,6 @@ class GeneratorState:
             guided=self.guided,
             frames=self.frames,
             started=self.started,
-            extra=copy.deepcopy(self.extra),
         )
 
 
