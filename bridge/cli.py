@@ -32,15 +32,17 @@ examples:
   jamstream corpus build --out corpus --minutes 10     # render ~10 min of captioned music
   jamstream corpus stats corpus                        # what is in it
   jamstream corpus stats corpus --json | jq .genres    # the same, for scripts
+  jamstream generate "bossa nova guitar" --bpm 96 -o bossa.wav
+  jamstream render song.mid --preset jazz-bossa -o song.flac   # bounce a song offline
 
 Run `jamstream SUBCOMMAND --help` for each subcommand's options.
 """
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from .commands import bench, corpus, evaluate, generate, train
+    from .commands import bench, corpus, evaluate, generate, render, train
 
-    return [corpus.add, train.add, evaluate.add, generate.add, bench.add]
+    return [corpus.add, train.add, evaluate.add, generate.add, render.add, bench.add]
 
 
 def build_parser() -> argparse.ArgumentParser:
