@@ -12,7 +12,8 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
     from model.corpus.build import build_corpus
 
     start = time.perf_counter()
-    result = build_corpus(args.out, args.minutes, seed=args.seed, jobs=args.jobs, soundfont=args.soundfont)
+    genres = None if args.styles is None else tuple(args.styles.split(","))
+    result = build_corpus(args.out, args.minutes, seed=args.seed, jobs=args.jobs, soundfont=args.soundfont, genres=genres)
     wall = time.perf_counter() - start
     summary = {
         "out": str(result.out_dir),
@@ -58,13 +59,20 @@ def add(sub: argparse._SubParsersAction) -> None:
         description="Render about MINUTES of captioned music into OUT. Re-running the same command "
         "skips finished clips and redoes a half-written one; a larger --minutes extends the same "
         "corpus. Splits are by source piece: no score or generator seed is in two splits.",
-        epilog="example: jamstream corpus build --out corpus --minutes 10 --jobs 2",
+        epilog="examples:\n  jamstream corpus build --out corpus --minutes 10 --jobs 2\n"
+        "  jamstream corpus build --out afrobeat --minutes 12 --styles afrobeat   # a held-out style",
         formatter_class=Formatter,
     )
     b.add_argument("--out", required=True, help="corpus directory (created if missing)")
     b.add_argument("--minutes", type=number, required=True, help="minutes of audio to plan (> 0)")
     b.add_argument("--seed", type=int, default=0, help="same seed, same corpus")
     b.add_argument("--jobs", type=int, default=2, help="parallel render processes")
+    b.add_argument(
+        "--styles",
+        default=None,
+        help="comma-separated genres to render instead of the default mix; may name held-out styles "
+        "(afrobeat) that default builds never include, e.g. for `jamstream finetune` experiments",
+    )
     b.add_argument("--soundfont", default=None, help="GM soundfont (.sf2); default $JAMSTREAM_SOUNDFONT or FluidR3_GM")
     b.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     b.set_defaults(func=cmd_corpus_build)

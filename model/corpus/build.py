@@ -48,14 +48,30 @@ def all_genres() -> tuple[str, ...]:
     return scores.GENRES + tuple(STYLES)
 
 
-def plan_clips(seed: int, minutes: float) -> list[ClipSpec]:
+def check_genres(genres) -> tuple[str, ...]:
+    """Validate an explicit genre list (e.g. `--styles afrobeat`): default ones or held-out styles."""
+    from .generators import HELD_OUT_STYLES
+
+    known = all_genres() + HELD_OUT_STYLES
+    out = tuple(dict.fromkeys(g.strip() for g in genres if g.strip()))
+    if not out:
+        raise JamstreamError("--styles is empty: name at least one style, e.g. --styles afrobeat")
+    unknown = [g for g in out if g not in known]
+    if unknown:
+        raise JamstreamError(f"unknown style {unknown[0]!r}; known: {', '.join(known)}")
+    return out
+
+
+def plan_clips(seed: int, minutes: float, genres: tuple[str, ...] | None = None) -> list[ClipSpec]:
     """Clips until their planned length reaches `minutes`; genres dealt round-robin.
 
     Dealing genres from a reshuffled deck (rather than sampling) guarantees that even a
-    ten-minute corpus covers every genre once before any repeats.
+    ten-minute corpus covers every genre once before any repeats. `genres` None is the
+    default mix (every score family and every style except the held-out ones); a list
+    restricts the deck, e.g. to a held-out style for fine-tuning experiments.
     """
     rng = random.Random(seed)
-    genres = all_genres()
+    genres = all_genres() if genres is None else check_genres(genres)
     score_genres = set(scores.GENRES)
     used_paths: set[str] = set()
     deck: list[str] = []
@@ -196,6 +212,7 @@ def build_corpus(
     seed: int = 0,
     jobs: int = 1,
     soundfont: str | None = None,
+    genres: tuple[str, ...] | None = None,
 ) -> BuildResult:
     """Build (or finish building) a corpus of about `minutes` of audio under `out_dir`."""
     from .synth import default_soundfont
@@ -208,7 +225,7 @@ def build_corpus(
     check_synth(soundfont)
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
-    specs = plan_clips(seed, minutes)
+    specs = plan_clips(seed, minutes, genres)
     pending = [s for s in specs if not _is_done(out_dir, s)]
     failed: list[str] = []
     tasks = [(s, str(out_dir), soundfont) for s in pending]
@@ -225,7 +242,10 @@ def build_corpus(
     finally:
         bar.close()
     rows = write_manifest(out_dir, specs)
-    _atomic_json(out_dir / "corpus.json", {"build_version": BUILD_VERSION, "seed": seed, "minutes": minutes, "clips": len(rows)})
+    info = {"build_version": BUILD_VERSION, "seed": seed, "minutes": minutes, "clips": len(rows)}
+    if genres is not None:
+        info["genres"] = list(check_genres(genres))
+    _atomic_json(out_dir / "corpus.json", info)
     return BuildResult(
         out_dir=out_dir,
         clips=len(rows),

@@ -752,6 +752,57 @@ def _blues(ctx: Ctx) -> None:
             ctx.chord(comp, s + swung(k / 2, sw), 0.4, [r, r + sixth], 84 if k % 2 == 0 else 66)
 
 
+def _afrobeat(ctx: Ctx) -> None:
+    """Fela-style afrobeat: bell and shekere ostinati, interlocking muted guitars, a horn riff on a vamp.
+
+    Held out of the default corpus (see HELD_OUT_STYLES): the style fine-tuning is measured on.
+    """
+    prog = ctx.pick([["i7"], ["i7", "i7", "iv7", "iv7"], ["i9", "bVII"], ["i7", "IV7"]] if ctx.minor else
+                    [["I7"], ["I7", "I7", "IV7", "IV7"], ["ii7", "ii7", "V7", "V7"]])
+    tl = ctx.timeline(prog)
+    bass = ctx.track("bass", [(33, "electric bass"), (34, "picked bass")])
+    drums = ctx.drums([(0, "afrobeat drum kit"), (0, "drum kit"), (8, "tight drum kit")])
+    gtr = ctx.track("guitar", [(28, "muted tenor guitar"), (27, "clean electric guitar")])
+    horns = ctx.track("horns", [(61, "brass section"), (66, "tenor saxophone"), (56, "trumpet section")])
+    organ = ctx.track("keys", [(16, "organ"), (17, "percussive organ")]) if ctx.density >= 1 else None
+    ctx.plan_fills(drums)
+    bell = ctx.pick(["x.x.xx.x.x.xx.x.", "x.x.x.x.xx.x.x.x", "x..x.x.xx..x.x.x"])
+    kick = ctx.pick(["x.....x...x.....", "x..x......x..x..", "x.....x.x......x"])
+    snare = ("....x.......x...", "....x..o..o.x...", "..o.x..o.oo.x.o.")[ctx.density]
+    shekere = ("x.x.x.x.x.x.x.x.", "XoxoXoxoXoxoXoxo", "Xxxxxxxxxxxxxxxx")[ctx.density]
+    # a two-bar syncopated bass ostinato, in scale steps from the root
+    third = 3 if ctx.minor else 4
+    riff = ctx.pick([[(0, 0), (0.75, 0), (1.5, 7), (2.5, 10), (3, 12), (3.5, 10), (4.5, 7), (5.5, third), (6, 5), (7, 7)],
+                     [(0, 0), (1, 0), (1.75, 3 if ctx.minor else 2), (2.5, 5), (4, 7), (4.75, 5), (5.5, third), (6.5, 0)],
+                     [(0, 0), (0.5, 12), (1.5, 10), (2, 7), (3, 5), (4, 0), (4.5, 0), (5.5, 7), (6.5, 10)]])
+    picks = [k for k in range(16) if k % 2 == 1 or ctx.rng.random() < 0.4]  # off-16ths carry the pluck
+    horn_riff = [(0.0, 0.4, 0), (0.5, 0.4, 0), (1.5, 0.9, third), (2.5, 0.4, 5), (3.0, 0.9, 7)]
+    horn_bars = ctx.pick((2, 4))
+    for bar in range(ctx.bars):
+        s = bar * 4
+        ctx.grid(drums, s, kick, KICK, 104)
+        ctx.grid(drums, s, snare, SNARE, 98)
+        ctx.grid(drums, s, "x...x...x...x...", PEDAL_HAT, 60)
+        ctx.grid(drums, s, ".x.x.x.x.x.x.x.x", HAT, 56)
+        ctx.grid(drums, s, bell, COWBELL, 70)
+        ctx.grid(drums, s, shekere, CABASA, 52)
+        chord = tl.at(s)
+        root = nearest(chord.root, 38, 31, 43)
+        for pos, iv in riff:
+            if bar % 2 == pos // 4:
+                ctx.add(bass, s + pos % 4, 0.35, root + iv, 94 if pos % 1 == 0 else 80)
+        seventh = next((i for i in chord.intervals if i in (10, 11)), 10)
+        tones = [place((chord.root + i) % 12, 64) for i in (0, 7, seventh)]
+        for n, k in enumerate(picks):
+            ctx.add(gtr, s + k / 4, 0.12, tones[n % len(tones)], 78 if k % 4 == 2 else 62)
+        if organ is not None and bar % 2 == 1:
+            ctx.chord(organ, s + 2.5, 1.4, voice(chord, 55, max_notes=4), 58)
+        if bar % horn_bars == horn_bars - 1 or (ctx.density == 2 and bar % 2 == 1):
+            hroot = place(chord.root, 58)
+            for pos, dur, iv in horn_riff:
+                ctx.chord(horns, s + pos, dur, [hroot + iv, hroot + iv + 12], 96)
+
+
 # --- registry -------------------------------------------------------------------------------
 
 Meter = tuple[int, int]
@@ -797,7 +848,17 @@ _REGISTRY: dict[str, Style] = {
                            ("gritty", "bouncy", "soulful", "swaggering"), "blues band"),
 }
 
+# Styles no default corpus build draws (model/corpus/build.py plans from STYLES only): the
+# shipped models never heard them, so fine-tuning (model/finetune.py) is measured on them.
+# Render them explicitly: `jamstream corpus build --styles afrobeat ...`.
+_HELD_OUT: dict[str, Style] = {
+    "afrobeat": Style(_afrobeat, (((4, 4), 100, 126, 1.0),), ("minor", "minor", "major"),
+                      ("hypnotic", "driving", "hot", "interlocking", "political"), "afrobeat band"),
+}
+
 STYLES: tuple[str, ...] = tuple(_REGISTRY)
+HELD_OUT_STYLES: tuple[str, ...] = tuple(_HELD_OUT)
+ALL_STYLES: tuple[str, ...] = STYLES + HELD_OUT_STYLES
 
 
 def choose_bars(bpm: float, meter: Meter, target_seconds: float) -> int:
@@ -810,9 +871,9 @@ def choose_bars(bpm: float, meter: Meter, target_seconds: float) -> int:
 
 def generate(style: str, seed: int, target_seconds: float) -> Piece:
     """One clip of `style`, reproducible from (style, seed)."""
-    spec = _REGISTRY.get(style)
+    spec = _REGISTRY.get(style) or _HELD_OUT.get(style)
     if spec is None:
-        raise ValueError(f"unknown style {style!r}; known styles: {', '.join(STYLES)}")
+        raise ValueError(f"unknown style {style!r}; known styles: {', '.join(ALL_STYLES)}")
     rng = random.Random(f"{style}:{seed}")  # seeded per style, so styles don't share choices
     meter, lo, hi, _ = rng.choices(spec.tempi, weights=[t[3] for t in spec.tempi])[0]
     bpm = float(rng.randint(lo, hi))
