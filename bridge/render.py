@@ -26,12 +26,12 @@ class Bounce:
 
 def bounce(engine: Engine, clock: MidiFileClock, end_seconds: float, on_block: Callable[[Block], None] | None = None) -> Bounce:
     """Render [0, end_seconds) of the song through `engine`."""
+    engine.start(0.0, end_seconds)  # first: a start applies whatever is already queued
     for ev in clock.cc_events:
         engine.feed_cc(ev.channel, ev.number, ev.value, ev.seconds)
     total = int(round(end_seconds * SAMPLE_RATE))
     out = np.zeros((2, total), dtype=np.float32)
     bars: dict[int, dict] = {}
-    engine.start(0.0, end_seconds)
     blocks = 0
     while engine.peek() is not None:
         block = engine.next_block()

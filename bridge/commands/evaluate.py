@@ -110,6 +110,76 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
     return 0
 
 
+def corpus_genres(corpus: str | None) -> dict[str, float]:
+    """Genre tag -> median tempo of its clips; the shipped corpus recipe's tags without a corpus."""
+    import statistics
+
+    from model.corpus.manifest import read_manifest
+    from model.errors import JamstreamError
+
+    if corpus is None:
+        return dict(DEFAULT_GENRES)
+    rows = read_manifest(corpus)
+    if not rows:
+        raise JamstreamError(f"{corpus}: the manifest has no clips")
+    by_genre: dict[str, list[float]] = {}
+    for r in rows:
+        by_genre.setdefault(r.genre, []).append(r.bpm)
+    return {g: float(statistics.median(v)) for g, v in sorted(by_genre.items())}
+
+
+# The genres of the corpus the shipped models trained on (model/weights/RECIPES.md), at
+# their median tempo there: the style check's default when no corpus is given.
+DEFAULT_GENRES = {
+    "ambient": 68.0, "blues shuffle": 113.0, "bossa nova": 123.0, "celtic folk": 120.0, "chorale": 78.5,
+    "drum and bass": 168.0, "funk": 106.0, "house": 122.0, "jazz waltz": 144.5, "lofi hip hop": 80.0,
+    "madrigal": 75.4, "reggae": 81.0, "renaissance polyphony": 67.9, "rock": 124.5, "string quartet": 104.6,
+    "swing jazz": 126.0, "synthwave": 103.0, "techno": 134.0,
+}
+
+
+def cmd_eval_generation(args: argparse.Namespace) -> int:
+    import torch
+
+    from model.codec import load_codec
+    from model.errors import JamstreamError
+    from model.eval_generation import TEMPO_BPMS, DRUM_PROMPTS, evaluate_generation
+    from model.lm import load_lm
+    from model.progress import progress
+    from model.sampling import SamplingConfig
+    from model.style import load_style
+    from model.system import Generator
+
+    checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
+    unknown = sorted(set(checks) - {"tempo", "style", "seams"})
+    if unknown or not checks:
+        raise JamstreamError(f"--checks takes tempo,style,seams (got {args.checks!r})")
+    if args.seeds < 1:
+        raise JamstreamError("--seeds must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    genres = corpus_genres(args.corpus)
+    style_model = load_style(args.style)
+    generator = Generator(load_lm(args.checkpoint), load_codec(args.codec))
+    seeds = tuple(range(args.seeds))
+    total = len(seeds) * ((len(TEMPO_BPMS) * len(DRUM_PROMPTS) if "tempo" in checks else 0) + (len(genres) if "style" in checks else 0))
+    bar = progress(total=total, desc="eval generation", unit="clip")
+    report = evaluate_generation(generator, style_model, genres, seconds=args.seconds, seeds=seeds,
+                                 sampling=SamplingConfig(guidance=args.guidance), checks=checks, on_clip=lambda: bar.update(1))
+    bar.close()
+    out = report.summary()
+    lines = []
+    if "tempo_ok_share" in out:
+        lines.append(f"tempo within 4% (or an octave): {out['tempo_ok_share']:.0%} of {len(report.tempo)} runs; "
+                     f"median beat-to-grid distance {out['grid_ms_median']:.1f} ms")
+    if "style_own_genre_share" in out:
+        lines.append(f"style: nearest its own genre in {out['style_own_genre_share']:.0%} of {len(report.style)} runs")
+    if "seam_flux_percentile" in out:
+        lines.append(f"seams: mean flux at chunk joins sits at the {out['seam_flux_percentile']:.0f}th percentile of flux elsewhere")
+    emit(out, args.json, "\n".join(lines))
+    return 0
+
+
 def add(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "eval",
@@ -172,3 +242,26 @@ def add(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--split", default="test", choices=["val", "test"], help="held-out split")
     m.add_argument("--json", action="store_true", help="one JSON object: nll, unigram_nll, ...")
     m.set_defaults(func=cmd_eval_lm)
+
+    g = esub.add_parser(
+        "generation",
+        help="tempo, beat grid, style and seams of generated audio",
+        description="Generate clips and listen to them with tools that know nothing of our models: librosa's "
+        "beat tracker on 30 s clips at 80/100/120/140 bpm with drum-heavy prompts (tempo within 4%% or an octave; "
+        "median distance of detected beats to the requested grid), the style model's audio embedding of one "
+        "clip per corpus genre (nearest genre prompt = its own?), and spectral flux at chunk joins ranked "
+        "against flux elsewhere (50th percentile = an invisible seam).",
+        epilog="example: jamstream eval generation --corpus corpus --json > gen.json   # ~5 min on 2 CPU cores",
+        formatter_class=Formatter,
+    )
+    g.add_argument("--corpus", default=None, help="corpus whose genre tags the style check uses (default: the shipped recipe's 18)")
+    g.add_argument("--checks", default="tempo,style,seams", help="comma-separated subset of tempo,style,seams")
+    g.add_argument("--seeds", type=int, default=1, help="runs per setting (seeds 0..N-1)")
+    g.add_argument("--seconds", type=float, default=30.0, help="length of each tempo clip")
+    g.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance weight")
+    g.add_argument("--checkpoint", default=None, help="LM weights (default: shipped)")
+    g.add_argument("--codec", default=None, help="codec weights (default: shipped)")
+    g.add_argument("--style", default=None, help="style-model weights (default: shipped)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--json", action="store_true", help="one JSON object: tempo_ok_share, grid_ms_median, style_own_genre_share, seam_flux_percentile, ...")
+    g.set_defaults(func=cmd_eval_generation)

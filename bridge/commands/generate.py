@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from .common import Formatter, emit, number
 
@@ -49,12 +48,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from model.audio import write_audio
-    from model.codec import FRAME_RATE, FRAME_SAMPLES, load_codec
+    from model.codec import load_codec
     from model.errors import JamstreamError
     from model.lm import load_lm
     from model.sampling import SamplingConfig
     from model.style import load_style
-    from model.system import MAX_BPM, Generator, fixed_tempo_timing, flush
+    from model.system import MAX_BPM, Generator, generate_clip
 
     if (args.prompt is None) == (args.mix is None):
         raise JamstreamError("give a PROMPT or --mix \"a:0.7,b:0.3\" (one of them)")
@@ -76,20 +75,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     lm = load_lm(args.lm)
     style_tokens = style_model.quantize(embedding).reshape(-1)[: lm.config.style_tokens]
     generator = Generator(lm, load_codec(args.codec))
-    state = generator.new_state(args.seed, guided=sampling.guidance > 0)
-    total = max(1, round(args.seconds * FRAME_RATE))
-    bar_frames = num * 60.0 / args.bpm * FRAME_RATE
-    chunks, frame, bar = [], 0, 0
-    start = time.perf_counter()
-    while frame < total:
-        end = min(total, max(frame + 1, round((bar + 1) * bar_frames)))
-        timing = fixed_tempo_timing(frame, end - frame, args.bpm, num)
-        audio, state = generator.generate_chunk(state, style_tokens, timing, end - frame, sampling)
-        chunks.append(audio)
-        frame, bar = end, bar + 1
-    chunks.append(flush(generator, state))
-    wall = time.perf_counter() - start
-    audio = torch.cat(chunks, dim=1)[:, FRAME_SAMPLES:]  # drop the decoder's one-frame lead-in
+    clip = generate_clip(generator, style_tokens, args.bpm, num, args.seconds, args.seed, sampling)
+    audio, total, wall = clip.audio, clip.frames, clip.wall_seconds
     write_audio(args.output, audio.numpy())
     seconds = audio.shape[1] / 48_000
     report = {

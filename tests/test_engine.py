@@ -1,0 +1,249 @@
+"""The engine and the offline bounce: grid, locate, CC timing, determinism, bad input.
+
+The mechanics run with the shipped codec and style model and a small untrained LM (fast,
+and the engine must not care what the LM has learned). Whether the *music* follows the
+CCs needs the shipped LM: that test loads it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import torch
+
+from bridge.clock import FixedClock, MidiFileClock
+from bridge.engine import FADE_SAMPLES, SAMPLE_RATE, Engine, SlotStyles
+from bridge.presets import find_preset, load_preset
+from bridge.render import bounce
+from bridge.schedule import frame_at
+from model.codec import FRAME_SAMPLES, load_codec
+from model.lm import DepthformerLM, LMConfig, load_lm, save_lm
+from model.style import load_style
+from model.system import Generator
+from model.weights import default_weight_path
+
+from conftest import run_cli
+
+SMALL_LM = LMConfig(width=64, heads=4, temporal_layers=2, depth_layers=1, levels=4)
+
+PRESET = """\
+name = "test"
+bpm = 120
+meter = "4/4"
+chunk = "1 bar"
+lookahead_ms = 500
+smoothing_ms = 0
+
+[slots.A]
+prompt = "techno music"
+cc = 20
+weight = 1.0
+
+[slots.B]
+prompt = "ambient music"
+cc = 21
+weight = 0.0
+"""
+
+
+@pytest.fixture(scope="module")
+def style_model():
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return load_style()
+
+
+@pytest.fixture(scope="module")
+def small_generator() -> Generator:
+    torch.manual_seed(0)
+    return Generator(DepthformerLM(SMALL_LM).eval(), load_codec())
+
+
+@pytest.fixture(scope="module")
+def small_lm_file(tmp_path_factory, small_generator) -> Path:
+    path = tmp_path_factory.mktemp("lm") / "small.safetensors"
+    save_lm(small_generator.lm, path)
+    return path
+
+
+@pytest.fixture
+def preset(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text(PRESET)
+    return load_preset(path)
+
+
+def song(path: Path, tempos: list[tuple[float, float]], bars: int, ccs: list[tuple[float, int, int]] = (), meter=(4, 4), tpq: int = 480) -> Path:
+    """A conductor-only MIDI file: tempos [(quarter, bpm)], CCs [(quarter, cc, value)] on channel 1."""
+    events = [(q, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))) for q, bpm in tempos]
+    events += [(0.0, mido.MetaMessage("time_signature", numerator=meter[0], denominator=meter[1]))]
+    events += [(q, mido.Message("control_change", channel=0, control=cc, value=v)) for q, cc, v in ccs]
+    events.append((bars * meter[0] * 4 / meter[1], mido.MetaMessage("end_of_track")))
+    track, last = mido.MidiTrack(), 0
+    for q, msg in sorted(events, key=lambda e: e[0]):
+        tick = int(round(q * tpq))
+        track.append(msg.copy(time=tick - last))
+        last = tick
+    mid = mido.MidiFile(ticks_per_beat=tpq)
+    mid.tracks.append(track)
+    mid.save(path)
+    return path
+
+
+def engine_for(generator, style_model, preset, clock, seed=0) -> Engine:
+    return Engine(generator, style_model, preset, clock, seed=seed, slot_styles=SlotStyles(style_model, preset))
+
+
+def test_a_tempo_change_in_the_file_moves_the_chunk_grid(tmp_path, small_generator, style_model, preset):
+    path = song(tmp_path / "s.mid", [(0.0, 120.0), (8.0, 90.0)], bars=4)  # 2 bars at 120, 2 at 90
+    clock = MidiFileClock.from_file(path)
+    engine = engine_for(small_generator, style_model, preset, clock)
+    starts = []
+    result = bounce(engine, clock, clock.length_seconds, on_block=lambda b: starts.append(b.chunk.start_frame))
+    bar_120, bar_90 = 4 * 60 / 120, 4 * 60 / 90
+    expected = [0.0, bar_120, 2 * bar_120, 2 * bar_120 + bar_90]
+    assert starts == [round(t * 25) for t in expected]
+    assert [b["bar"] for b in result.bars] == [1, 2, 3, 4]
+    assert result.audio.shape == (2, round(clock.length_seconds * SAMPLE_RATE))
+
+
+def test_same_seed_same_bounce_and_another_seed_another(tmp_path, small_generator, style_model, preset):
+    path = song(tmp_path / "s.mid", [(0.0, 132.0)], bars=2, ccs=[(2.0, 21, 100)])
+    clock = MidiFileClock.from_file(path)
+    a = bounce(engine_for(small_generator, style_model, preset, clock, seed=3), clock, clock.length_seconds).audio
+    b = bounce(engine_for(small_generator, style_model, preset, clock, seed=3), clock, clock.length_seconds).audio
+    c = bounce(engine_for(small_generator, style_model, preset, clock, seed=4), clock, clock.length_seconds).audio
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_a_cc_counts_from_the_first_chunk_decided_after_it(small_generator, style_model, preset):
+    """Decision time = chunk start - lookahead (0.5 s): a CC at 1.4 s reaches the chunk at
+    2.0 s (decided at 1.5 s); one at 1.6 s waits for the chunk at 4.0 s."""
+    clock = FixedClock(120.0)
+    engine = engine_for(small_generator, style_model, preset, clock)
+    engine.start(0.0)
+    engine.feed_cc(1, 21, 127, seconds=1.4)
+    engine.feed_cc(1, 20, 0, seconds=1.6)
+    weights = [engine.next_block().weights for _ in range(3)]
+    assert weights[0] == {"A": 1.0, "B": 0.0}
+    assert weights[1] == {"A": 1.0, "B": 1.0}
+    assert weights[2] == {"A": 0.0, "B": 1.0}
+
+
+def test_locate_starts_a_fresh_stream_on_the_new_position_without_a_click(small_generator, style_model, preset):
+    clock = FixedClock(120.0)
+    engine = engine_for(small_generator, style_model, preset, clock)
+    engine.start(0.0)
+    first = engine.next_block()
+    engine.next_block()
+    engine.start(5.3)  # mid-bar: the first chunk runs to the next bar line
+    block = engine.next_block()
+    assert block.fresh and first.fresh
+    assert block.chunk.start_frame == frame_at(5.3)
+    assert block.chunk.end_frame == round(6.0 * 25)
+    assert block.start_sample == block.chunk.start_sample - FRAME_SAMPLES
+    head = block.audio[:, : FRAME_SAMPLES + FADE_SAMPLES]
+    assert np.abs(head[:, :FRAME_SAMPLES]).max() < 1e-3  # silence until the chunk's start...
+    ramp = np.abs(head[:, FRAME_SAMPLES:]).max(axis=0)
+    assert ramp[:24].max() <= ramp.max() * 0.2 + 1e-6  # ...then a fade-in, not a step
+    assert engine.stats.streams == 2
+
+
+def test_rejoin_skips_to_the_next_boundary_ahead_of_the_playhead(small_generator, style_model, preset):
+    clock = FixedClock(120.0)
+    engine = engine_for(small_generator, style_model, preset, clock)
+    engine.start(0.0)
+    engine.next_block()
+    assert engine.late(playhead_seconds=2.5)  # the next chunk (2.0 s) is already past
+    chunk = engine.rejoin(2.5, margin_seconds=0.2)
+    assert chunk.start_frame == round(4.0 * 25) and chunk.on_grid
+    block = engine.next_block()
+    assert block.fresh and engine.stats.rejoins == 1
+
+
+def test_render_cli_writes_the_song_and_reports_bars(tmp_path, small_lm_file, capsys):
+    import json
+
+    from model.audio import load_audio
+
+    path = song(tmp_path / "s.mid", [(0.0, 120.0)], bars=3, ccs=[(0.0, 24, 0), (4.0, 25, 127)])
+    out = tmp_path / "out.flac"
+    code, stdout, err = run_cli(["render", str(path), "--preset", "techno-dub", "-o", str(out), "--lm", str(small_lm_file), "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["seconds"] == pytest.approx(6.0)
+    assert report["rtf"] > 0 and len(report["bars"]) >= 2
+    audio = load_audio(out)
+    assert audio.shape[1] == 6 * SAMPLE_RATE
+    assert np.abs(audio).max() <= 10 ** (-1.0 / 20) + 1e-3  # the preset's -1 dBFS limiter
+
+
+def _bad_preset_cases(tmp_path: Path) -> dict[str, Path]:
+    cases = {
+        "unknown key": PRESET.replace("smoothing_ms = 0", "smothing_ms = 0"),
+        "CC out of 0-127": PRESET.replace("cc = 21", "cc = 130"),
+        "weight out of range": PRESET.replace("weight = 0.0", "weight = 1.5"),
+        "missing audio file": PRESET.replace('prompt = "ambient music"', 'audio = "nowhere.wav"'),
+        "duplicate binding": PRESET.replace("cc = 21", "cc = 20"),
+    }
+    paths = {}
+    for name, text in cases.items():
+        p = tmp_path / f"{name.replace(' ', '_')}.toml"
+        p.write_text(text)
+        paths[name] = p
+    return paths
+
+
+def test_every_kind_of_bad_preset_is_one_line_and_exit_2(tmp_path, capsys):
+    path = song(tmp_path / "s.mid", [(0.0, 120.0)], bars=1)
+    for name, preset_path in _bad_preset_cases(tmp_path).items():
+        code, out, err = run_cli(["render", str(path), "--preset", str(preset_path), "-o", str(tmp_path / "x.wav")], capsys)
+        assert code == 2, name
+        assert err.count("\n") == 1 and str(preset_path) in err, (name, err)
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_malformed_or_truncated_midi_is_one_line_and_exit_2(tmp_path, capsys):
+    good = song(tmp_path / "s.mid", [(0.0, 120.0)], bars=2).read_bytes()
+    truncated = tmp_path / "truncated.mid"
+    truncated.write_bytes(good[: len(good) - 7])
+    garbage = tmp_path / "garbage.mid"
+    garbage.write_bytes(b"RIFF this is not a MIDI file at all")
+    for bad in (truncated, garbage, tmp_path / "missing.mid"):
+        code, out, err = run_cli(["render", str(bad), "--preset", "techno-dub", "-o", str(tmp_path / "x.wav")], capsys)
+        assert code == 2 and err.count("\n") == 1 and str(bad) in err, err
+    code, out, err = run_cli(["render", str(tmp_path / "s.mid"), "--preset", "techno-dub", "-o", str(tmp_path / "x.mp4")], capsys)
+    assert code == 2 and "wav or .flac" in err
+
+
+# ---------------------------------------------------------------------- with the shipped LM
+@pytest.fixture(scope="module")
+def trained_generator() -> Generator:
+    path = Path(os.environ.get("JAMSTREAM_TEST_LM") or default_weight_path("lm"))
+    if not path.is_file():
+        pytest.skip(f"needs trained LM weights at {path}")
+    return Generator(load_lm(path), load_codec())
+
+
+def bar_embeddings(style_model, audio: np.ndarray, bar_seconds: float) -> torch.Tensor:
+    n = int(bar_seconds * SAMPLE_RATE)
+    return torch.stack([style_model.embed_audio(audio[:, i : i + n], SAMPLE_RATE) for i in range(0, audio.shape[1] - n + 1, n)])
+
+
+def test_a_cc_crossfade_in_the_file_moves_the_output_style_from_a_to_b(tmp_path, trained_generator, style_model):
+    preset = find_preset("techno-dub")
+    a, b = preset.slots[0], preset.slots[1]
+    bars = 12
+    sweep = [(16.0 + i * 0.5, cc, v) for i in range(17) for cc, v in ((a.cc.number, 127 - i * 127 // 16), (b.cc.number, i * 127 // 16))]
+    path = song(tmp_path / "x.mid", [(0.0, preset.bpm)], bars=bars, ccs=[(0.0, a.cc.number, 127), (0.0, b.cc.number, 0)] + sweep)
+    clock = MidiFileClock.from_file(path)
+    engine = Engine(trained_generator, style_model, preset, clock, seed=0)
+    result = bounce(engine, clock, clock.length_seconds)
+    emb = bar_embeddings(style_model, result.audio, 4 * 60 / preset.bpm)
+    targets = torch.nn.functional.normalize(engine.styles.embeddings, dim=1)
+    toward_b = (emb @ targets[1] - emb @ targets[0]).numpy()
+    assert toward_b[-4:].mean() > toward_b[:4].mean() + 0.05, toward_b.round(3)
