@@ -8,10 +8,9 @@ JAM := $(VENV)/bin/jamstream
 setup:
 	@bash scripts/setup.sh
 
-# The main job. Until the live bridge lands: build a small captioned corpus and summarise it.
+# The main job: play from a prompt with the shipped models, out of the box.
 run: setup
-	$(JAM) corpus build --out corpus-demo --minutes 2
-	$(JAM) corpus stats corpus-demo
+	$(JAM) generate "funk music with drums and slap bass" --bpm 104 --seconds 20 -o demo/generate.wav
 
 test: setup
 	$(PY) -m pytest -q

@@ -26,6 +26,7 @@ from model.sampling import SamplingConfig
 from .clock import MAX_BPM, ChunkLength
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+DEFAULT_PRESET = "techno-dub"  # what jam and bench use when no preset is named: strong beats show the lock
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")  # model.audio.READABLE_SUFFIXES
 Curve = Literal["linear", "exponential"]
 CURVES = {"linear": "linear", "exponential": "exponential", "exp": "exponential", "log": "exponential"}

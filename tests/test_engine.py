@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import mido
 import numpy as np
 import pytest
 import torch
 
 from bridge.clock import FixedClock, MidiFileClock
+from bridge.conductor import crossfade_ccs, write_conductor
 from bridge.engine import FADE_SAMPLES, SAMPLE_RATE, Engine, SlotStyles
 from bridge.presets import find_preset, load_preset
 from bridge.render import bounce
@@ -76,21 +76,9 @@ def preset(tmp_path):
     return load_preset(path)
 
 
-def song(path: Path, tempos: list[tuple[float, float]], bars: int, ccs: list[tuple[float, int, int]] = (), meter=(4, 4), tpq: int = 480) -> Path:
+def song(path: Path, tempos: list[tuple[float, float]], bars: int, ccs: list[tuple[float, int, int]] = (), meter=(4, 4)) -> Path:
     """A conductor-only MIDI file: tempos [(quarter, bpm)], CCs [(quarter, cc, value)] on channel 1."""
-    events = [(q, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))) for q, bpm in tempos]
-    events += [(0.0, mido.MetaMessage("time_signature", numerator=meter[0], denominator=meter[1]))]
-    events += [(q, mido.Message("control_change", channel=0, control=cc, value=v)) for q, cc, v in ccs]
-    events.append((bars * meter[0] * 4 / meter[1], mido.MetaMessage("end_of_track")))
-    track, last = mido.MidiTrack(), 0
-    for q, msg in sorted(events, key=lambda e: e[0]):
-        tick = int(round(q * tpq))
-        track.append(msg.copy(time=tick - last))
-        last = tick
-    mid = mido.MidiFile(ticks_per_beat=tpq)
-    mid.tracks.append(track)
-    mid.save(path)
-    return path
+    return write_conductor(path, tempos, bars, ccs, meter)
 
 
 def engine_for(generator, style_model, preset, clock, seed=0) -> Engine:
@@ -238,8 +226,7 @@ def test_a_cc_crossfade_in_the_file_moves_the_output_style_from_a_to_b(tmp_path,
     preset = find_preset("techno-dub")
     a, b = preset.slots[0], preset.slots[1]
     bars = 12
-    sweep = [(16.0 + i * 0.5, cc, v) for i in range(17) for cc, v in ((a.cc.number, 127 - i * 127 // 16), (b.cc.number, i * 127 // 16))]
-    path = song(tmp_path / "x.mid", [(0.0, preset.bpm)], bars=bars, ccs=[(0.0, a.cc.number, 127), (0.0, b.cc.number, 0)] + sweep)
+    path = song(tmp_path / "x.mid", [(0.0, preset.bpm)], bars=bars, ccs=crossfade_ccs(a.cc.number, b.cc.number, 16.0, 8.0))
     clock = MidiFileClock.from_file(path)
     engine = Engine(trained_generator, style_model, preset, clock, seed=0)
     result = bounce(engine, clock, clock.length_seconds)

@@ -128,6 +128,45 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_render(args: argparse.Namespace) -> int:
+    """A bounce of a preset at a steady tempo with a CC sweep, as fast as the CPU allows."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from model.errors import JamstreamError
+
+    from ..clock import MidiFileClock
+    from ..conductor import crossfade_ccs, write_conductor
+    from ..engine import Engine
+    from ..presets import DEFAULT_PRESET, find_preset
+    from ..render import bounce
+    from ..stack import load_stack
+
+    if not 0 < args.minutes <= 60:
+        raise JamstreamError(f"--minutes must be in (0, 60] (got {args.minutes:g})")
+    threads = _set_threads(args.render_threads)
+    preset = find_preset(args.preset or DEFAULT_PRESET)
+    num, den = preset.meter
+    bars = max(1, round(args.minutes * 60 * args.bpm / 60 / num))
+    a, b = preset.slots[0], preset.slots[1]
+    ccs = crossfade_ccs(a.cc.number, b.cc.number, bars * num * 4.0 / den / 2, 8 * 4.0 / den)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_conductor(Path(tmp) / "bench.mid", [(0.0, args.bpm * 4.0 / den)], bars, ccs, preset.meter, channel=a.cc.channel)
+        clock = MidiFileClock.from_file(path)
+    stack = load_stack(preset, lm=args.lm)
+    engine = Engine(stack.generator, stack.style_model, preset, clock, seed=0, slot_styles=stack.slot_styles)
+    start = time.perf_counter()
+    result = bounce(engine, clock, clock.length_seconds)
+    wall = time.perf_counter() - start
+    seconds = result.audio.shape[1] / 48_000
+    out = {"preset": preset.name, "bpm": args.bpm, "seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
+           "rtf": round(seconds / wall, 3), "generation_rtf": round(engine.stats.rtf(), 3), "chunks": result.blocks, "threads": threads}
+    emit(out, args.json, f"render: {seconds:.0f} s of '{preset.name}' at {args.bpm:g} bpm in {wall:.1f} s = {out['rtf']:.2f}x real time "
+         f"(generation alone {out['generation_rtf']:.2f}x; {result.blocks} chunks, {threads} thread(s))")
+    return 0
+
+
 def cmd_bench_all(args: argparse.Namespace) -> int:
     """`jamstream bench` alone: every benchmark whose weights exist (LM always)."""
     import contextlib
@@ -181,7 +220,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--frames", type=int, default=50, help="frames the LM generates per timing (after a full 10 s context)")
     b.add_argument("--config", default="tiny", help="LM config timed when no LM weights exist")
     b.set_defaults(func=cmd_bench_all, lm=None, codec=None, checkpoint=None, runs=20, threads=[1, 2], device="cpu", lm_threads=None, codec_threads=None)
-    bsub = b.add_subparsers(dest="model", metavar="{codec,lm,style}", parser_class=Parser)
+    bsub = b.add_subparsers(dest="model", metavar="{codec,lm,style,render}", parser_class=Parser)
     bsub.required = False
     cb = bsub.add_parser("codec", help="encode/decode real-time factors at batch 1, 16 levels", formatter_class=Formatter,
                          description="Median real-time factors of encoding and decoding 10 s of 48 kHz stereo at 16 levels, and of decoding one 2 s chunk.")
@@ -213,3 +252,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--threads", type=_threads, default=[1, 2], help="torch thread counts to measure")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_bench_style)
+    rb = bsub.add_parser("render", help="offline bounce speed: a preset at a steady tempo with a CC sweep", formatter_class=Formatter,
+                         description="Bounce a preset (default: the default preset) for --minutes at --bpm with a slot crossfade "
+                         "half-way, through the whole engine (style mixing, LM, codec, effects, limiter), and report the real-time factor.")
+    rb.add_argument("--preset", default=None, help="preset name or path (default: the default preset)")
+    rb.add_argument("--minutes", type=float, default=2.0, help="length of the bounce")
+    rb.add_argument("--bpm", type=float, default=120.0, help="tempo")
+    rb.add_argument("--lm", default=None, help="LM weights (default: shipped)")
+    rb.add_argument("--render-threads", type=int, default=None, help="torch threads (default: all cores)")
+    rb.add_argument("--json", action="store_true", help="print JSON")
+    rb.set_defaults(func=cmd_bench_render)

@@ -180,6 +180,33 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_presets(args: argparse.Namespace) -> int:
+    import torch
+
+    from model.progress import progress
+
+    from ..eval_presets import evaluate_preset
+    from ..presets import find_preset, shipped_preset_names
+    from ..stack import load_stack
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.presets.split(",") if n.strip()] if args.presets else shipped_preset_names()
+    presets = [find_preset(n) for n in names]  # every name checked before any audio
+    rows = []
+    for preset in progress(presets, desc="eval presets", unit="preset"):
+        stack = load_stack(preset, lm=args.checkpoint, codec=args.codec, style=args.style)
+        rows.append(evaluate_preset(stack.generator, stack.style_model, preset, seed=args.seed, slot_styles=stack.slot_styles).__dict__)
+    share = sum(r["nearer_b"] for r in rows) / max(1, sum(r["bars_after_sweep"] for r in rows))
+    out = {"presets": rows, "share_nearer_b": share, "presets_at_80": sum(r["share_nearer_b"] >= 0.8 for r in rows)}
+    lines = [f"{'preset':<34} bars>B  margin after  margin before  rtf"]
+    for r in rows:
+        lines.append(f"{r['preset']:<34} {r['nearer_b']:>2}/{r['bars_after_sweep']:<3} {r['mean_margin']:>+12.3f} {r['before_margin']:>+14.3f} {r['rtf']:>5.2f}")
+    lines.append(f"bars after the sweep nearer B than A: {share:.0%}; presets at >= 80%: {out['presets_at_80']}/{len(rows)}")
+    emit(out, args.json, "\n".join(lines))
+    return 0
+
+
 def add(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser(
         "eval",
@@ -265,3 +292,21 @@ def add(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     g.add_argument("--json", action="store_true", help="one JSON object: tempo_ok_share, grid_ms_median, style_own_genre_share, seam_flux_percentile, ...")
     g.set_defaults(func=cmd_eval_generation)
+
+    p = esub.add_parser(
+        "presets",
+        help="does the style follow the CC? A, a full sweep, then B, for each preset",
+        description="Bounce each preset from a conductor file (4 bars on slot A, a 2-bar CC sweep of both slot "
+        "knobs, 8 bars on slot B) and embed every bar after the sweep (plus one bar to settle) with the style "
+        "model: the share of bars nearer slot B's style than slot A's, and the mean cosine margin.",
+        epilog="example: jamstream eval presets --json   # every shipped preset, ~4 min on 2 CPU cores",
+        formatter_class=Formatter,
+    )
+    p.add_argument("--presets", default=None, help="comma-separated preset names or paths (default: every shipped preset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None, help="LM weights (default: shipped)")
+    p.add_argument("--codec", default=None, help="codec weights (default: shipped)")
+    p.add_argument("--style", default=None, help="style-model weights (default: shipped)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", action="store_true", help="one JSON object: presets, share_nearer_b, presets_at_80")
+    p.set_defaults(func=cmd_eval_presets)
