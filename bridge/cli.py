@@ -40,9 +40,9 @@ Run `jamstream SUBCOMMAND --help` for each subcommand's options.
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from .commands import bench, corpus, evaluate, generate, render, train
+    from .commands import bench, corpus, evaluate, finetune, generate, render, train
 
-    return [corpus.add, train.add, evaluate.add, generate.add, render.add, bench.add]
+    return [corpus.add, train.add, finetune.add, evaluate.add, generate.add, render.add, bench.add]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,6 +65,10 @@ class Task(Protocol):
 
     def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]: ...
 
+    # Optional: `after_step(model, step) -> bool`, called after every optimizer step (before
+    # that step's checkpoint); returning True stops training there, with a checkpoint
+    # (validation and early stopping, e.g. the LoRA fine-tuning task).
+
 
 def _dist_env() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
@@ -208,7 +212,9 @@ class Trainer:
                     if step % cfg.log_every == 0:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
                 out_of_time = cfg.max_minutes is not None and (time.perf_counter() - started) / 60 >= cfg.max_minutes
-                stop = self._agree(self._stop_requested or out_of_time, device)
+                after_step = getattr(self.task, "after_step", None)
+                task_stop = bool(after_step(_unwrap(model), step)) if after_step is not None else False
+                stop = self._agree(self._stop_requested or out_of_time or task_stop, device)
                 if stop or step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     self.save(model, optimizer, step, metrics)
                     self._barrier()
