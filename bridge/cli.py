@@ -34,15 +34,16 @@ examples:
   jamstream corpus stats corpus --json | jq .genres    # the same, for scripts
   jamstream generate "bossa nova guitar" --bpm 96 -o bossa.wav
   jamstream render song.mid --preset jazz-bossa -o song.flac   # bounce a song offline
+  jamstream jam --preset techno-dub --connect system            # play live in JACK, on the host's beats
 
 Run `jamstream SUBCOMMAND --help` for each subcommand's options.
 """
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from .commands import bench, corpus, evaluate, finetune, generate, render, train
+    from .commands import bench, corpus, evaluate, finetune, generate, jam, render, train
 
-    return [corpus.add, train.add, finetune.add, evaluate.add, generate.add, render.add, bench.add]
+    return [corpus.add, train.add, finetune.add, evaluate.add, generate.add, render.add, jam.add, bench.add]
 
 
 def build_parser() -> argparse.ArgumentParser:
