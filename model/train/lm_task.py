@@ -2,8 +2,10 @@
 
 Each step draws a context length (1-12 s, so the model learns to continue from little
 or a full window of history), then as many crops as fit a fixed frame budget, so a step
-costs about the same whatever the length. Style tokens are the crop's own clip's style
-(its audio embedding, quantized), dropped 10% of the time for classifier-free guidance.
+costs about the same whatever the length. Style tokens are the crop's own clip's style:
+half the time its audio embedding quantized, half the time one of its caption variants'
+(what a prompt gives at inference; see token_data), dropped 10% of the time for
+classifier-free guidance.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class LMTrainConfig:
     min_frames: int = 25  # 1 s
     max_frames: int = 300  # 12 s: the window (10 s) plus some sliding
     style_dropout: float = 0.1
+    text_style: float = 0.5  # share of crops conditioned on a caption's style tokens, not the audio's
 
 
 class LMTask:
@@ -56,7 +59,12 @@ class LMTask:
             start = int(torch.randint(0, clip.tokens.shape[0] - n + 1, (1,), generator=generator))
             tokens.append(clip.tokens[start : start + length].long())
             timing.append(clip.timing[start : start + length])
-            style.append(clip.style[: self.model_cfg.style_tokens])
+            text = clip.text_style
+            if text is not None and len(text) and float(torch.rand(1, generator=generator)) < cfg.text_style:
+                pick = int(torch.randint(0, text.shape[0], (1,), generator=generator))
+                style.append(text[pick, : self.model_cfg.style_tokens])
+            else:
+                style.append(clip.style[: self.model_cfg.style_tokens])
         n = min(t.shape[0] for t in tokens)  # clips shorter than `length` shorten the batch
         tokens = torch.stack([t[:n, : self.model_cfg.levels] for t in tokens])
         timing = torch.stack([t[:n] for t in timing])
