@@ -37,7 +37,15 @@ class AdapterSet:
 
     def styles(self) -> dict[str, torch.Tensor]:
         """Adapter name -> captured style embedding, for the preset's adapter slots."""
-        return {name: ad.style for name, ad in self._loaded.items()}
+        from model.errors import JamstreamError
+
+        out = {}
+        for name in self._slots.values():
+            style = self._loaded[name].style
+            if style is None:
+                raise JamstreamError(f"adapter {name!r} has no captured style ({self._loaded[name].path}/style.safetensors); fine-tune it again")
+            out[name] = style
+        return out
 
     def set_strengths(self, weights: dict[str, float]) -> None:
         """Scale each slot's LoRA by its smoothed weight (called before every chunk)."""
