@@ -273,6 +273,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     scan = scan_recordings(cfg.data, codec, codec_path, style_model, style_path, levels, Path(cfg.adapters_dir) / ".cache", cfg.show_progress)
     recs = scan.recordings
     del codec
+    rss_after_tokenize = _peak_rss_mb()
 
     # the captured style: the recordings' mean audio embedding (+ an optional prompt)
     audio_style = mix_embeddings([(r.embedding, r.seconds) for r in recs])
@@ -370,6 +371,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "trainable_share": task.state["trainable_parameters"] / base_params,
         "base_projection_megabytes": round(task.state.get("base_projection_bytes", 0) / 1e6, 3) if cfg.quantize != "none" else None,
         "peak_rss_megabytes": round(_peak_rss_mb(), 1),
+        "peak_rss_megabytes_before_training": round(rss_after_tokenize, 1),  # codec/style models, tokenizing
         "peak_cuda_megabytes": round(torch.cuda.max_memory_allocated() / 1e6, 1) if cfg.device == "cuda" else None,
         "steps_per_epoch": per_epoch,
         "frames_per_batch": cfg.frames_per_batch,

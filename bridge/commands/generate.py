@@ -10,6 +10,8 @@ EPILOG = """\
 examples:
   jamstream generate "laid-back swing jazz trio" --bpm 96 --seconds 20 -o jazz.wav
   jamstream generate --mix "dub techno:0.7,jazz piano:0.3" --bpm 120 --meter 4/4 -o mix.wav --json
+  jamstream generate --adapter ohhalim --bpm 110 -o me.wav        # your fine-tune, in its captured style
+  jamstream generate --mix "adapter:ohhalim:0.6,funk:0.4" --adapter ohhalim --adapter-strength 0.7 -o x.wav
 """
 
 
@@ -49,20 +51,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from model.audio import write_audio
     from model.codec import load_codec
+    from model import adapters as lora
     from model.errors import JamstreamError
     from model.lm import load_lm
     from model.sampling import SamplingConfig
     from model.style import load_style
     from model.system import MAX_BPM, Generator, generate_clip
 
-    if (args.prompt is None) == (args.mix is None):
+    if args.prompt is not None and args.mix is not None:
         raise JamstreamError("give a PROMPT or --mix \"a:0.7,b:0.3\" (one of them)")
+    if args.prompt is None and args.mix is None and not args.adapter:
+        raise JamstreamError("give a PROMPT, --mix \"a:0.7,b:0.3\" or --adapter NAME (its captured style)")
     if not 0 < args.bpm <= MAX_BPM:
         raise JamstreamError(f"--bpm must be in (0, {MAX_BPM:g}] (got {args.bpm:g})")
     if not 0 < args.seconds <= 3600:
         raise JamstreamError(f"--seconds must be in (0, 3600] (got {args.seconds:g})")
     num, _ = parse_meter(args.meter)
-    pairs = parse_mix(args.mix) if args.mix is not None else [(args.prompt, 1.0)]
+    if args.mix is not None:
+        pairs = parse_mix(args.mix)
+    else:  # no prompt with --adapter: the adapter's own captured style
+        pairs = [(args.prompt if args.prompt is not None else f"{lora.STYLE_PREFIX}{args.adapter}", 1.0)]
     if any(not p.strip() for p, _ in pairs):
         raise JamstreamError("the prompt is empty: describe a style, e.g. \"bossa nova guitar\"")
     if any(w < 0 for _, w in pairs) or not any(w > 0 for _, w in pairs):
@@ -71,8 +79,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     style_model = load_style(args.style)
-    embedding = style_model.mix(pairs)
+    embedding = style_model.mix([(lora.style_embedding(p, style_model, args.adapters_dir), w) for p, w in pairs])
     lm = load_lm(args.lm)
+    if args.adapter:
+        lora.apply_adapter(lm, args.adapter, strength=args.adapter_strength, adapters_dir=args.adapters_dir)
     style_tokens = style_model.quantize(embedding).reshape(-1)[: lm.config.style_tokens]
     generator = Generator(lm, load_codec(args.codec))
     clip = generate_clip(generator, style_tokens, args.bpm, num, args.seconds, args.seed, sampling)
@@ -90,6 +100,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "style": [[p, w] for p, w in pairs],
         "seed": args.seed,
         "guidance": sampling.guidance,
+        "adapter": args.adapter,
+        "adapter_strength": args.adapter_strength if args.adapter else None,
     }
     emit(report, args.json, f"wrote {args.output}: {seconds:.1f} s in {wall:.1f} s (real-time factor {report['rtf']:.2f}, {report['tokens_per_s']:.0f} tokens/s)")
     return 0
@@ -104,7 +116,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=Formatter,
     )
-    g.add_argument("prompt", nargs="?", default=None, help="a style prompt, e.g. \"bossa nova guitar\"")
+    g.add_argument("prompt", nargs="?", default=None, help="a style prompt, e.g. \"bossa nova guitar\", or adapter:NAME")
     g.add_argument("--mix", default=None, help="weighted prompts: \"dub techno:0.7,jazz piano:0.3\"")
     g.add_argument("--bpm", type=number, default=120.0, help="tempo in beats of the meter's denominator")
     g.add_argument("--meter", default="4/4", help="time signature; chunks are one bar")
@@ -114,6 +126,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--top-k", type=int, default=40)
     g.add_argument("--top-p", type=number, default=1.0)
     g.add_argument("--guidance", type=number, default=5.0, help="classifier-free guidance weight (0: off)")
+    g.add_argument("--adapter", default=None, help="a fine-tuned LoRA adapter (name under --adapters-dir, or a folder)")
+    g.add_argument("--adapter-strength", type=number, default=1.0, help="LoRA scaling of --adapter (0: the base model exactly)")
+    g.add_argument("--adapters-dir", default=None, help="where adapters live (default: $JAMSTREAM_ADAPTERS or ./adapters)")
     g.add_argument("--lm", default=None, help="LM weights (default: shipped)")
     g.add_argument("--codec", default=None, help="codec weights (default: shipped)")
     g.add_argument("--style", default=None, help="style-model weights (default: shipped)")
