@@ -163,12 +163,15 @@ class Clip:
     wall_seconds: float
 
 
-def generate_clip(generator: Generator, style_tokens, bpm: float, beats_per_bar: int, seconds: float, seed: int = 0, sampling: SamplingConfig = SamplingConfig()) -> Clip:
-    """A steady-tempo clip in one-bar chunks (as the engine asks), decoder lead-in removed."""
+def generate_clip(
+    generator: Generator, style_tokens, bpm: float, beats_per_bar: int, seconds: float, seed: int = 0,
+    sampling: SamplingConfig = SamplingConfig(), bars_per_chunk: int = 1,
+) -> Clip:
+    """A steady-tempo clip in chunks of whole bars (as the engine asks), decoder lead-in removed."""
     import time
 
     total = max(1, round(seconds * 25))
-    bar_frames = beats_per_bar * 60.0 / bpm * 25
+    bar_frames = bars_per_chunk * beats_per_bar * 60.0 / bpm * 25
     state = generator.new_state(seed, guided=sampling.guidance > 0)
     chunks, joins, frame, bar = [], [], 0, 0
     start = time.perf_counter()

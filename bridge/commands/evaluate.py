@@ -162,7 +162,8 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     style_model = load_style(args.style)
     generator = Generator(load_lm(args.checkpoint), load_codec(args.codec))
     seeds = tuple(range(args.seeds))
-    total = len(seeds) * ((len(TEMPO_BPMS) * len(DRUM_PROMPTS) if "tempo" in checks else 0) + (len(genres) if "style" in checks else 0))
+    tempo_clips = len(TEMPO_BPMS) * len(DRUM_PROMPTS) if "tempo" in checks else len(TEMPO_BPMS) if "seams" in checks else 0
+    total = len(seeds) * (tempo_clips + (len(genres) if "style" in checks else 0))
     bar = progress(total=total, desc="eval generation", unit="clip")
     report = evaluate_generation(generator, style_model, genres, seconds=args.seconds, seeds=seeds,
                                  sampling=SamplingConfig(guidance=args.guidance), checks=checks, on_clip=lambda: bar.update(1))
@@ -175,7 +176,8 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     if "style_own_genre_share" in out:
         lines.append(f"style: nearest its own genre in {out['style_own_genre_share']:.0%} of {len(report.style)} runs")
     if "seam_flux_percentile" in out:
-        lines.append(f"seams: mean flux at chunk joins sits at the {out['seam_flux_percentile']:.0f}th percentile of flux elsewhere")
+        lines.append(f"seams: flux at chunk joins / at bar lines that are not joins = {out['seam_to_bar_line_ratio']:.2f}; "
+                     f"join flux sits at the {out['seam_flux_percentile']:.0f}th percentile of flux elsewhere")
     emit(out, args.json, "\n".join(lines))
     return 0
 
@@ -276,8 +278,8 @@ def add(sub: argparse._SubParsersAction) -> None:
         description="Generate clips and listen to them with tools that know nothing of our models: librosa's "
         "beat tracker on 30 s clips at 80/100/120/140 bpm with drum-heavy prompts (tempo within 4%% or an octave; "
         "median distance of detected beats to the requested grid), the style model's audio embedding of one "
-        "clip per corpus genre (nearest genre prompt = its own?), and spectral flux at chunk joins ranked "
-        "against flux elsewhere (50th percentile = an invisible seam).",
+        "clip per corpus genre (nearest genre prompt = its own?), and spectral flux at chunk joins beside flux "
+        "around bar lines that are not joins (ratio near 1 = an invisible seam).",
         epilog="example: jamstream eval generation --corpus corpus --json > gen.json   # ~5 min on 2 CPU cores",
         formatter_class=Formatter,
     )
