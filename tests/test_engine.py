@@ -234,3 +234,53 @@ def test_a_cc_crossfade_in_the_file_moves_the_output_style_from_a_to_b(tmp_path,
     targets = torch.nn.functional.normalize(engine.styles.embeddings, dim=1)
     toward_b = (emb @ targets[1] - emb @ targets[0]).numpy()
     assert toward_b[-4:].mean() > toward_b[:4].mean() + 0.05, toward_b.round(3)
+
+
+def _make_adapter(folder: Path, lm, style_model, name: str = "player") -> None:
+    """An adapter with random (non-zero) LoRA weights and a captured style, written the
+    way `jamstream finetune` writes one."""
+    from model import adapters as lora
+
+    probe = DepthformerLM(lm.config)
+    probe.load_state_dict(lm.state_dict())
+    lora.inject(probe, name, lora.AdapterConfig(rank=4, alpha=8.0))
+    gen = torch.Generator().manual_seed(1)
+    tensors = {k: torch.randn(v.shape, generator=gen) * 0.2 for k, v in lora.adapter_state(probe, name).items()}
+    from dataclasses import asdict
+
+    lora.save_adapter(folder, name, lora.AdapterConfig(rank=4, alpha=8.0), asdict(lm.config), tensors)
+    emb = style_model.embed_text(["afrobeat music"])[0]
+    lora.save_style(folder, emb, style_model.quantize(emb).reshape(-1))
+
+
+def test_an_adapter_slot_cc_scales_the_lora_and_its_style(tmp_path, monkeypatch, small_lm_file, style_model):
+    from bridge.stack import load_stack
+    from model import adapters as lora
+
+    lm = load_lm(small_lm_file)
+    _make_adapter(tmp_path / "adapters" / "player", lm, style_model)
+    monkeypatch.setenv("JAMSTREAM_ADAPTERS", str(tmp_path / "adapters"))
+    path = tmp_path / "p.toml"
+    path.write_text(PRESET.replace('prompt = "ambient music"', 'adapter = "player"'))
+    preset = load_preset(path)
+    stack = load_stack(preset, lm=str(small_lm_file))
+    engine = Engine(stack.generator, stack.style_model, preset, FixedClock(120.0), slot_styles=stack.slot_styles, adapters=stack.adapters)
+    assert torch.allclose(engine.styles.embeddings[1], style_model.embed_text(["afrobeat music"])[0], atol=1e-3)
+    engine.start(0.0)
+    engine.next_block()
+    assert lora.strengths(stack.generator.lm) == {"player": 0.0}  # slot weight 0: the base LM
+    engine.feed_cc(1, 21, 127, seconds=0.0)
+    engine.next_block()
+    assert lora.strengths(stack.generator.lm) == {"player": 1.0}
+    engine.feed_cc(1, 21, 64, seconds=3.0)
+    engine.next_block()
+    assert lora.strengths(stack.generator.lm)["player"] == pytest.approx(64 / 127)
+
+
+def test_a_missing_adapter_is_one_line_and_exit_2(tmp_path, monkeypatch, small_lm_file, capsys):
+    monkeypatch.setenv("JAMSTREAM_ADAPTERS", str(tmp_path / "adapters"))
+    preset = tmp_path / "p.toml"
+    preset.write_text(PRESET.replace('prompt = "ambient music"', 'adapter = "nobody"'))
+    path = song(tmp_path / "s.mid", [(0.0, 120.0)], bars=1)
+    code, out, err = run_cli(["render", str(path), "--preset", str(preset), "-o", str(tmp_path / "x.wav"), "--lm", str(small_lm_file)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "nobody" in err, err
