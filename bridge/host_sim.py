@@ -11,7 +11,6 @@ timeline and compared with the host's own beat frames.
 
 from __future__ import annotations
 
-import collections
 import math
 import threading
 
@@ -38,11 +37,15 @@ class HostSim:
         n_periods = self.rec.shape[1] // self.client.blocksize + 2
         self.rec_frame = np.full(n_periods, -1, np.int64)  # transport frame of each recorded period
         self.rec_rolling = np.zeros(n_periods, np.int8)
+        self.rec_time = np.zeros(n_periods, np.int64)  # JACK frame time of each recorded period
         self.rec_periods = 0
         self.recording = False
-        self.events: collections.deque = collections.deque()  # (jack frame time, bytes), time-ordered
+        self.events: list = []  # (jack frame time, bytes), kept sorted
+        self._ev_lock = threading.Lock()
         self.clock_bpm: float | None = None  # send MIDI clock ticks at this tempo when set
         self._next_tick = None
+        self._clock_start: bytes | None = None  # sent right before the next tick
+        self.clock_start_time: int | None = None  # JACK frame time of the first tick after it
         self.client.set_process_callback(self._process)
         if timebase:
             self.client.set_timebase_callback(self._timebase, conditional=False)
@@ -111,17 +114,29 @@ class HostSim:
     def _process(self, n):
         now = self.client.last_frame_time
         self.midi_out.clear_buffer()
-        ev = self.events
-        while ev and ev[0][0] < now + n:
-            t, data = ev.popleft()
-            self.midi_out.write_midi_event(max(0, t - now), data)
+        out = []  # (offset, order, bytes): JACK wants each period's events in time order
+        if self._ev_lock.acquire(blocking=False):
+            try:
+                ev = self.events
+                while ev and ev[0][0] < now + n:
+                    t, data = ev.pop(0)
+                    out.append((max(0, t - now), len(out), data))
+            finally:
+                self._ev_lock.release()
         if self.clock_bpm:
             step = self.rate * 60.0 / (self.clock_bpm * 24)
-            if self._next_tick is None or self._next_tick < now:
+            if self._next_tick is None or self._next_tick < now - self.rate:  # (re)start the clock
                 self._next_tick = float(now)
             while self._next_tick < now + n:
-                self.midi_out.write_midi_event(int(self._next_tick) - now, b"\xf8")
+                at = max(0, int(self._next_tick) - now)  # a late period sends its ticks at once
+                if self._clock_start is not None:
+                    out.append((at, len(out), self._clock_start))
+                    self._clock_start = None
+                    self.clock_start_time = int(self._next_tick)
+                out.append((at, len(out), b"\xf8"))
                 self._next_tick += step
+        for at, _, data in sorted(out):
+            self.midi_out.write_midi_event(at, data)
         if self.recording and self.rec_periods < len(self.rec_frame):
             p = self.rec_periods
             off = p * n
@@ -131,19 +146,28 @@ class HostSim:
                 self.rec[1, off : off + n] = self.in_r.get_array()
                 self.rec_frame[p] = pos.frame
                 self.rec_rolling[p] = state == self.jack.ROLLING
+                self.rec_time[p] = now
                 self.rec_periods = p + 1
 
     # ------------------------------------------------------------------ control
+    def midi_clock_start(self, message: bytes = b"\xfa") -> None:
+        """Send MIDI clock start (or continue, b"\xfb") right before the next tick."""
+        self.clock_start_time = None
+        self._clock_start = message
+
+    def _queue(self, items) -> None:
+        with self._ev_lock:
+            self.events = sorted(self.events + list(items), key=lambda e: e[0])
+
     def send(self, data: bytes, delay_s: float = 0.0) -> None:
-        self.events.append((self.client.frame_time + int(delay_s * self.rate), bytes(data)))
+        self._queue([(self.client.frame_time + int(delay_s * self.rate), bytes(data))])
 
     def schedule_cc_sweep(self, channel: int, number: int, start_s: float, seconds: float, lo: int = 0, hi: int = 127, rate_hz: float = 20.0):
         """Queue a linear CC ramp lo -> hi starting `start_s` from now, `rate_hz` messages a second."""
         t0 = self.client.frame_time + int(start_s * self.rate)
         n = max(2, int(seconds * rate_hz))
-        for i in range(n):
-            v = int(round(lo + (hi - lo) * i / (n - 1)))
-            self.events.append((t0 + int(i * seconds / (n - 1) * self.rate), bytes([0xB0 | (channel - 1), number, v])))
+        self._queue((t0 + int(i * seconds / (n - 1) * self.rate), bytes([0xB0 | (channel - 1), number, int(round(lo + (hi - lo) * i / (n - 1)))]))
+                    for i in range(n))
 
     def connect_from(self, client_name: str = "jamstream") -> None:
         self.client.connect(f"{client_name}:out_L", self.in_l)
@@ -156,7 +180,8 @@ class HostSim:
         self.recording = True
 
     def stop_recording(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(audio [2, n], transport frame per period, rolling per period)."""
+        """(audio [2, n], transport frame per period, rolling per period); `rec_time` has
+        each period's JACK frame time."""
         self.recording = False
         p = self.rec_periods
         n = self.client.blocksize
@@ -174,6 +199,6 @@ class HostSim:
     def close(self) -> None:
         try:
             self.client.deactivate()
-            self.client.close()
         except Exception:
             pass
+        self.client.close()

@@ -142,10 +142,11 @@ class JackBridge:
         client, self.client = self.client, None
         if client is None:
             return
-        try:
-            client.deactivate()
-        except Exception:
-            pass
+        if self.shutdown_reason is None:  # after a server shutdown only close() is allowed
+            try:
+                client.deactivate()
+            except Exception:
+                pass
         try:
             client.close()  # unregisters our ports
         except Exception:

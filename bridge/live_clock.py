@@ -12,8 +12,8 @@ that point. The map lives in its own time coordinate, shifted from song seconds 
 Sources feed it:
 - JACK transport BBT (a timebase master): `observe_bbt` with bar/beat/tick, meter and bpm;
 - `MidiClockFollower`: MIDI clock (24 PPQN) on the MIDI in - start, continue, stop, song
-  position pointer - gives the quarters at each tick and a tempo estimated from the tick
-  intervals (mean over the last beat);
+  position pointer - gives the quarters at each tick and a tempo fitted to the last four
+  beats of ticks (a least-squares line, robust to a late tick);
 - neither: the `--bpm` / preset tempo, fixed.
 """
 
@@ -59,8 +59,10 @@ class LiveClock:
         self.map = TempoMap(self._tempos, [(0.0, *self.meter)])
         self.changes += 1
 
-    def observe(self, seconds: float, quarters: float, bpm: float, meter: tuple[int, int]) -> bool:
+    def observe(self, seconds: float, quarters: float, bpm: float, meter: tuple[int, int],
+                tempo_tolerance: float = TEMPO_TOLERANCE) -> bool:
         """The host says: at song `seconds` it is `quarters` since bar 1, at `bpm` in `meter`.
+        A tempo within `tempo_tolerance` (relative) of the map's is the same tempo.
         Returns True when the map changed."""
         if not (math.isfinite(bpm) and bpm > 0 and math.isfinite(quarters) and quarters >= 0):
             return False
@@ -71,7 +73,7 @@ class LiveClock:
         q_pred = float(self.map.quarters_at(t))
         spq_now = float(self.map.t_spq[max(0, int(np.searchsorted(self.map.t_s, t, side="right")) - 1)])
         in_phase = abs(q_pred - quarters) * spq <= PHASE_TOLERANCE_S
-        same_tempo = abs(spq_now - spq) <= TEMPO_TOLERANCE * spq
+        same_tempo = abs(spq_now - spq) <= tempo_tolerance * spq
         if meter != self.meter or not in_phase or quarters < self._tempos[-1][0]:
             self.reanchors += 1
             self.reset(bpm, meter, seconds, quarters)
@@ -137,7 +139,7 @@ class MidiClockFollower:
 
     PPQN = 24
 
-    def __init__(self, sample_rate: int, window: int = 24):
+    def __init__(self, sample_rate: int, window: int = 96):
         self.sample_rate = sample_rate
         self._times: deque[int] = deque(maxlen=window + 1)
         self.running = False
@@ -150,13 +152,17 @@ class MidiClockFollower:
 
     @property
     def bpm(self) -> float | None:
-        if len(self._times) < 2:
+        """Tempo from a least-squares line through the last `window` tick times (up to 4
+        beats): one late tick moves it by far less than an endpoint estimate would."""
+        n = len(self._times)
+        if n < 2:
             return None
-        span = self._times[-1] - self._times[0]
-        if span <= 0:
+        t = np.asarray(self._times, dtype=np.float64)
+        k = np.arange(n, dtype=np.float64)
+        slope = float(np.polyfit(k, t - t[0], 1)[0]) if n > 2 else float(t[1] - t[0])
+        if slope <= 0:
             return None
-        seconds_per_tick = span / (len(self._times) - 1) / self.sample_rate
-        return 60.0 / (seconds_per_tick * self.PPQN)
+        return 60.0 / (slope / self.sample_rate * self.PPQN)
 
     def feed(self, status: int, data: bytes, frame_time: int) -> bool:
         """One MIDI message; True when it was a clock message."""

@@ -96,13 +96,6 @@ class Shared:
         size = sum(int(np.prod(shape)) * np.dtype(dt).itemsize for _, dt, shape in layout)
         self.owner = name is None
         self.shm = shared_memory.SharedMemory(create=True, size=size) if self.owner else shared_memory.SharedMemory(name=name)
-        if not self.owner:  # Python < 3.13 tracks attached blocks too and would unlink ours at exit
-            try:
-                from multiprocessing import resource_tracker
-
-                resource_tracker.unregister(self.shm._name, "shared_memory")
-            except Exception:
-                pass
         offset = 0
         for field, dt, shape in layout:
             arr = np.ndarray(shape, dtype=dt, buffer=self.shm.buf, offset=offset)

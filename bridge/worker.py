@@ -115,11 +115,15 @@ class Worker:
         self.engine = self._new_engine(self.preset)
         self.stream_live = False
         self.stream_chunks = 0
-        self._target_seq = int(self.ctl[R.TARGET_SEQ])
+        self._next_start: float | None = None
+        self._last_chunk_s = 2.0
+        self._target_seq = -1  # act on whatever the callback posted while we loaded
         self._reload_seq = int(self.ctl[R.RELOAD_SEQ])
         self._program_seen = 0
         self._midi_events_seen = self.midi_clock.events
         self._source = "stopped"
+        self._kind: str | None = None
+        self._prepared_changes = -1
         self._free_started = False
         self._last_status = 0.0
         self._live_at = 0.0
@@ -192,12 +196,23 @@ class Worker:
         vs, ve = int(self.ctl[R.VALID_START]), int(self.ctl[R.VALID_END])
         return self.stream_live and vs <= frame < ve - int(self.ctl[R.PERIOD] or 256)
 
-    def _restart(self, frame: int) -> None:
-        seconds = max(0.0, self.seconds(frame))
+    def _margin(self, audio_seconds: float | None = None) -> float:
+        """How far ahead of a moving playhead a chunk of `audio_seconds` (default: the
+        last chunk's length) must start to be ready in time, at the measured real-time
+        factor (2x assumed before the first chunk)."""
+        rtf = self.engine.stats.rtf() or 2.0
+        d = self._last_chunk_s if audio_seconds is None else audio_seconds
+        return d / rtf + 2 * int(self.ctl[R.PERIOD] or 256) / self.rate + 0.01
+
+    def _restart(self, frame: int, rolling: bool = False) -> None:
+        """A new stream at `frame`; while rolling, from where its first chunk can be ready
+        (mid-bar is fine: the grid picks up at the next boundary), not a whole chunk later."""
+        seconds = max(0.0, self.seconds(frame) + (min(self._margin() + 0.06, 10.0) if rolling else 0.0))  # + held frame, rounding
         self.engine.start(seconds)
         self.stream_live = True
         self.stream_chunks = 0
         chunk = self.engine.peek()
+        self._next_start = chunk.start_seconds()
         self._mark(self.writer.frame(chunk.start_sample - FRAME_SAMPLES))
         self.ctl[R.STREAM] += 1
 
@@ -219,9 +234,19 @@ class Worker:
             return "midi"
         return "jack"
 
+    def _invalidate(self) -> None:
+        """Forget the ring's audio: it was placed by another clock (source switched)."""
+        self.ctl[R.VALID_END] = self.ctl[R.VALID_START]
+        self.stream_live = False
+        self._next_start = None
+
     def _update_clock(self, tp: np.ndarray, source: str) -> None:
         ctl = self.ctl
         meter = self.clock.meter
+        if source != self._kind:  # JACK frames / MIDI clock / free: different song timelines
+            if self._kind is not None:
+                self._invalidate()
+            self._kind = source
         if source == "jack":
             ctl[R.MODE] = 0
             frame = int(tp[R.TP_FRAME])
@@ -263,7 +288,9 @@ class Worker:
                 ctl[R.EXT_ROLLING] = 1
             elif mc.bpm is not None:
                 s_tick = self.seconds(mc.tick_time + int(ctl[R.EXT_OFFSET]))
-                self.clock.observe(s_tick, mc.quarters_at_tick, mc.bpm, meter)
+                # MIDI clock jitters: a tempo within 0.2% is the same tempo; phase drift
+                # beyond 2 ms re-anchors the map on the ticks.
+                self.clock.observe(s_tick, mc.quarters_at_tick, mc.bpm, meter, tempo_tolerance=0.002)
 
     # ------------------------------------------------------------------ MIDI
     def _drain_midi(self) -> None:
@@ -295,11 +322,13 @@ class Worker:
             self.last_error = f"reload failed, keeping the old preset: {exc}"
             return
         old = self.engine
+        engine.stats = old.stats  # counters run on across reloads
         if self.stream_live and old._state is not None:
             nxt = old.peek()
             engine.start(nxt.start_seconds() if nxt is not None else 0.0)
             # Carry the LM context across: the new preset continues the music, no gap.
             engine._state, engine._fresh = old._state, False
+            self._next_start = nxt.start_seconds() if nxt is not None else 0.0
         self.engine = engine
         self._program_seen = engine.controls.reload_requested
         self.preset = preset
@@ -323,32 +352,33 @@ class Worker:
         self.engine.styles.embeddings[-1] = torch.nn.functional.normalize(torch.as_tensor(emb, dtype=torch.float32).reshape(-1), dim=0)
 
     # ------------------------------------------------------------------ generation
-    def _chunk_seconds(self, chunk) -> float:
-        return chunk.n_frames / 25.0
-
     def _maybe_generate(self, rolling: bool, playhead: float) -> bool:
         if not self.stream_live:
             return False
         engine = self.engine
-        chunk = engine.peek()
-        if chunk is None:
+        # Peek (which fixes a chunk's length and timing from the clock) only when it is
+        # time to generate it, so a tempo change reaches the very next chunk.
+        start = self._next_start
+        if start is None:
             return False
-        lookahead = engine.lookahead_s
         if rolling:
             # Just in time: start when the chunk's decision time (start - lookahead) is
             # reached, or earlier by what generating it is expected to take (x1.5).
-            rtf = engine.stats.rtf() or 1.0
-            period = int(self.ctl[R.PERIOD] or 256) / self.rate
-            need = self._chunk_seconds(chunk) / rtf + 2 * period + 0.01
-            if chunk.start_seconds() - playhead > lookahead + 1.5 * need:
+            if start - playhead > engine.lookahead_s + 1.5 * self._margin():
                 return False
-            if engine.late(playhead, need):
+            chunk = engine.peek()
+            need = self._margin(chunk.n_frames / 25.0) if chunk is not None else 0.0
+            if chunk is not None and engine.late(playhead, need):
                 chunk = engine.rejoin(playhead, need)
                 self._mark(self.writer.frame(chunk.start_sample - FRAME_SAMPLES))
         elif self.stream_chunks > 0:
             return False  # stopped: the first chunk is ready for the start
+        if engine.peek() is None:
+            return False
         self._update_live_style()
         block = engine.next_block()
+        self._next_start = block.chunk.end_frame / 25.0
+        self._last_chunk_s = block.chunk.n_frames / 25.0
         self.max_gen = max(self.max_gen, block.gen_seconds)
         self.last_weights = block.weights
         start, audio = self.writer.convert(block.start_sample, block.audio)
@@ -362,6 +392,8 @@ class Worker:
         self.sh.write_audio(start, audio)
         self.ctl[R.VALID_END] = end
         self.stream_chunks += 1
+        if not rolling:
+            self._prepared_changes = self.clock.changes
         if self.engine.controls.reload_requested != self._program_seen:
             self._maybe_reload()
         return True
@@ -411,9 +443,12 @@ class Worker:
                 self._target_seq = seq
                 target = int(ctl[R.TARGET_FRAME])
                 if not self._covers(target):
-                    self._restart(target)
+                    self._restart(target, rolling)
             elif not self.stream_live and (rolling or int(tp[R.TP_STATE]) == JACK_STARTING):
-                self._restart(playhead)
+                self._restart(playhead, rolling)
+            if (not rolling and self.stream_live and self.stream_chunks > 0 and int(tp[R.TP_STATE]) != JACK_STARTING
+                    and self._prepared_changes != self.clock.changes):
+                self._restart(playhead)  # the tempo map moved since the start was prepared: prepare again
             self.clock.set_transport(rolling, self.seconds(playhead))
             worked = self._maybe_generate(rolling, self.seconds(playhead))
             now = time.monotonic()

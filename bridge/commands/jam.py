@@ -105,6 +105,7 @@ def cmd_jam(args: argparse.Namespace) -> int:
     exit_code = 0
     started = time.monotonic()
     last_write = 0.0
+    last_periods, last_tick = -1, time.monotonic()
     try:
         while True:
             if stop["signal"] is not None:
@@ -130,6 +131,12 @@ def cmd_jam(args: argparse.Namespace) -> int:
             if reload_requests[0] != shared.ctl[R.RELOAD_SEQ]:
                 shared.ctl[R.RELOAD_SEQ] = reload_requests[0]
                 log("jamstream: reloading the preset (SIGHUP)")
+            periods = int(shared.ctl[R.PERIODS])
+            if periods != last_periods:
+                last_periods, last_tick = periods, time.monotonic()
+            elif time.monotonic() - last_tick > 3.0 and bridge.shutdown_reason is None:
+                bridge.shutdown_reason = "no process callback for 3 s: the server is gone"
+                bridge.shutdown_event.set()
             if bridge.shutdown_event.is_set():
                 reason = bridge.shutdown_reason
                 bridge.close()
@@ -139,8 +146,12 @@ def cmd_jam(args: argparse.Namespace) -> int:
                 if not args.reconnect:
                     exit_code = 1
                     break
-                while stop["signal"] is None and not connect():
+                while stop["signal"] is None:
+                    status.update(snapshot(shared, bridge, worker_status))
+                    if connect():
+                        break
                     time.sleep(0.5)
+                last_periods, last_tick = -1, time.monotonic()
                 if bridge.client is not None:
                     status.connected = True
                     status.reconnects += 1

@@ -1,0 +1,220 @@
+"""`jamstream jam` against a private dummy JACK server, with a test client as the DAW.
+
+The bridge runs with `--metronome` (clicks on the beats through the same engine, ring
+and callback as the model), so these tests measure the bridge itself - transport
+follow, tempo, MIDI clock, fades, reconnect - in seconds and without weights.
+tests/test_jam_model.py plays the real model the same way.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from jackutil import Jackd, Jam, click_onsets, need_jackd, onset_errors
+
+pytestmark = pytest.mark.slow
+PRESET = "jazz-trio-bossa"  # slots A (CC20) and B (CC21), 7-bit, channel 1; 1-bar chunks
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    need_jackd()
+    from bridge.host_sim import HostSim
+
+    jackd = Jackd()
+    tmp = tmp_path_factory.mktemp("jam")
+    jam = Jam(jackd.name, ["--preset", PRESET, "--metronome", "--reconnect"], tmp)
+    rig = SimpleNamespace(jackd=jackd, jam=jam, host=None, tmp=tmp)
+    try:
+        jam.wait_for(lambda s: s.get("ready"), 60, "the worker")
+        rig.host = HostSim(server=jackd.name, bpm=120, record_seconds=40)
+        rig.host.connect_from()
+        yield rig
+    finally:
+        if rig.host is not None:  # (tests may replace it) close before its server goes: libjack crashes otherwise
+            rig.host.close()
+        jam.stop()
+        jackd.stop()
+
+
+def play_from(host, frame: int = 0) -> None:
+    host.client.transport_stop()
+    host.client.transport_frame = frame
+    time.sleep(0.3)
+
+
+def record(host, seconds: float, during=None):
+    host.start_recording()
+    if during:
+        during()
+    time.sleep(seconds)
+    return host.stop_recording()
+
+
+def dominant_hz(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spec)])
+
+
+def test_plays_on_the_host_beats_and_follows_cc(rig):
+    host, jam = rig.host, rig.jam
+    rate = host.rate
+    play_from(host, 0)
+    before = jam.status()["underruns"]
+
+    def go():
+        host.client.transport_start()
+        host.schedule_cc_sweep(1, 21, 1.5, 3.0, 0, 127)
+        host.schedule_cc_sweep(1, 20, 1.5, 3.0, 127, 0)
+
+    audio, frames, rolling = record(host, 9.0, go)
+    timeline = host.on_timeline(audio, frames, rolling, int(8.5 * rate))
+    status = jam.status()
+    assert status["clock"] == "jack-bbt" and status["bpm"] == pytest.approx(120.0)
+    assert status["underruns"] == before, status
+    beats = host.beat_frames(int(0.1 * rate), int(8.4 * rate))
+    onsets = click_onsets(timeline[0])
+    err = onset_errors(onsets, beats, rate)
+    assert len(err) == len(beats), f"{len(err)} of {len(beats)} beats had a click: non-silent after the pre-roll"
+    assert abs(np.median(err)) <= 0.020 and np.max(np.abs(err)) <= 0.020, err
+    # style follows the CC: the metronome's pitch is the A/B mix (A 500 Hz ... B 2000 Hz)
+    first = dominant_hz(timeline[0, onsets[1] : onsets[1] + 480], rate)
+    last = dominant_hz(timeline[0, onsets[-1] : onsets[-1] + 480], rate)
+    assert first < 700 and last > 1700, (first, last)
+    assert status["weights"]["B"] > 0.9 and status["weights"]["A"] < 0.1, status["weights"]
+    assert status["latency_frames"] == round(0.4 * rate) + 256
+
+
+def test_garbage_midi_is_ignored_and_counted(rig):
+    host, jam = rig.host, rig.jam
+    host.client.transport_start()  # CCs are applied chunk by chunk
+    before = jam.status()["cc"]["malformed"]
+    host.send(b"\x14\x15\x16")  # data bytes without a status
+    host.send(b"\xb0\x14")  # a truncated CC
+    s = jam.wait_for(lambda s: s["cc"]["malformed"] >= before + 2, 10, "malformed MIDI counted")
+    assert s["rolling"]
+
+
+def test_stop_is_silent_one_period_after_the_fade(rig):
+    host = rig.host
+    audio, frames, rolling = record(host, 1.5, lambda: (time.sleep(1.0), host.client.transport_stop()))
+    n = host.client.blocksize
+    stopped = np.flatnonzero(rolling == 0)
+    assert stopped.size, "the transport never stopped"
+    p = stopped[0]
+    assert np.abs(audio[:, : p * n]).max() > 0.05  # it was playing
+    assert np.abs(audio[:, (p + 1) * n :]).max() == 0.0
+
+
+def test_locate_realigns(rig):
+    host, jam = rig.host, rig.jam
+    rate = host.rate
+    play_from(host, 0)
+    host.client.transport_start()
+    time.sleep(2.0)
+    target = host.frame_at_bar(9) + rate // 3  # mid-beat, not on the grid
+    locates = jam.status()["locates"]
+    audio, frames, rolling = record(host, 4.0, lambda: setattr(host.client, "transport_frame", target))
+    assert jam.status()["locates"] > locates
+    end = target + int(3.5 * rate)
+    timeline = host.on_timeline(audio, frames, rolling, end)
+    onsets = click_onsets(timeline[0, target:]) + target
+    beats = host.beat_frames(target + int(0.8 * rate), end - rate // 10)
+    err = onset_errors(onsets, beats, rate)
+    assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (err, beats)
+
+
+def test_tempo_change_moves_the_grid_within_a_bar(rig):
+    host, jam = rig.host, rig.jam
+    rate = host.rate
+    play_from(host, 0)
+    host.client.transport_start()
+    time.sleep(1.0)
+    change = host.frame_at_bar(3)  # 4 s in at 120 bpm
+    host.set_tempo(90.0, change)
+    audio, frames, rolling = record(host, 9.5)
+    end = int(frames[rolling.astype(bool)].max())
+    timeline = host.on_timeline(audio, frames, rolling, end)
+    s = jam.status()
+    assert s["bpm"] == pytest.approx(90.0)
+    one_bar = int(4 * 60 / 90 * rate)
+    beats = host.beat_frames(change + one_bar, end - rate // 10)
+    assert len(beats) >= 6
+    onsets = click_onsets(timeline[0])
+    err = onset_errors(onsets, beats, rate)
+    assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (err, beats, onsets[onsets > change], jam.status())
+    host.set_tempo(120.0, 0)  # back to one tempo for the tests after
+
+
+def test_midi_clock_as_the_only_source(rig):
+    host, jam = rig.host, rig.jam
+    rate = host.rate
+    host.client.transport_stop()
+    host.client.release_timebase()
+    host.clock_bpm = 100.0
+    try:
+        time.sleep(0.5)
+        host.midi_clock_start()
+        audio, frames, rolling = record(host, 5.0)
+        s = jam.status()
+        assert s["clock"] == "midi" and s["bpm"] == pytest.approx(100.0, abs=0.5), s
+        assert not rolling.any()  # JACK's transport never moved
+        n = host.client.blocksize
+        start = host.clock_start_time - host.rec_time[0]  # recorded sample of the first tick = beat 1
+        beats = start + np.arange(0, 8) * 60 / 100 * rate
+        beats = beats[(beats > start + 0.9 * rate) & (beats < len(frames) * n - rate // 10)]
+        err = onset_errors(click_onsets(audio[0]), beats, rate)
+        # one period of the error is the test graph's cycle (host -> jamstream -> host)
+        assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (err, beats, click_onsets(audio[0]), jam.status(), rig.jam.log_path)
+    finally:
+        host.send(b"\xfc")  # stop
+        host.clock_bpm = None
+        jam.wait_for(lambda s: not s["rolling"], 5, "MIDI stop")
+        host.client.set_timebase_callback(host._timebase)
+
+
+def test_sighup_and_program_change_reload_without_stopping(rig):
+    host, jam = rig.host, rig.jam
+    play_from(host, 0)
+    host.client.transport_start()
+    jam.wait_for(lambda s: s["rolling"] and s["chunks"] > 0, 10, "rolling")
+    before = jam.status()
+    jam.proc.send_signal(signal.SIGHUP)
+    jam.wait_for(lambda s: s["reloads"] >= before["reloads"] + 1, 10, "the SIGHUP reload")
+    host.send(b"\xc0\x05")  # program change, channel 1
+    s = jam.wait_for(lambda s: s["reloads"] >= before["reloads"] + 2, 10, "the program-change reload")
+    time.sleep(2.5)
+    s = jam.status()
+    assert s["underruns"] == before["underruns"] and s["streams"] == before["streams"], s
+    assert s["chunks"] > before["chunks"] and s["error"] is None
+
+
+def test_server_killed_and_restarted_reconnects(rig):
+    from bridge.host_sim import HostSim
+
+    rig.host.close()
+    rig.host = None
+    rig.jackd.kill()
+    rig.jam.wait_for(lambda s: not s["connected"], 10, "the shutdown")
+    rig.jackd.start()
+    rig.jam.wait_for(lambda s: s["connected"] and s["reconnects"] >= 1, 20, "the reconnect")
+    host = HostSim(server=rig.jackd.name, bpm=120, record_seconds=10)
+    rig.host = host
+    host.connect_from()
+    play_from(host, 0)
+    audio, frames, rolling = record(host, 3.0, host.client.transport_start)
+    timeline = host.on_timeline(audio, frames, rolling, int(2.8 * host.rate))
+    beats = host.beat_frames(int(0.5 * host.rate), int(2.7 * host.rate))
+    err = onset_errors(click_onsets(timeline[0]), beats, host.rate)
+    assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, err
+
+
+def test_sigterm_exits_cleanly(rig):
+    assert rig.jam.stop(signal.SIGTERM) == 0
+    ports = [p.name for p in rig.host.client.get_ports("jamstream:")]
+    assert ports == []
