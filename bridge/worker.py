@@ -112,6 +112,7 @@ class Worker:
         self.clock = LiveClock(cfg.bpm or self.preset.bpm, self.preset.meter)
         self.midi_clock = MidiClockFollower(self.rate)
         self._load_models()
+        self._warm_up()
         self.engine = self._new_engine(self.preset)
         self.stream_live = False
         self.stream_chunks = 0
@@ -157,6 +158,20 @@ class Worker:
         stack = load_stack(base, lm=self.cfg.lm, codec=self.cfg.codec, style=self.cfg.style, adapter=self.cfg.adapter)
         self.generator, self.style_model, self.adapters = stack.generator, stack.style_model, stack.adapters
         self._stack_styles = stack.slot_styles
+
+    def _warm_up(self) -> None:
+        """One throwaway second of music before reporting ready: the first torch calls are
+        slow, and the real-time factor the scheduler plans with should not count them."""
+        if self.cfg.metronome:
+            return
+        from .clock import FixedClock
+        from .engine import Engine
+
+        warm = Engine(self.generator, self.style_model, self.preset, FixedClock(self.preset.bpm, self.preset.meter),
+                      seed=self.cfg.seed, slot_styles=self._slot_styles(self.preset), adapters=self.adapters)
+        warm.start(0.0, 1.0)
+        while warm.peek() is not None:
+            warm.next_block()
 
     def _slot_styles(self, preset):
         if self.cfg.metronome:
@@ -368,7 +383,10 @@ class Worker:
                 return False
             chunk = engine.peek()
             need = self._margin(chunk.n_frames / 25.0) if chunk is not None else 0.0
-            if chunk is not None and engine.late(playhead, need):
+            # The ring is time-addressed, so a chunk that arrives late still plays in time
+            # from the playhead on (the callback fades over the missing head). Skip to the
+            # grid further on only when even its tail could not be ready.
+            if chunk is not None and chunk.end_frame / 25.0 <= playhead + need:
                 chunk = engine.rejoin(playhead, need)
                 self._mark(self.writer.frame(chunk.start_sample - FRAME_SAMPLES))
         elif self.stream_chunks > 0:

@@ -1,0 +1,106 @@
+"""`jamstream jam` with the real model against a private dummy JACK server.
+
+A test client is the DAW: timebase master at 120 bpm 4/4, starts the transport, sweeps
+a CC from slot A (techno) to slot B (reggae) and records our outputs for 20 s. Needs the
+shipped LM (model/weights/lm.safetensors) or JAMSTREAM_TEST_LM=path; the beat-alignment
+figure depends on how well the trained LM learned tempo conditioning.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jackutil import Jackd, Jam, need_jackd
+
+pytestmark = pytest.mark.slow
+PRESET = Path(__file__).parent / "data" / "drums.toml"
+SECONDS = 20.0
+
+
+def lm_args() -> list[str]:
+    path = os.environ.get("JAMSTREAM_TEST_LM")
+    if path:
+        return ["--lm", path]
+    from model.weights import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "lm.safetensors").is_file():
+        pytest.skip("no shipped LM weights (model/weights/lm.safetensors); set JAMSTREAM_TEST_LM to a checkpoint")
+    return []
+
+
+@pytest.fixture(scope="module")
+def played(tmp_path_factory):
+    need_jackd()
+    args = lm_args()
+    from bridge.host_sim import HostSim
+
+    jackd = Jackd()
+    tmp = tmp_path_factory.mktemp("jam-model")
+    jam = Jam(jackd.name, ["--preset", str(PRESET), "--sync-timeout", "30", *args], tmp)
+    host = None
+    try:
+        jam.wait_for(lambda s: s.get("ready"), 240, "the model to load")
+        host = HostSim(server=jackd.name, bpm=120, record_seconds=SECONDS + 5)
+        host.connect_from()
+        host.client.transport_frame = 0
+        time.sleep(0.3)
+        host.start_recording()
+        host.client.transport_start()
+        host.schedule_cc_sweep(1, 21, 6.0, 4.0, 0, 127)  # B in over 6-10 s
+        host.schedule_cc_sweep(1, 20, 6.0, 4.0, 127, 0)  # A out
+        time.sleep(SECONDS)
+        audio, frames, rolling = host.stop_recording()
+        status = jam.status()
+        end = int(frames[rolling.astype(bool)].max())
+        timeline = host.on_timeline(audio, frames, rolling, end)
+        first = int(np.flatnonzero(rolling)[0])
+        yield {"timeline": timeline, "status": status, "rate": host.rate, "host": host, "first_rolling_period": first}
+    finally:
+        if host is not None:
+            host.close()
+        jam.stop()
+        jackd.stop()
+
+
+def test_plays_without_underruns_after_the_pre_roll(played):
+    tl, rate, s = played["timeline"], played["rate"], played["status"]
+    assert s["underruns"] == 0, s
+    assert s["clock"] == "jack-bbt" and s["bpm"] == pytest.approx(120.0)
+    windows = [tl[:, k : k + rate // 2] for k in range(rate // 2, tl.shape[1] - rate // 2, rate // 2)]
+    quiet = [i for i, w in enumerate(windows) if np.sqrt(np.mean(w**2)) < 1e-3]
+    assert not quiet, f"silent half-seconds after the pre-roll at {[(i + 1) / 2 for i in quiet]} s"
+
+
+def test_style_moves_with_the_cc(played):
+    from model.style import load_style
+
+    tl, rate, s = played["timeline"], played["rate"], played["status"]
+    assert s["weights"]["B"] > 0.9 and s["weights"]["A"] < 0.1, s["weights"]
+    style = load_style()
+    text = style.embed_text([
+        "hypnotic techno track, four on the floor kick, acid bass and hats",
+        "rootsy reggae band, deep bass, offbeat guitar skank and organ",
+    ])
+    before = style.embed_audio(tl[:, 1 * rate : 6 * rate], rate)
+    after = style.embed_audio(tl[:, 13 * rate : 19 * rate], rate)
+    lean = lambda e: float(e @ text[1] - e @ text[0])  # noqa: E731  (towards B)
+    assert lean(after) > lean(before), (lean(before), lean(after))
+
+
+def test_drum_onsets_land_on_the_host_beats(played):
+    import librosa
+
+    tl, rate, host = played["timeline"], played["rate"], played["host"]
+    y = librosa.resample(tl.mean(0), orig_sr=rate, target_sr=22050)
+    env = librosa.onset.onset_strength(y=y, sr=22050, hop_length=64)
+    onsets = librosa.onset.onset_detect(onset_envelope=env, sr=22050, hop_length=64, units="time")
+    beats = host.beat_frames(int(0.5 * rate), tl.shape[1] - rate // 4) / rate
+    d = np.array([onsets[np.argmin(np.abs(onsets - b))] - b for b in beats])
+    median_ms = float(np.median(np.abs(d)) * 1000)
+    print(f"onset-to-beat median {median_ms:.1f} ms over {len(beats)} beats ({len(onsets)} onsets)")
+    assert median_ms <= 20.0, f"median onset-to-beat distance {median_ms:.1f} ms (signed median {np.median(d) * 1000:.1f} ms)"
