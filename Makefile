@@ -11,6 +11,7 @@ setup:
 # The main job: play from a prompt with the shipped models, out of the box.
 run: setup
 	$(JAM) generate "funk music with drums and slap bass" --bpm 104 --seconds 20 -o demo/generate.wav
+	$(PY) scripts/jam_demo.py --out demo/jam --seconds 20  # the live bridge on a (dummy) JACK server, recorded
 
 test: setup
 	$(PY) -m pytest -q

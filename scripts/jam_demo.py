@@ -1,0 +1,145 @@
+"""`make run`'s main job: play `jamstream jam` briefly and record what it played.
+
+Starts a private dummy JACK server when none is running (so it works on any machine,
+headless CI included), runs `jamstream jam --preset P` against it, and plays the DAW with
+bridge.host_sim.HostSim: timebase master at the preset's tempo, transport start, a CC
+crossfade from slot A to slot B, and a recorder on jamstream's outputs. Writes
+OUT/jam-demo.wav (what the DAW heard, on the song timeline) and OUT/status.json, and
+prints a summary. Falls back to `--metronome` (with a note) while no LM weights are
+shipped. Exit code: jam's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def server_running(name: str | None) -> bool:
+    import jack
+
+    try:
+        jack.Client("jamstream-probe", no_start_server=True, servername=name).close()
+        return True
+    except jack.JackOpenError:
+        return False
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="techno-dub")
+    ap.add_argument("--seconds", type=float, default=20.0, help="how long the DAW plays")
+    ap.add_argument("--out", default="jam-demo", help="output directory")
+    ap.add_argument("--lm", default=os.environ.get("JAMSTREAM_LM"), help="LM weights (default: shipped; $JAMSTREAM_LM)")
+    ap.add_argument("--metronome", action="store_true", help="clicks instead of the model")
+    args = ap.parse_args()
+
+    from bridge.host_sim import HostSim
+    from bridge.presets import find_preset
+    from model.audio import write_audio
+
+    preset = find_preset(args.preset)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jam_args = ["--preset", args.preset, "--sync-timeout", "30", "--quiet"]
+    if args.lm:
+        jam_args += ["--lm", args.lm]
+    elif not args.metronome and not (REPO / "model" / "weights" / "lm.safetensors").is_file():
+        print("jam-demo: no shipped LM weights yet (model/weights/lm.safetensors): playing the metronome instead "
+              "(set JAMSTREAM_LM=path/to/lm.safetensors to hear a trained model)", file=sys.stderr)
+        args.metronome = True
+    if args.metronome:
+        jam_args.append("--metronome")
+
+    jackd = None
+    server = os.environ.get("JACK_DEFAULT_SERVER")
+    own = not server_running(server)
+    if own:
+        exe = shutil.which("jackd")
+        if exe is None:
+            print("jam-demo: no JACK server is running and jackd is not installed (apt install jackd2)", file=sys.stderr)
+            return 2
+        server = f"jamstream-demo-{os.getpid()}"
+        jackd = subprocess.Popen([exe, "-n", server, "-d", "dummy", "-r", "48000", "-p", "256"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env=dict(os.environ, JACK_NO_AUDIO_RESERVATION="1"))
+        for _ in range(100):
+            if server_running(server):
+                break
+            time.sleep(0.1)
+        print(f"jam-demo: started a dummy JACK server {server!r} (48 kHz, 256-frame periods)", file=sys.stderr)
+    status_path = out / "status.json"
+    status_path.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "bridge.cli", "jam", "--json-status", str(status_path), *jam_args]
+    if server:
+        cmd += ["--server", server]
+    jam = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+    host = None
+    code = 1
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if jam.poll() is not None:
+                return jam.returncode
+            try:
+                if json.loads(status_path.read_text()).get("ready"):
+                    break
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+            time.sleep(0.2)
+        host = HostSim("jamstream-demo-daw", server=server, bpm=preset.bpm, meter=preset.meter,
+                       record_seconds=args.seconds + 5, timebase=own)
+        host.connect_from()
+        host.client.transport_frame = 0
+        time.sleep(0.3)
+        host.start_recording()
+        host.client.transport_start()
+        a, b = preset.slots[0].cc, preset.slots[1].cc
+        third = args.seconds / 3
+        host.schedule_cc_sweep(a.channel, a.number, third, third, 127, 0)  # A out
+        host.schedule_cc_sweep(b.channel, b.number, third, third, 0, 127)  # B in (MSB; 14-bit LSB stays 0)
+        print(f"jam-demo: playing {args.seconds:g} s of {preset.name!r} at {preset.bpm:g} bpm, crossfading "
+              f"{preset.slots[0].name} -> {preset.slots[1].name}...", file=sys.stderr)
+        time.sleep(args.seconds)
+        host.client.transport_stop()
+        time.sleep(0.2)
+        audio, frames, rolling = host.stop_recording()
+        song = host.on_timeline(audio, frames, rolling, int(frames[rolling.astype(bool)].max()) + host.client.blocksize)
+        wav = out / "jam-demo.wav"
+        write_audio(wav, song, host.rate)
+        status = json.loads(status_path.read_text())
+        jam.send_signal(signal.SIGTERM)
+        code = jam.wait(timeout=30)
+        keys = ("bar", "bpm", "clock", "weights", "rtf", "underruns", "xruns", "latency_frames", "chunks")
+        print(json.dumps({k: status.get(k) for k in keys}))
+        print(f"jam-demo: recorded {song.shape[1] / host.rate:.1f} s to {wav} (jamstream exit code {code})", file=sys.stderr)
+        return code
+    finally:
+        if host is not None:
+            host.close()
+        if jam.poll() is None:
+            jam.send_signal(signal.SIGTERM)
+            try:
+                jam.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                jam.kill()
+        if jackd is not None:
+            jackd.send_signal(signal.SIGTERM)
+            try:
+                jackd.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                jackd.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
