@@ -159,6 +159,12 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     genres = corpus_genres(args.corpus)
+    reference = None
+    if args.corpus and "tempo" in checks:
+        from model.corpus.manifest import read_manifest
+
+        drum_genres = {p.replace(" music", "") for p in DRUM_PROMPTS}
+        reference = [(r.path, r.beats) for r in read_manifest(args.corpus, "test") if r.genre in drum_genres]
     style_model = load_style(args.style)
     generator = Generator(load_lm(args.checkpoint), load_codec(args.codec))
     seeds = tuple(range(args.seeds))
@@ -166,13 +172,17 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     total = len(seeds) * (tempo_clips + (len(genres) if "style" in checks else 0))
     bar = progress(total=total, desc="eval generation", unit="clip")
     report = evaluate_generation(generator, style_model, genres, seconds=args.seconds, seeds=seeds,
-                                 sampling=SamplingConfig(guidance=args.guidance), checks=checks, on_clip=lambda: bar.update(1))
+                                 sampling=SamplingConfig(guidance=args.guidance), checks=checks, on_clip=lambda: bar.update(1),
+                                 reference=reference)
     bar.close()
     out = report.summary()
     lines = []
     if "tempo_ok_share" in out:
         lines.append(f"tempo within 4% (or an octave): {out['tempo_ok_share']:.0%} of {len(report.tempo)} runs; "
                      f"median beat-to-grid distance {out['grid_ms_median']:.1f} ms")
+        if out.get("reference_grid_ms_median") is not None:
+            lines.append(f"  the same tracker on {out['reference_clips']} corpus test clips against their exact beats: "
+                         f"{out['reference_grid_ms_median']:.1f} ms (signed {out['reference_signed_ms_median']:+.1f} ms): its floor")
     if "style_own_genre_share" in out:
         lines.append(f"style: nearest its own genre in {out['style_own_genre_share']:.0%} of {len(report.style)} runs")
     if "seam_flux_percentile" in out:
