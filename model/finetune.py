@@ -58,7 +58,7 @@ class FinetuneConfig:
     rank: int = 8
     alpha: float = 16.0
     epochs: int = 20
-    patience: int = 2
+    patience: int = 3
     lr: float = 2e-3
     frames_per_batch: int = 512
     quantize: str = "none"
@@ -256,8 +256,10 @@ def finetune(cfg: FinetuneConfig) -> dict:
     checkpoint = out / "checkpoint.safetensors"
     if cfg.resume and not checkpoint.is_file():
         raise JamstreamError(f"--resume: no fine-tuning checkpoint at {checkpoint}; drop --resume to start")
-    if not cfg.resume and out.exists() and any(out.iterdir()):
+    if not cfg.resume and (checkpoint.is_file() or (out / A.ADAPTER_FILE).is_file()):
         raise JamstreamError(f"{out} exists; pass --resume to continue it or choose another --name")
+    if not cfg.resume and (out / "train_state.json").is_file():  # a run stopped before its first epoch
+        (out / "train_state.json").unlink()
 
     base_path = Path(cfg.base) if cfg.base else default_weight_path("lm")
     codec_path = Path(cfg.codec) if cfg.codec else default_weight_path("codec")

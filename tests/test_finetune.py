@@ -143,12 +143,13 @@ def test_resume_continues_and_an_existing_name_needs_resume(ft, trained, capsys)
 
 
 # ------------------------------------------------------------------ runtime API
-def test_strength_zero_is_the_base_exactly_and_remove_restores_it(ft, trained):
+@pytest.mark.parametrize("fuse", [True, False])
+def test_strength_zero_is_the_base_exactly_and_remove_restores_it(ft, trained, fuse):
     lm = load_lm(ft["base"])
     tokens, timing, style = _batch()
     with torch.no_grad():
         base = lm(tokens, timing, style)
-        ad = lora.apply_adapter(lm, trained["folder"], strength=1.0)
+        ad = lora.apply_adapter(lm, trained["folder"], strength=1.0, fuse=fuse)
         full = lm(tokens, timing, style)
         lora.set_strength(lm, ad.name, 0.0)
         zero = lm(tokens, timing, style)
@@ -160,6 +161,18 @@ def test_strength_zero_is_the_base_exactly_and_remove_restores_it(ft, trained):
     assert torch.equal(zero, base) and torch.equal(removed, base)
     assert 0 < float((half - base).abs().max()) < float((full - base).abs().max())
     assert type(lm.temporal[0].attn.qkv) is torch.nn.Linear and lora.strengths(lm) == {}
+
+
+def test_fused_adapter_equals_peft_forward(ft, trained):
+    """Folding B A into the weights computes what peft's LoRA layers compute."""
+    fused, layered = load_lm(ft["base"]), load_lm(ft["base"])
+    lora.apply_adapter(fused, trained["folder"], 0.7)
+    lora.apply_adapter(layered, trained["folder"], 0.7, fuse=False)
+    assert type(fused.temporal[0].mlp.up) is torch.nn.Linear and type(layered.temporal[0].mlp.up) is not torch.nn.Linear
+    tokens, timing, style = _batch(3)
+    with torch.no_grad():
+        assert torch.allclose(fused(tokens, timing, style), layered(tokens, timing, style), atol=1e-4)
+    assert all(torch.equal(a, b) for a, b in zip(lora.adapter_state(fused, "afro").values(), lora.adapter_state(layered, "afro").values()))
 
 
 def test_two_adapters_blend_and_each_has_its_own_strength(ft, trained, tmp_path):

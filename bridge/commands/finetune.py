@@ -89,7 +89,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--rank", type=int, default=8, help="LoRA rank")
     f.add_argument("--alpha", type=number, default=16.0, help="LoRA alpha (scaling = alpha / rank)")
     f.add_argument("--epochs", type=int, default=20, help="most epochs (passes over the training audio)")
-    f.add_argument("--patience", type=int, default=2, help="stop after this many epochs without a better validation NLL")
+    f.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better validation NLL")
     f.add_argument("--lr", type=number, default=2e-3, help="peak learning rate (AdamW, warmup then cosine)")
     f.add_argument("--frames-per-batch", type=int, default=512, help="25 Hz frames per step")
     f.add_argument("--quantize", default="none", choices=["none", "int8", "nf4"], help="quantize the frozen base while training (QLoRA)")

@@ -37,7 +37,7 @@ from .token_data import TokenClip
 class LoRATrainConfig(LMTrainConfig):
     frames_per_batch: int = 512
     steps_per_epoch: int = 1
-    patience: int = 2  # epochs without a better validation NLL before stopping
+    patience: int = 3  # epochs without a better validation NLL before stopping
     min_delta: float = 1e-3  # nats: smaller gains do not count as better
     val_window: int = 250  # frames per validation window (the LM's attention window)
 
