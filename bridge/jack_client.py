@@ -1,6 +1,7 @@
 """The JACK side of `jamstream jam`: ports, the process callback, transport, latency.
 
-Everything here runs in the parent process, which imports no torch. The process
+Everything here runs in the parent process, which runs no torch code (bridge.presets
+imports torch through model.sampling, so it is loaded, ~300 MB, but idle). The process
 callback is the only code on the audio thread and does one thing per period (the
 habit of jackclient-python's examples): post the transport and MIDI to shared memory
 and copy this period's song frames out of the time-addressed ring (bridge/ring.py).
@@ -87,6 +88,9 @@ class JackBridge:
         self._ramp1 = (np.arange(1, MAX_PERIOD + 1, dtype=np.float32) / FADE_SAMPLES)
         self._ramp0 = (np.arange(0, MAX_PERIOD, dtype=np.float32) / FADE_SAMPLES)
         self._reset_callback_state()
+        import time
+
+        self._clock_ns = time.perf_counter_ns
 
     def _reset_callback_state(self) -> None:
         self._level = 0.0
@@ -271,6 +275,19 @@ class JackBridge:
         return bool(ready)
 
     def _process(self, n: int) -> None:
+        t0 = self._clock_ns()
+        entry = self.client.frames_since_cycle_start
+        self._process_period(n)
+        us = (self._clock_ns() - t0) // 1000
+        ctl = self.ctl
+        if entry > ctl[R.CB_ENTRY_MAX]:
+            ctl[R.CB_ENTRY_MAX] = entry
+        if us > ctl[R.CB_MAX_US]:
+            ctl[R.CB_MAX_US] = us
+        if us * 2 * ctl[R.SAMPLE_RATE] > n * 1_000_000:
+            ctl[R.CB_SLOW] += 1
+
+    def _process_period(self, n: int) -> None:
         ctl = self.ctl
         sh = self.sh
         state, pos = self.client.transport_query_struct()

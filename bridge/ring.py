@@ -49,7 +49,9 @@ SYNC_WAITS = 13  # slow-sync calls answered "not ready"
 SAMPLE_RATE = 14  # server rate
 PERIOD = 15  # server period (frames)
 LOCATES = 16  # playhead jumps seen by the callback
-MAX_LATE_FRAMES = 17  # reserved
+CB_MAX_US = 17  # longest process callback, microseconds
+CB_SLOW = 18  # callbacks that took more than half a period
+CB_ENTRY_MAX = 19  # most frames of a period gone before the callback's Python began (GIL, wake-up)
 # ------------------------------------------------------------------------ worker writes
 VALID_START = 20
 VALID_END = 21

@@ -40,3 +40,34 @@ def test_other_rates_and_periods(tmp_path, rate, period):
             host.close()
         assert jam.stop() == 0
         jackd.stop()
+
+
+def test_live_input_ports_and_slot(tmp_path):
+    """--input: in_L/in_R exist and a 'live' slot rides its CC like any other."""
+    import time
+
+    import jack
+
+    from bridge.host_sim import HostSim
+
+    jackd = Jackd()
+    jam = Jam(jackd.name, ["--preset", PRESET, "--metronome", "--input", "--input-cc", "22"], tmp_path)
+    host = None
+    try:
+        jam.wait_for(lambda s: s.get("ready"), 60, "the worker")
+        host = HostSim(server=jackd.name, bpm=120, record_seconds=4)
+        host.connect_from()
+        names = [p.name for p in host.client.get_ports("jamstream:")]
+        assert {"jamstream:in_L", "jamstream:in_R", "jamstream:out_L", "jamstream:midi_in"} <= set(names)
+        play_from(host, 0)
+        host.client.transport_start()
+        host.send(bytes([0xB0, 22, 127]))
+        s = jam.wait_for(lambda s: s.get("weights", {}).get("live", 0) > 0.9, 15, "the live slot's weight")
+        assert set(s["weights"]) == {"A", "B", "live"}
+        playback = host.client.get_port_by_name("jamstream:midi_in")
+        assert isinstance(playback, jack.MidiPort)
+    finally:
+        if host is not None:
+            host.close()
+        assert jam.stop() == 0
+        jackd.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -52,6 +53,20 @@ def cmd_jam(args: argparse.Namespace) -> int:
 
     import jack
 
+    # The process callback is a Python thread of this process: when it wakes, whoever holds
+    # the GIL here (the status loop, a JACK notification) must hand it over within a small
+    # part of a period, not after Python's default 5 ms switch interval.
+    sys.setswitchinterval(0.0002)
+    # And that holder must not itself be preempted by ordinary processes (priority inversion:
+    # a descheduled main thread holding the GIL stalls the RT callback for whole periods).
+    # Run this process's non-audio threads SCHED_FIFO at priority 1 - below JACK's audio
+    # thread - where allowed; RESET_ON_FORK keeps the generator process ordinary.
+    rt_main = _lift_priority()
+    # A full garbage collection walks every object - torch's included (imported by
+    # bridge.presets) - in whichever thread allocates at the time, the audio thread too:
+    # tens of ms. Freeze what exists now and collect only the young generation, here.
+    gc.freeze()
+    gc.disable()
     shared = R.Shared(capacity=1 << 21)  # 43 s at 48 kHz, 21 s at 96 kHz: far above any lookahead
     bridge = JackBridge(shared, name=args.name, server=args.server, live_input=args.input,
                         lookahead_s=preset.lookahead_ms / 1000.0, connect=args.connect, midi_from=args.midi_from,
@@ -90,6 +105,7 @@ def cmd_jam(args: argparse.Namespace) -> int:
             shared.close()
             return 0
 
+    rt_main = _lift_priority() and rt_main  # again, now that libjack's threads exist
     cfg = WorkerConfig(preset=str(preset.path), lm=args.lm, codec=args.codec, style=args.style, adapter=args.adapter,
                        seed=args.seed, bpm=args.bpm, clock=args.clock, metronome=args.metronome, threads=args.threads,
                        live_input=args.input, live_cc=args.input_cc)
@@ -97,7 +113,8 @@ def cmd_jam(args: argparse.Namespace) -> int:
     queue = ctx.Queue()
     worker = ctx.Process(target=worker_main, args=(cfg, shared.spec(), queue), name="jamstream-worker", daemon=True)
     worker.start()
-    log(f"jamstream: client {bridge.client.name!r} on {bridge.rate} Hz, period {bridge.period}; loading "
+    log(f"jamstream: client {bridge.client.name!r} on {bridge.rate} Hz, period {bridge.period}"
+        f"{'' if rt_main else ' (could not raise the main thread to SCHED_FIFO: expect more xruns under load)'}; loading "
         f"{'the metronome' if args.metronome else 'the models'} for preset {preset.name!r}...")
 
     status = StatusBoard(args.json_status, quiet=args.quiet)
@@ -153,6 +170,7 @@ def cmd_jam(args: argparse.Namespace) -> int:
                     time.sleep(0.5)
                 last_periods, last_tick = -1, time.monotonic()
                 if bridge.client is not None:
+                    _lift_priority()
                     status.connected = True
                     status.reconnects += 1
                     log(f"jamstream: reconnected to JACK ({bridge.rate} Hz, period {bridge.period})")
@@ -160,10 +178,11 @@ def cmd_jam(args: argparse.Namespace) -> int:
             now = time.monotonic()
             if now - last_write >= 1.0:
                 last_write = now
+                gc.collect(0)
                 status.update(snapshot(shared, bridge, worker_status))
             if args.seconds is not None and now - started >= args.seconds:
                 break
-            time.sleep(0.05)
+            time.sleep(0.1)
     except _Stop:
         pass
     finally:
@@ -182,6 +201,26 @@ def cmd_jam(args: argparse.Namespace) -> int:
 
 class _Stop(Exception):
     pass
+
+
+def _lift_priority() -> bool:
+    """SCHED_FIFO 1 for every ordinary thread of this process: the main thread and the
+    ones libjack starts for notifications (the xrun/latency callbacks run Python there, so
+    they hold the GIL too). JACK's own audio thread is already FIFO, higher."""
+    try:
+        policy = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+        param = os.sched_param(1)
+    except AttributeError:
+        return False
+    lifted = False
+    for tid in [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]:
+        try:
+            if os.sched_getscheduler(tid) == os.SCHED_OTHER:
+                os.sched_setscheduler(tid, policy, param)
+            lifted = True
+        except OSError:
+            pass
+    return lifted
 
 
 def log(text: str) -> None:
@@ -206,6 +245,8 @@ def snapshot(shared, bridge, worker_status: dict) -> dict:
         "song_frame": int(ctl[R.PLAY_FRAME]), "starved_periods": int(ctl[R.STARVED_PERIODS]),
         "locates": int(ctl[R.LOCATES]), "starts": int(ctl[R.STARTS]), "sync_waits": int(ctl[R.SYNC_WAITS]),
         "midi_overflow": int(ctl[R.MIDI_OVERFLOW]), "periods": int(ctl[R.PERIODS]),
+        "callback_max_us": int(ctl[R.CB_MAX_US]), "callbacks_over_half_period": int(ctl[R.CB_SLOW]),
+        "callback_entry_max_frames": int(ctl[R.CB_ENTRY_MAX]),
         "ready": bool(ctl[R.WORKER_READY]), "connected": bridge.client is not None, "pid": os.getpid(),
     }
     for key in ("chunks", "rejoins", "streams", "cc", "preset", "reloads", "error", "target_weights", "meter",
