@@ -53,6 +53,12 @@ def cmd_jam(args: argparse.Namespace) -> int:
 
     import jack
 
+    # libjack prints every failed connection attempt ("Cannot connect to server socket...");
+    # keep its last words for our own one-line messages instead.
+    jack_said: list[str] = []
+    jack.set_error_function(lambda msg: jack_said.append(msg) if len(jack_said) < 100 else None)
+    jack.set_info_function(lambda msg: None)
+
     # The process callback is a Python thread of this process: when it wakes, whoever holds
     # the GIL here (the status loop, a JACK notification) must hand it over within a small
     # part of a period, not after Python's default 5 ms switch interval.
