@@ -17,6 +17,7 @@ import torch
 from bridge.clock import FixedClock, MidiFileClock
 from bridge.conductor import crossfade_ccs, write_conductor
 from bridge.engine import FADE_SAMPLES, SAMPLE_RATE, Engine, SlotStyles
+from bridge.eval_presets import bar_embeddings
 from bridge.presets import find_preset, load_preset
 from bridge.render import bounce
 from bridge.schedule import frame_at
@@ -217,11 +218,6 @@ def trained_generator() -> Generator:
     return Generator(load_lm(path), load_codec())
 
 
-def bar_embeddings(style_model, audio: np.ndarray, bar_seconds: float) -> torch.Tensor:
-    n = int(bar_seconds * SAMPLE_RATE)
-    return torch.stack([style_model.embed_audio(audio[:, i : i + n], SAMPLE_RATE) for i in range(0, audio.shape[1] - n + 1, n)])
-
-
 def test_a_cc_crossfade_in_the_file_moves_the_output_style_from_a_to_b(tmp_path, trained_generator, style_model):
     # A pair the shipped tiny LM renders apart (eval presets: 7/7 bars nearer B after the
     # sweep); per-preset coverage is a model figure, reported by `jamstream eval presets`.
@@ -232,7 +228,7 @@ def test_a_cc_crossfade_in_the_file_moves_the_output_style_from_a_to_b(tmp_path,
     clock = MidiFileClock.from_file(path)
     engine = Engine(trained_generator, style_model, preset, clock, seed=0)
     result = bounce(engine, clock, clock.length_seconds)
-    emb = bar_embeddings(style_model, result.audio, 4 * 60 / preset.bpm)
+    emb = bar_embeddings(style_model, result.audio, int(round(4 * 60 / preset.bpm * SAMPLE_RATE)))
     targets = torch.nn.functional.normalize(engine.styles.embeddings, dim=1)
     toward_b = (emb @ targets[1] - emb @ targets[0]).numpy()
     assert toward_b[-4:].mean() > toward_b[:4].mean() + 0.05, toward_b.round(3)
