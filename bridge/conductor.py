@@ -48,3 +48,18 @@ def crossfade_ccs(a_cc: int, b_cc: int, start_quarter: float, quarters: float, s
         v = round(127 * i / steps)
         out += [(q, a_cc, 127 - v), (q, b_cc, v)]
     return out
+
+
+def sweep_clock(preset, bpm: float, bars: int, sweep_start_quarter: float, sweep_quarters: float):
+    """A MidiFileClock for `bars` bars of the preset's meter at `bpm` (beats of the meter's
+    denominator) with a full slot A -> B sweep: what evals and benches bounce."""
+    import tempfile
+
+    from .clock import MidiFileClock
+
+    a, b = preset.slots[0], preset.slots[1]
+    den = preset.meter[1]
+    ccs = crossfade_ccs(a.cc.number, b.cc.number, sweep_start_quarter, sweep_quarters)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_conductor(Path(tmp) / "sweep.mid", [(0.0, bpm * 4.0 / den)], bars, ccs, preset.meter, channel=a.cc.channel)
+        return MidiFileClock.from_file(path)

@@ -9,15 +9,12 @@ or adapter styles). A bar counts for B when it is nearer B than A.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .clock import MidiFileClock
-from .conductor import crossfade_ccs, write_conductor
+from .conductor import sweep_clock
 from .engine import SAMPLE_RATE, Engine, SlotStyles
 from .presets import Preset
 from .render import bounce
@@ -41,14 +38,9 @@ def bar_embeddings(style_model, audio: np.ndarray, bar_samples: int) -> torch.Te
 
 
 def evaluate_preset(generator, style_model, preset: Preset, seed: int = 0, a_bars: int = 4, sweep_bars: int = 2, b_bars: int = 8, slot_styles: SlotStyles | None = None) -> PresetResult:
-    a, b = preset.slots[0], preset.slots[1]
     num, den = preset.meter
     bar_q = num * 4.0 / den
-    ccs = crossfade_ccs(a.cc.number, b.cc.number, a_bars * bar_q, sweep_bars * bar_q)
-    bars = a_bars + sweep_bars + b_bars
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_conductor(Path(tmp) / "sweep.mid", [(0.0, preset.bpm * 4.0 / den)], bars, ccs, preset.meter, channel=a.cc.channel)
-        clock = MidiFileClock.from_file(path)
+    clock = sweep_clock(preset, preset.bpm, a_bars + sweep_bars + b_bars, a_bars * bar_q, sweep_bars * bar_q)
     engine = Engine(generator, style_model, preset, clock, seed=seed, slot_styles=slot_styles)
     result = bounce(engine, clock, clock.length_seconds)
     bar_samples = int(round(clock.seconds_at_bbt(2) * SAMPLE_RATE))

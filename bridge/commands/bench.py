@@ -130,14 +130,11 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
 
 def cmd_bench_render(args: argparse.Namespace) -> int:
     """A bounce of a preset at a steady tempo with a CC sweep, as fast as the CPU allows."""
-    import tempfile
     import time
-    from pathlib import Path
 
     from model.errors import JamstreamError
 
-    from ..clock import MidiFileClock
-    from ..conductor import crossfade_ccs, write_conductor
+    from ..conductor import sweep_clock
     from ..engine import Engine
     from ..presets import DEFAULT_PRESET, find_preset
     from ..render import bounce
@@ -149,11 +146,7 @@ def cmd_bench_render(args: argparse.Namespace) -> int:
     preset = find_preset(args.preset or DEFAULT_PRESET)
     num, den = preset.meter
     bars = max(1, round(args.minutes * 60 * args.bpm / 60 / num))
-    a, b = preset.slots[0], preset.slots[1]
-    ccs = crossfade_ccs(a.cc.number, b.cc.number, bars * num * 4.0 / den / 2, 8 * 4.0 / den)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_conductor(Path(tmp) / "bench.mid", [(0.0, args.bpm * 4.0 / den)], bars, ccs, preset.meter, channel=a.cc.channel)
-        clock = MidiFileClock.from_file(path)
+    clock = sweep_clock(preset, args.bpm, bars, bars * num * 4.0 / den / 2, 8 * 4.0 / den)
     stack = load_stack(preset, lm=args.lm)
     engine = Engine(stack.generator, stack.style_model, preset, clock, seed=0, slot_styles=stack.slot_styles)
     start = time.perf_counter()
