@@ -196,6 +196,20 @@ class HostSim:
                 out[:, f : f + n] = audio[:, p * n : (p + 1) * n]
         return out
 
+    def on_jack_time(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Recorded audio laid on JACK frame time from the first recorded period, and a mask
+        of the samples no period covered. A cycle the server skipped leaves a hole there
+        instead of pulling everything after it early, as reading the periods back to back would."""
+        n = self.client.blocksize
+        p = audio.shape[1] // n
+        times = self.rec_time[:p] - self.rec_time[0]
+        out = np.zeros((audio.shape[0], int(times.max()) + n), np.float32)
+        covered = np.zeros(out.shape[1], bool)
+        for k, f in enumerate(times):
+            out[:, f : f + n] = audio[:, k * n : (k + 1) * n]
+            covered[f : f + n] = True
+        return out, ~covered
+
     def close(self) -> None:
         try:
             self.client.deactivate()

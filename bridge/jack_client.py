@@ -143,14 +143,15 @@ class JackBridge:
         self._auto_connect()
 
     def close(self) -> None:
-        client, self.client = self.client, None
+        client = self.client
         if client is None:
             return
         if self.shutdown_reason is None:  # after a server shutdown only close() is allowed
             try:
-                client.deactivate()
+                client.deactivate()  # first: the process callback reads self.client until it returns
             except Exception:
                 pass
+        self.client = None
         try:
             client.close()  # unregisters our ports
         except Exception:

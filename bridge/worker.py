@@ -299,12 +299,12 @@ class Worker:
                 spq = 60.0 / bpm * meter[1] / 4.0
                 seconds = mc.quarters_at_tick * spq
                 self.clock.reset(bpm, meter, seconds, mc.quarters_at_tick)
-                ctl[R.EXT_OFFSET] = int(round(seconds * self.rate)) - mc.tick_time
+                ctl[R.EXT_OFFSET] = int(round(seconds * self.rate - mc.fitted_tick_time))
                 ctl[R.EXT_ROLLING] = 1
             elif mc.bpm is not None:
-                s_tick = self.seconds(mc.tick_time + int(ctl[R.EXT_OFFSET]))
-                # MIDI clock jitters: a tempo within 0.2% is the same tempo; phase drift
-                # beyond 2 ms re-anchors the map on the ticks.
+                s_tick = self.seconds(mc.fitted_tick_time + int(ctl[R.EXT_OFFSET]))
+                # MIDI clock jitters: a tempo within 0.2% is the same tempo; phase drift of
+                # the fitted line beyond 2 ms re-anchors the map on the ticks.
                 self.clock.observe(s_tick, mc.quarters_at_tick, mc.bpm, meter, tempo_tolerance=0.002)
 
     # ------------------------------------------------------------------ MIDI

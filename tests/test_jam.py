@@ -151,7 +151,10 @@ def test_tempo_change_moves_the_grid_within_a_bar(rig):
     host.set_tempo(120.0, 0)  # back to one tempo for the tests after
 
 
-def test_midi_clock_as_the_only_source(rig):
+def test_midi_clock_as_the_only_source_even_through_a_stalled_server(rig):
+    """The server stalls 60 ms mid-take (SIGSTOP): the ticks of the skipped cycle arrive
+    late and bunched. Before the follower fitted medians, such a stall (seen once in CI)
+    bent the tempo and re-anchored the grid 40-74 ms off for the rest of the chunk."""
     host, jam = rig.host, rig.jam
     rate = host.rate
     host.client.transport_stop()
@@ -160,17 +163,27 @@ def test_midi_clock_as_the_only_source(rig):
     try:
         time.sleep(0.5)
         host.midi_clock_start()
-        audio, frames, rolling = record(host, 5.0)
+
+        def stall():
+            time.sleep(2.2)
+            rig.jackd.proc.send_signal(signal.SIGSTOP)
+            time.sleep(0.06)
+            rig.jackd.proc.send_signal(signal.SIGCONT)
+
+        audio, frames, rolling = record(host, 2.8, stall)
         s = jam.status()
         assert s["clock"] == "midi" and s["bpm"] == pytest.approx(100.0, abs=0.5), s
         assert not rolling.any()  # JACK's transport never moved
-        n = host.client.blocksize
-        start = host.clock_start_time - host.rec_time[0]  # recorded sample of the first tick = beat 1
+        timeline, holes = host.on_jack_time(audio)  # a skipped cycle must not shift the beats
+        start = host.clock_start_time - host.rec_time[0]  # timeline sample of the first tick = beat 1
         beats = start + np.arange(0, 8) * 60 / 100 * rate
-        beats = beats[(beats > start + 0.9 * rate) & (beats < len(frames) * n - rate // 10)]
-        err = onset_errors(click_onsets(audio[0]), beats, rate)
+        beats = beats[(beats > start + 0.9 * rate) & (beats < timeline.shape[1] - rate // 10)]
+        near_hole = [holes[max(0, int(b) - rate // 50) : int(b) + rate // 50].any() for b in beats]
+        beats = beats[~np.asarray(near_hole, bool)]  # a click lost in a skipped cycle is the server's xrun, counted elsewhere
+        assert len(beats) >= 4, beats
+        err = onset_errors(click_onsets(timeline[0]), beats, rate)
         # one period of the error is the test graph's cycle (host -> jamstream -> host)
-        assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (err, beats, click_onsets(audio[0]), jam.status(), rig.jam.log_path)
+        assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (err, beats, jam.status(), rig.jam.log_path)
     finally:
         host.send(b"\xfc")  # stop
         host.clock_bpm = None

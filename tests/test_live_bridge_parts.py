@@ -75,6 +75,38 @@ def test_midi_clock_follower_start_ticks_spp_and_tempo():
     assert late.bpm == pytest.approx(100, rel=2e-3)
 
 
+def test_midi_clock_follower_ignores_ticks_a_stalled_cycle_delivers_late():
+    """A skipped JACK cycle hands its ticks over at frame 0 of the next one (CI saw 40 ms).
+    Neither the tempo nor the phase of the following ticks may move by more than jitter."""
+    rate, period = 48000, 256
+    step = rate * 60 / (100 * 24)
+    mc = MidiClockFollower(rate)
+    stall = (450 * period, 450 * period + 8 * period)  # 8 periods (43 ms) skipped, 2.4 s in
+    checked = 0
+    mc.feed(0xFA, b"", 0)
+    for k in range(24 * 8):
+        true = k * step
+        at = stall[1] if stall[0] <= true < stall[1] else true
+        mc.feed(0xF8, b"", int(at))
+        if at >= stall[1] and k % 6 == 0:  # after the stall: every so often, check the fit
+            assert mc.bpm == pytest.approx(100, rel=2e-3), k
+            assert abs(mc.fitted_tick_time - true) < 0.001 * rate, k
+            checked += 1
+    assert checked >= 10
+
+
+def test_midi_clock_follower_follows_a_tempo_change_within_two_beats():
+    rate = 48000
+    mc = MidiClockFollower(rate)
+    t = 0.0
+    for bpm, ticks in ((120, 24 * 6), (90, 48)):
+        for _ in range(ticks):
+            mc.feed(0xF8, b"", int(t))
+            t += rate * 60 / (bpm * 24)
+    assert mc.bpm == pytest.approx(90, rel=2e-3)
+    assert abs(mc.fitted_tick_time - (t - rate * 60 / (90 * 24))) < 0.001 * rate
+
+
 def test_shared_ring_is_time_addressed_and_attaches_by_name():
     a = R.Shared(capacity=4096, midi_slots=16, live_capacity=1024)
     b = R.Shared(**a.spec())
