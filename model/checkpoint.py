@@ -100,10 +100,13 @@ def load_tensors(path: str | os.PathLike, prefix: str | None = None) -> dict[str
     return out
 
 
-def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Strict load with a one-line error naming what does not fit (wrong config, other model)."""
+def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
+                    new_keys: tuple[str, ...] = ()) -> None:
+    """Strict load with a one-line error naming what does not fit (wrong config, other model).
+    Keys starting with one of `new_keys` may be missing: parts a fine-tune adds to the
+    model it starts from, which keep their fresh initialisation."""
     own = module.state_dict()
-    missing = sorted(k for k in set(own) - set(state) if not k.endswith(TRAINING_ONLY_SUFFIXES))
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith(TRAINING_ONLY_SUFFIXES) and not k.startswith(new_keys or ("\0",)))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"

@@ -17,6 +17,13 @@ style can then change at any chunk boundary without recomputing the cached conte
 prefix would sit inside the self-attention cache and go stale. Classifier-free guidance
 replaces the style memory with a learned null memory (style dropped 10% in training);
 both branches run as one batch.
+
+A style token's memory vector is a learned per-code embedding plus a learned projection
+of that code's frozen codebook vector from the style quantizer (`style_features` > 0).
+Why: our corpus is small, so most codes a text prompt quantizes to never occur in
+training (2 of the 14 preset prompts' first-level codes, and most deeper ones); a
+table-only embedding meets them as untrained noise, while codebook vectors of unseen
+codes still sit where the style space puts them. The input stays tokens, as in Magenta RT.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class LMConfig:
     style_tokens: int = 6
     style_codebook: int = 1024
     style_dropout: float = 0.1
+    style_features: int = 0  # leading PCA dims of each style code's codebook vector fed to the memory (0: table only)
 
     @property
     def head_dim(self) -> int:
@@ -54,10 +62,10 @@ class LMConfig:
 
 
 CONFIGS: dict[str, LMConfig] = {
-    "tiny": LMConfig(),
+    "tiny": LMConfig(style_features=128),
     # The walkthrough's shape: width 1024, 24 layers (20 temporal + 4 depth, as Magenta RT
     # splits its decoder), 16 heads. Trained only on a GPU.
-    "large": LMConfig(width=1024, heads=16, temporal_layers=20, depth_layers=4),
+    "large": LMConfig(width=1024, heads=16, temporal_layers=20, depth_layers=4, style_features=128),
 }
 
 
@@ -169,6 +177,14 @@ class DepthformerLM(nn.Module):
         self.timing = nn.Linear(TIMING_FEATURES, c.width)
         self.style_embed = nn.Embedding(c.style_tokens * c.style_codebook, c.width)
         self.style_pos = nn.Parameter(torch.zeros(c.style_tokens, c.width))
+        if c.style_features:
+            # Frozen, filled by set_style_codebooks and saved with the weights; the table
+            # starts at zero so a code no batch ever shows adds nothing but its codebook vector.
+            self.register_buffer("style_code_features", torch.zeros(c.style_tokens * c.style_codebook, c.style_features))
+            self.style_feature_proj = nn.Linear(c.style_features, c.width)
+            nn.init.zeros_(self.style_embed.weight)
+            nn.init.zeros_(self.style_feature_proj.weight)  # so a fine-tune from a table-only LM starts where it was
+            nn.init.zeros_(self.style_feature_proj.bias)
         self.null_style = nn.Parameter(torch.zeros(c.style_tokens, c.width))
         self.temporal = nn.ModuleList([TemporalBlock(c) for _ in range(c.temporal_layers)])
         self.temporal_norm = nn.LayerNorm(c.width)
@@ -191,10 +207,27 @@ class DepthformerLM(nn.Module):
         if style_tokens is None:
             return null
         offsets = torch.arange(c.style_tokens, device=style_tokens.device) * c.style_codebook
-        mem = self.style_embed(style_tokens[:, : c.style_tokens] + offsets) + self.style_pos
+        index = style_tokens[:, : c.style_tokens] + offsets
+        mem = self.style_embed(index) + self.style_pos
+        if c.style_features:
+            mem = mem + self.style_feature_proj(self.style_code_features[index])
         if use_style is None:
             return mem
         return torch.where(use_style.view(-1, 1, 1), mem, null)
+
+    def set_style_codebooks(self, codebooks: torch.Tensor) -> None:
+        """Copy the style quantizer's codebooks [levels >= style_tokens, codes, dims] in:
+        the leading `style_features` dims of each level, scaled to unit RMS per level (the
+        first level's vectors are far longer than the residual levels')."""
+        c = self.config
+        if not c.style_features:
+            return
+        books = codebooks[: c.style_tokens, :, : c.style_features].float()
+        if books.shape != (c.style_tokens, c.style_codebook, c.style_features):
+            raise JamstreamError(f"style codebooks {tuple(codebooks.shape)} do not fit this LM's style tokens "
+                                 f"({c.style_tokens} levels x {c.style_codebook} codes x >= {c.style_features} dims)")
+        rms = books.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-8)
+        self.style_code_features.copy_((books / rms).reshape(-1, c.style_features))
 
     def frame_inputs(self, tokens: torch.Tensor, timing: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
         """Temporal inputs for frames whose *previous* frames are `prev` + tokens[:, :-1].

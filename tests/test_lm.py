@@ -211,3 +211,55 @@ def test_bench_lm_reports_every_variant_without_asserting_speed(capsys):
     assert {(True, True, "fp32"), (True, False, "fp32"), (False, True, "fp32"), (True, True, "bf16")} <= variants
     for v in report["variants"]:
         assert v["frame_ms"] > 0 and v["tokens_per_s"] > 0 and v["rtf_lm_only"] > 0
+
+
+def test_unseen_style_codes_condition_through_their_codebook_vectors():
+    """With style_features, a code the table never learned still lands where the style
+    quantizer put it: codes with the same codebook vector give the same memory, codes
+    with different vectors different memories; without it an untrained code is noise."""
+    config = LMConfig(**{**SMALL.__dict__, "style_features": 8})
+    model = small_lm(config=config)
+    books = torch.randn(config.style_tokens + 2, config.style_codebook, 16)
+    books[0, 5] = books[0, 7]  # two codes, one vector
+    model.set_style_codebooks(books)
+    with torch.no_grad():
+        model.style_feature_proj.weight.normal_()
+    tokens = torch.zeros(3, config.style_tokens, dtype=torch.long)
+    tokens[0, 0], tokens[1, 0], tokens[2, 0] = 5, 7, 9
+    mem = model.style_memory(tokens, 3)
+    assert torch.allclose(mem[0], mem[1])
+    assert (mem[0, 0] - mem[2, 0]).abs().max() > 0.1
+    assert float(model.style_embed.weight.abs().max()) == 0.0  # the table starts empty
+    with pytest.raises(JamstreamError, match="do not fit"):
+        model.set_style_codebooks(torch.randn(2, config.style_codebook, 16))
+
+
+def test_a_fine_tune_from_a_table_only_lm_starts_where_it_was_with_untrained_codes_zeroed(tmp_path):
+    """--init from an LM without the codebook path: the new parts may be missing from
+    the checkpoint, the memory of every trained code is unchanged, and the table rows of
+    codes no training crop shows (random, never trained) are zeroed."""
+    from model.checkpoint import load_state_into, load_tensors, save_model
+    from model.train.lm_task import LMTask, LMTrainConfig
+    from model.train.token_data import TokenClip
+
+    old = small_lm(config=SMALL)
+    path = tmp_path / "old.safetensors"
+    save_model(old, path, "lm", SMALL.__dict__)
+    config = LMConfig(**{**SMALL.__dict__, "style_features": 8})
+    style = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8])
+    clip = TokenClip("c", "train", "g", torch.zeros(40, SMALL.levels, dtype=torch.int16), _timing(40).float(), style,
+                     torch.stack([style.roll(1), style.roll(2)]))
+    task = LMTask(config, LMTrainConfig(min_frames=10), [clip], torch.randn(12, config.style_codebook, 16))
+    new = task.build_model()
+    with pytest.raises(JamstreamError, match="missing"):
+        load_state_into(new, load_tensors(path, "model"), path)
+    load_state_into(new, load_tensors(path, "model"), path, task.init_new_keys)
+    task.after_init(new)
+    seen = task.seen_style_codes()
+    assert int(seen.sum()) > 0 and not bool(seen.all())
+    assert torch.equal(new.style_embed.weight[seen], old.style_embed.weight[seen])
+    assert float(new.style_embed.weight[~seen].abs().max()) == 0.0
+    with torch.no_grad():
+        assert torch.allclose(new.style_memory(style.view(1, -1)[:, :6], 1), old.style_memory(style.view(1, -1)[:, :6], 1))
+    with pytest.raises(ValueError, match="codebooks"):
+        LMTask(config, LMTrainConfig(min_frames=10), [clip])

@@ -112,7 +112,12 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
     read_manifest(args.corpus)
     config = CONFIGS[args.config]
     clips = load_token_clips(args.corpus, args.codec, args.style, config.levels)
-    task = LMTask(config, LMTrainConfig(frames_per_batch=args.frames_per_batch), clips)
+    codebooks = None
+    if config.style_features:
+        from model.style import load_style
+
+        codebooks = load_style(args.style).quantizer.codebooks
+    task = LMTask(config, LMTrainConfig(frames_per_batch=args.frames_per_batch), clips, codebooks)
     return _report(Trainer(task, _train_config(args)).fit(), args)
 
 

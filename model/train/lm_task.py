@@ -30,8 +30,17 @@ class LMTrainConfig:
 class LMTask:
     kind = "lm"
 
-    def __init__(self, model_config: LMConfig, train_config: LMTrainConfig, clips: list[TokenClip]):
+    # --init from an LM trained before the codebook-feature path existed: those parts start fresh
+    init_new_keys = ("style_code_features", "style_feature_proj.")
+
+    def __init__(self, model_config: LMConfig, train_config: LMTrainConfig, clips: list[TokenClip],
+                 style_codebooks: torch.Tensor | None = None):
+        """`style_codebooks`: the style quantizer's codebooks the clips' style tokens came
+        from (`StyleModel.quantizer.codebooks`); needed when the config has style_features."""
+        if model_config.style_features and style_codebooks is None:
+            raise ValueError("this LM config feeds style codebook vectors: pass the style model's codebooks")
         self.model_cfg = model_config
+        self.style_codebooks = style_codebooks
         self.cfg = train_config
         self.clips = [c for c in clips if c.split == "train" and c.tokens.shape[0] >= train_config.min_frames]
         if not self.clips:
@@ -42,7 +51,31 @@ class LMTask:
         return asdict(self.model_cfg)
 
     def build_model(self) -> torch.nn.Module:
-        return DepthformerLM(self.model_cfg)
+        model = DepthformerLM(self.model_cfg)
+        if self.style_codebooks is not None:
+            model.set_style_codebooks(self.style_codebooks)
+        return model
+
+    def seen_style_codes(self) -> torch.Tensor:
+        """[style_tokens * codebook] bool: the (level, code) pairs some training crop is conditioned on."""
+        c = self.model_cfg
+        seen = torch.zeros(c.style_tokens * c.style_codebook, dtype=torch.bool)
+        offsets = torch.arange(c.style_tokens) * c.style_codebook
+        for clip in self.clips:
+            rows = [clip.style[: c.style_tokens].view(1, -1)]
+            if clip.text_style is not None and len(clip.text_style):
+                rows.append(clip.text_style[:, : c.style_tokens])
+            seen[(torch.cat(rows).long() + offsets).reshape(-1)] = True
+        return seen
+
+    def after_init(self, model: torch.nn.Module) -> None:
+        """Starting from other weights: codes no training crop shows keep whatever the
+        table held (random init, never trained) - zero them, so at inference an unseen
+        code speaks only through its codebook vector."""
+        if not self.model_cfg.style_features:
+            return
+        with torch.no_grad():
+            model.style_embed.weight[~self.seen_style_codes()] = 0.0
 
     def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         return [p for p in model.parameters() if p.requires_grad]

@@ -168,7 +168,10 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.8, 0.99))
         if cfg.init_from and not cfg.resume:
             read_metadata(cfg.init_from, self.task.kind)
-            load_state_into(model, load_tensors(cfg.init_from, "model"), cfg.init_from)
+            load_state_into(model, load_tensors(cfg.init_from, "model"), cfg.init_from, getattr(self.task, "init_new_keys", ()))
+            after_init = getattr(self.task, "after_init", None)
+            if after_init is not None:
+                after_init(model)
         start_step = 0
         out = Path(cfg.out)
         if cfg.resume:
