@@ -210,11 +210,16 @@ def cmd_eval_presets(args: argparse.Namespace) -> int:
         stack = load_stack(preset, lm=args.checkpoint, codec=args.codec, style=args.style)
         rows.append(evaluate_preset(stack.generator, stack.style_model, preset, seed=args.seed, slot_styles=stack.slot_styles).__dict__)
     share = sum(r["nearer_b"] for r in rows) / max(1, sum(r["bars_after_sweep"] for r in rows))
-    out = {"presets": rows, "share_nearer_b": share, "presets_at_80": sum(r["share_nearer_b"] >= 0.8 for r in rows)}
-    lines = [f"{'preset':<34} bars>B  margin after  margin before  rtf"]
+    for r in rows:  # how far the sweep moved the music: a bar already nearer B on slot A proves nothing
+        r["shift"] = r["mean_margin"] - r["before_margin"]
+    out = {"presets": rows, "share_nearer_b": share, "presets_at_80": sum(r["share_nearer_b"] >= 0.8 for r in rows),
+           "presets_moved_toward_b": sum(r["shift"] > 0 for r in rows)}
+    lines = [f"{'preset':<34} bars>B  margin after  margin before   shift  rtf"]
     for r in rows:
-        lines.append(f"{r['preset']:<34} {r['nearer_b']:>2}/{r['bars_after_sweep']:<3} {r['mean_margin']:>+12.3f} {r['before_margin']:>+14.3f} {r['rtf']:>5.2f}")
-    lines.append(f"bars after the sweep nearer B than A: {share:.0%}; presets at >= 80%: {out['presets_at_80']}/{len(rows)}")
+        lines.append(f"{r['preset']:<34} {r['nearer_b']:>2}/{r['bars_after_sweep']:<3} {r['mean_margin']:>+12.3f} {r['before_margin']:>+14.3f}"
+                     f" {r['shift']:>+7.3f} {r['rtf']:>5.2f}")
+    lines.append(f"bars after the sweep nearer B than A: {share:.0%}; presets at >= 80%: {out['presets_at_80']}/{len(rows)}; "
+                 f"presets whose margin moved toward B: {out['presets_moved_toward_b']}/{len(rows)}")
     emit(out, args.json, "\n".join(lines))
     return 0
 
@@ -320,5 +325,5 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", default=None, help="codec weights (default: shipped)")
     p.add_argument("--style", default=None, help="style-model weights (default: shipped)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--json", action="store_true", help="one JSON object: presets, share_nearer_b, presets_at_80")
+    p.add_argument("--json", action="store_true", help="one JSON object: presets (each with shift = margin after - margin before), share_nearer_b, presets_at_80, presets_moved_toward_b")
     p.set_defaults(func=cmd_eval_presets)
