@@ -36,6 +36,7 @@ import math
 import signal
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,6 +133,9 @@ class Worker:
         self.last_error: str | None = None
         self.max_gen = 0.0
         self.last_weights: dict[str, float] = self.engine.controls.style_weights()
+        # (first, end) ring frame and slot weights of the latest chunks: lets a tool time
+        # when a CC's mix is first heard (scripts/soak_jam.py) without listening for style
+        self.chunk_log: deque[tuple[int, int, dict[str, float]]] = deque(maxlen=24)
 
     # ------------------------------------------------------------------ setup
     def _with_live_slot(self, preset):
@@ -400,6 +404,7 @@ class Worker:
         self.max_gen = max(self.max_gen, block.gen_seconds)
         self.last_weights = block.weights
         start, audio = self.writer.convert(block.start_sample, block.audio)
+        self.chunk_log.append((int(start), int(start + audio.shape[1]), {k: round(v, 3) for k, v in block.weights.items()}))
         ve = int(self.ctl[R.VALID_END])
         if start != ve:  # not contiguous (first block after a mark): start the range here
             self._mark(start, new_stream=False)
@@ -433,6 +438,7 @@ class Worker:
             "max_chunk_seconds": round(self.max_gen, 3), "cc": dict(self.engine.controls.stats),
             "preset": self.preset.name, "reloads": self.reloads, "error": self.last_error,
             "clock_reanchors": self.clock.reanchors, "sample_rate": self.rate,
+            "recent_chunks": [list(c) for c in self.chunk_log],
         }
 
     # ------------------------------------------------------------------ loop

@@ -15,7 +15,8 @@ the transport to a random bar every `--jump-every` seconds. Reported (JSON on st
   the generator, as a percentage of one core;
 - CC-to-audible latency: after each jump a CC step (slot A -> B, then back) is sent and
   the time until the output changes is measured - exactly with `--metronome` (its click
-  pitch is the mix), from the bridge's per-chunk weights otherwise.
+  pitch is the mix); with the model, to the first chunk heard whose weights crossed over
+  (the bridge status's `recent_chunks`).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def main() -> int:
     gc.disable()
     preset = find_preset(args.preset)
     a_cc, b_cc = preset.slots[0].cc, preset.slots[1].cc
+    a_slot, b_slot = preset.slots[0].name, preset.slots[1].name
     traffic = next(iter(preset.controls.values())).cc if preset.controls else type(a_cc)(a_cc.channel, 7)
     tmp = Path(tempfile.mkdtemp(prefix="jam-soak-"))
     os.environ["JAMTEST_JACKD_LOG"] = str(tmp / "jackd.log")
@@ -142,8 +144,12 @@ def main() -> int:
             if now >= next_jump:
                 audio, frames, rolling = host.stop_recording()
                 if step_at is not None:
-                    latencies.append(measure_latency(audio, host.rec_time[: len(frames)], host.client.blocksize, step_at, rate,
-                                                     args.metronome, click_onsets, dominant_hz))
+                    if args.metronome:
+                        latencies.append(measure_latency(audio, host.rec_time[: len(frames)], host.client.blocksize, step_at, rate,
+                                                         click_onsets, dominant_hz))
+                    else:
+                        latencies.append(mix_latency(jam.status().get("recent_chunks", []), host.rec_time[: len(frames)], frames,
+                                                     rolling, host.client.blocksize, step_at, rate, a_slot, b_slot))
                 step_at = None
                 bar = rng.randrange(1, 200)
                 host.client.transport_frame = host.frame_at_bar(bar)
@@ -160,6 +166,7 @@ def main() -> int:
     log = (tmp / "jackd.log").read_text(errors="replace") if (tmp / "jackd.log").exists() else ""
     ours = len(re.findall(r"client = jamstream was not finished", log))
     others = len(re.findall(r"client = (?!jamstream)\S+ was not finished", log))
+    cycles = late_cycles(log)
     first = next((x for x in samples if x["t"] >= 30), samples[0])
     last = samples[-1]
     minutes = (last["t"] - first["t"]) / 60 or 1.0
@@ -169,6 +176,10 @@ def main() -> int:
         "period": args.period, "cc_per_second": args.cc_rate, "jumps": jumps,
         "underruns_after_preroll": final.get("underruns"), "starved_periods_incl_preroll": final.get("starved_periods"),
         "xruns_server": final.get("xruns"), "xruns_blaming_jamstream": ours, "xruns_blaming_other_clients": others,
+        "late_cycles": len(cycles), "late_cycles_only_jamstream": sum(c["clients"] == ["jamstream"] for c in cycles),
+        "late_cycles_every_client": sum(len(c["clients"]) > 1 for c in cycles),
+        "late_cycles_driver_late": sum(c["driver_late_us"] is not None for c in cycles),
+        "late_cycles_detail": cycles,
         "jam_rss_mb": [first["jam_rss_mb"], last["jam_rss_mb"]], "worker_rss_mb": [first["worker_rss_mb"], last["worker_rss_mb"]],
         "jam_rss_slope_mb_per_min": round((last["jam_rss_mb"] - first["jam_rss_mb"]) / minutes, 3),
         "worker_rss_slope_mb_per_min": round((last["worker_rss_mb"] - first["worker_rss_mb"]) / minutes, 3),
@@ -195,10 +206,46 @@ def max_chunk_seconds(preset) -> float:
     return unit * 60.0 / preset.bpm
 
 
-def measure_latency(audio, times, n, step, rate, metronome, click_onsets, dominant_hz):
+def late_cycles(log: str) -> list[dict]:
+    """jackd's log grouped per late cycle: the clients it found unfinished (with their
+    state: Triggered = woken but not yet running, Running = inside its callback) and the
+    driver's own lateness when it reported one. A cycle where every client is late, or the
+    driver woke late, is the machine stalling; one where only jamstream is, is ours."""
+    cycles, clients, driver = [], [], None
+    for line in log.splitlines():
+        m = re.search(r"client = (\S+) was not finished, state = (\w+)", line)
+        if m:
+            clients.append((m.group(1), m.group(2)))
+            continue
+        m = re.search(r"JackTimedDriver::Process XRun = (\d+) usec", line)
+        if m:
+            driver = int(m.group(1))
+            continue
+        if "Process error" in line and clients:
+            cycles.append({"clients": sorted(c for c, _ in clients), "states": dict(clients), "driver_late_us": driver})
+            clients, driver = [], None
+    if clients:
+        cycles.append({"clients": sorted(c for c, _ in clients), "states": dict(clients), "driver_late_us": driver})
+    return cycles
+
+
+def mix_latency(chunks, times, frames, rolling, n, step, rate, a_slot, b_slot):
+    """Seconds from the CC step (JACK frame time) to the start of the first chunk heard
+    whose mix crossed over to the stepped-to slot (the bridge's recent_chunks: song frame
+    span and slot weights). What the model makes of that mix is the style evals' business."""
+    t_step, hi = step
+    for first, end, weights in sorted(chunks, key=lambda c: c[0]):
+        wa, wb = weights.get(a_slot, 0.0), weights.get(b_slot, 0.0)
+        if not (wb > wa if hi == 127 else wa > wb):
+            continue
+        for p, f in enumerate(frames):  # where the chunk's first frame was played
+            if rolling[p] and f <= first < f + n and times[p] + (first - f) >= t_step:
+                return (times[p] + (first - f) - t_step) / rate
+    return None
+
+
+def measure_latency(audio, times, n, step, rate, click_onsets, dominant_hz):
     """Seconds from the CC step (JACK frame time) to the first click whose pitch shows it."""
-    if not metronome:
-        return None
     t_step, hi = step
     on = click_onsets(audio[0])
     for o in on:

@@ -256,7 +256,7 @@ def snapshot(shared, bridge, worker_status: dict) -> dict:
         "ready": bool(ctl[R.WORKER_READY]), "connected": bridge.client is not None, "pid": os.getpid(),
     }
     for key in ("chunks", "rejoins", "streams", "cc", "preset", "reloads", "error", "target_weights", "meter",
-                "max_chunk_seconds", "clock_reanchors", "seconds"):
+                "max_chunk_seconds", "clock_reanchors", "seconds", "recent_chunks"):
         if key in worker_status:
             out[key] = worker_status[key]
     return out
