@@ -166,7 +166,8 @@ class JackBridge:
         return int(self.ctl[R.SAMPLE_RATE])
 
     def latency_frames(self) -> int:
-        """Control latency: lookahead + one period (a CC is heard no later than one chunk after that)."""
+        """Playback latency reported to the host: lookahead + one period. (A CC is heard up to one
+        chunk + the generation lead after that; see docs/ARCHITECTURE.md, engine.)"""
         return int(round(self.lookahead_s * self.rate)) + self.period
 
     # ------------------------------------------------------------------ connections

@@ -105,5 +105,5 @@ def test_drum_onsets_land_on_the_host_beats(played):
     beats = host.beat_frames(int(0.5 * rate), tl.shape[1] - rate // 4) / rate
     d = np.array([onsets[np.argmin(np.abs(onsets - b))] - b for b in beats])
     median_ms = float(np.median(np.abs(d)) * 1000)
-    print(f"onset-to-beat median {median_ms:.1f} ms over {len(beats)} beats ({len(onsets)} onsets)")
+    print(f"onset-to-beat median {median_ms:.1f} ms (signed {np.median(d) * 1000:+.1f} ms) over {len(beats)} beats ({len(onsets)} onsets)")
     assert median_ms <= 20.0, f"median onset-to-beat distance {median_ms:.1f} ms (signed median {np.median(d) * 1000:.1f} ms)"
