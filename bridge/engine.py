@@ -50,6 +50,8 @@ from .schedule import Chunk, chunk_grid
 
 SAMPLE_RATE = 48_000
 MAX_CHUNK_FRAMES = 250  # the LM's 10 s context: a very slow bar is cut there
+# Frames the generator produces per call (0.48 s); see Engine.next_pieces.
+PIECE_FRAMES = 12
 FADE_SAMPLES = 240  # 5 ms fades at stream starts and before silence
 STREAM_SEED_STRIDE = 1_000_003
 
@@ -222,7 +224,24 @@ class Engine:
         return self.style_model.quantize(mix).reshape(-1)[: self.generator.lm.config.style_tokens]
 
     def next_block(self) -> Block:
-        """Generate the next chunk of the grid (decision time = its start - lookahead)."""
+        """Generate the next chunk of the grid (decision time = its start - lookahead): its
+        pieces joined, so a bounce is sample for sample what the live worker hands over."""
+        pieces = list(self.next_pieces())
+        first = pieces[0]
+        if len(pieces) == 1:
+            return first
+        return Block(first.chunk, first.start_sample, np.concatenate([b.audio for b in pieces], axis=1), first.weights,
+                     first.bar, first.fresh, sum(b.gen_seconds for b in pieces))
+
+    def next_pieces(self) -> Iterator[Block]:
+        """The next chunk as consecutive pieces of PIECE_FRAMES frames.
+
+        Why pieces: the chunk's style, knobs and seed are still decided once, at its start
+        minus the lookahead, but the live worker hands each piece to the ring as soon as it
+        exists, so it starts a chunk only one piece's generation time before the decision
+        time, not a whole chunk's - a CC is heard within one chunk + the lookahead. The
+        codec's streaming decoder is not split-invariant (each push decodes with a few
+        frames of context), so offline and live decode in the same pieces."""
         chunk = self.peek()
         if chunk is None:
             raise JamstreamError("the stream has ended: start a new one")
@@ -233,32 +252,41 @@ class Engine:
         if self.adapters is not None:
             self.adapters.set_strengths(weights)
         sampling = self.controls.sampling()
-        start = time.perf_counter()
-        audio, self._state = self.generator.generate_chunk(self._state, self.style_tokens(), torch.from_numpy(chunk.timing), chunk.n_frames, sampling)
-        elapsed = time.perf_counter() - start
-        block = self._finish_block(chunk, audio.numpy(), weights, elapsed)
-        self.stats.chunks += 1
-        self.stats.frames += chunk.n_frames
-        self.stats.gen_seconds += elapsed
-        self.stats.cc = dict(self.controls.stats)
-        return block
+        tokens = self.style_tokens()
+        timing = torch.from_numpy(chunk.timing)
+        g1 = self.controls.gain()
+        ramp = np.linspace(self._gain, g1, chunk.n_frames * FRAME_SAMPLES, dtype=np.float32)  # no zipper noise
+        self._gain = g1
+        bar = self.clock.position(t0).bar
+        total = 0.0
+        for f0 in range(0, chunk.n_frames, PIECE_FRAMES):
+            f1 = min(chunk.n_frames, f0 + PIECE_FRAMES)
+            start = time.perf_counter()
+            audio, self._state = self.generator.generate_chunk(self._state, tokens, timing[f0:f1], f1 - f0, sampling)
+            elapsed = time.perf_counter() - start
+            total += elapsed
+            if f1 == chunk.n_frames:  # the chunk is done: count it before its last piece leaves
+                self.stats.chunks += 1
+                self.stats.frames += chunk.n_frames
+                self.stats.gen_seconds += total
+                self.stats.cc = dict(self.controls.stats)
+                self._last_end_sample = chunk.start_sample + chunk.n_samples
+            yield self._finish_piece(chunk, f0, audio.numpy(), ramp[f0 * FRAME_SAMPLES : f1 * FRAME_SAMPLES], weights, bar, elapsed)
 
-    def _finish_block(self, chunk: Chunk, audio: np.ndarray, weights: dict[str, float], elapsed: float) -> Block:
+    def _finish_piece(self, chunk: Chunk, f0: int, audio: np.ndarray, ramp: np.ndarray, weights: dict[str, float],
+                      bar: int, elapsed: float) -> Block:
         audio = np.array(audio, dtype=np.float32)
-        fresh = self._fresh
+        fresh = self._fresh and f0 == 0
         if fresh:  # the held-back frame is silence (new stream) or belongs before a gap
             audio[:, :FRAME_SAMPLES] = 0.0
             n = min(FADE_SAMPLES, audio.shape[1] - FRAME_SAMPLES)
             if n > 0:
                 audio[:, FRAME_SAMPLES : FRAME_SAMPLES + n] *= np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
             self._fresh = False
-        target = self.controls.gain()
-        audio *= np.linspace(self._gain, target, audio.shape[1], dtype=np.float32)  # no zipper noise
-        self._gain = target
+        audio *= ramp
         audio = self.chain(audio, SAMPLE_RATE, reset=False)
-        bar = self.clock.position(chunk.start_seconds()).bar
-        self._last_end_sample = chunk.start_sample + chunk.n_samples
-        return Block(chunk, chunk.start_sample - FRAME_SAMPLES, np.ascontiguousarray(audio, dtype=np.float32), weights, bar, fresh, elapsed)
+        start = chunk.start_sample - FRAME_SAMPLES + f0 * FRAME_SAMPLES
+        return Block(chunk, start, np.ascontiguousarray(audio, dtype=np.float32), weights, bar, fresh, elapsed)
 
     def finish(self) -> tuple[int, np.ndarray]:
         """(song sample, audio): the held-back last frame, faded out, through gain and

@@ -215,6 +215,11 @@ class Worker:
         vs, ve = int(self.ctl[R.VALID_START]), int(self.ctl[R.VALID_END])
         return self.stream_live and vs <= frame < ve - int(self.ctl[R.PERIOD] or 256)
 
+    def _first_piece_s(self) -> float:
+        from .engine import PIECE_FRAMES
+
+        return min(self._last_chunk_s, PIECE_FRAMES / 25.0)
+
     def _margin(self, audio_seconds: float | None = None) -> float:
         """How far ahead of a moving playhead a chunk of `audio_seconds` (default: the
         last chunk's length) must start to be ready in time, at the measured real-time
@@ -226,7 +231,7 @@ class Worker:
     def _restart(self, frame: int, rolling: bool = False) -> None:
         """A new stream at `frame`; while rolling, from where its first chunk can be ready
         (mid-bar is fine: the grid picks up at the next boundary), not a whole chunk later."""
-        seconds = max(0.0, self.seconds(frame) + (min(self._margin() + 0.06, 10.0) if rolling else 0.0))  # + held frame, rounding
+        seconds = max(0.0, self.seconds(frame) + (min(self._margin(self._first_piece_s()) + 0.06, 10.0) if rolling else 0.0))  # + held frame, rounding
         self.engine.start(seconds)
         self.stream_live = True
         self.stream_chunks = 0
@@ -382,8 +387,9 @@ class Worker:
             return False
         if rolling:
             # Just in time: start when the chunk's decision time (start - lookahead) is
-            # reached, or earlier by what generating it is expected to take (x1.5).
-            if start - playhead > engine.lookahead_s + 1.5 * self._margin():
+            # reached, or earlier by what generating its first piece is expected to take
+            # (x1.5); the later pieces are generated faster than they play.
+            if start - playhead > engine.lookahead_s + 1.5 * self._margin(self._first_piece_s()):
                 return False
             chunk = engine.peek()
             need = self._margin(chunk.n_frames / 25.0) if chunk is not None else 0.0
@@ -398,13 +404,27 @@ class Worker:
         if engine.peek() is None:
             return False
         self._update_live_style()
-        block = engine.next_block()
+        gen = 0.0
+        for block in engine.next_pieces():  # each piece reaches the ring as soon as it exists
+            gen += block.gen_seconds
+            self._write_block(block)
         self._next_start = block.chunk.end_frame / 25.0
         self._last_chunk_s = block.chunk.n_frames / 25.0
-        self.max_gen = max(self.max_gen, block.gen_seconds)
+        self.max_gen = max(self.max_gen, gen)
         self.last_weights = block.weights
+        c = block.chunk
+        self.chunk_log.append((int(self.writer.frame(c.start_sample - FRAME_SAMPLES)),
+                               int(self.writer.frame(c.start_sample - FRAME_SAMPLES + c.n_samples)),
+                               {k: round(v, 3) for k, v in block.weights.items()}))
+        self.stream_chunks += 1
+        if not rolling:
+            self._prepared_changes = self.clock.changes
+        if self.engine.controls.reload_requested != self._program_seen:
+            self._maybe_reload()
+        return True
+
+    def _write_block(self, block) -> None:
         start, audio = self.writer.convert(block.start_sample, block.audio)
-        self.chunk_log.append((int(start), int(start + audio.shape[1]), {k: round(v, 3) for k, v in block.weights.items()}))
         ve = int(self.ctl[R.VALID_END])
         if start != ve:  # not contiguous (first block after a mark): start the range here
             self._mark(start, new_stream=False)
@@ -414,12 +434,6 @@ class Worker:
             self.ctl[R.VALID_START] = low
         self.sh.write_audio(start, audio)
         self.ctl[R.VALID_END] = end
-        self.stream_chunks += 1
-        if not rolling:
-            self._prepared_changes = self.clock.changes
-        if self.engine.controls.reload_requested != self._program_seen:
-            self._maybe_reload()
-        return True
 
     # ------------------------------------------------------------------ status
     def status(self, playhead_frame: int, rolling: bool) -> dict:

@@ -282,3 +282,23 @@ def test_a_missing_adapter_is_one_line_and_exit_2(tmp_path, monkeypatch, small_l
     path = song(tmp_path / "s.mid", [(0.0, 120.0)], bars=1)
     code, out, err = run_cli(["render", str(path), "--preset", str(preset), "-o", str(tmp_path / "x.wav"), "--lm", str(small_lm_file)], capsys)
     assert code == 2 and err.count("\n") == 1 and "nobody" in err, err
+
+
+def test_a_chunk_arrives_in_contiguous_pieces_that_are_the_bounced_chunk(small_generator, style_model, preset):
+    """The live worker hands a chunk to the ring piece by piece (so it can start late and
+    still answer a CC within chunk + lookahead); the pieces are the block a bounce writes."""
+    from bridge.engine import PIECE_FRAMES
+
+    clock = FixedClock(120.0)
+    whole, parts = (engine_for(small_generator, style_model, preset, clock, seed=5) for _ in range(2))
+    for engine in (whole, parts):
+        engine.start(0.3)  # a fresh stream mid-bar: the fade-in lands in the first piece
+    for _ in range(2):
+        block = whole.next_block()
+        pieces = list(parts.next_pieces())
+        assert len(pieces) == -(-block.chunk.n_frames // PIECE_FRAMES) > 1
+        assert pieces[0].start_sample == block.start_sample
+        assert all(b.start_sample == a.start_sample + a.audio.shape[1] for a, b in zip(pieces, pieces[1:]))
+        assert np.array_equal(np.concatenate([p.audio for p in pieces], axis=1), block.audio)
+        assert [p.fresh for p in pieces] == [block.fresh] + [False] * (len(pieces) - 1)
+    assert whole.stats.chunks == parts.stats.chunks == 2
