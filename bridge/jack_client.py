@@ -167,7 +167,7 @@ class JackBridge:
 
     def latency_frames(self) -> int:
         """Playback latency reported to the host: lookahead + one period. (A CC is heard up to one
-        chunk + the generation lead after that; see docs/ARCHITECTURE.md, engine.)"""
+        chunk + one piece's generation lead after that; see docs/ARCHITECTURE.md, engine.)"""
         return int(round(self.lookahead_s * self.rate)) + self.period
 
     # ------------------------------------------------------------------ connections

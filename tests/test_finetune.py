@@ -21,7 +21,8 @@ from model.lm import DepthformerLM, LMConfig, load_lm
 
 from conftest import run_cli, small_codec
 
-SMALL_LM = LMConfig(levels=4, codebook_size=64, width=64, heads=2, temporal_layers=2, depth_layers=1, mlp_ratio=2)
+# style_features as in the shipped config: the LoRA task must take a base that carries them
+SMALL_LM = LMConfig(levels=4, codebook_size=64, width=64, heads=2, temporal_layers=2, depth_layers=1, mlp_ratio=2, style_features=16)
 
 
 def _sha(path: Path) -> str:
@@ -44,7 +45,9 @@ def ft(tmp_path_factory, tiny_corpus):
     style_path = default_weight_path("style")
     clips = load_token_clips(tiny_corpus, codec_path, style_path, SMALL_LM.levels)
     base = root / "base.safetensors"
-    task = LMTask(SMALL_LM, LMTrainConfig(frames_per_batch=256, max_frames=100), clips)
+    from model.style import load_style
+
+    task = LMTask(SMALL_LM, LMTrainConfig(frames_per_batch=256, max_frames=100), clips, load_style(style_path).quantizer.codebooks)
     Trainer(task, TrainConfig(out=str(base), steps=60, lr=3e-3, warmup_steps=5, checkpoint_every=60, threads=1)).fit()
     afro = build_corpus(root / "afro", minutes=1.6, seed=3, jobs=1, genres=("afrobeat",))
     recordings = root / "recordings"

@@ -262,4 +262,4 @@ def test_a_fine_tune_from_a_table_only_lm_starts_where_it_was_with_untrained_cod
     with torch.no_grad():
         assert torch.allclose(new.style_memory(style.view(1, -1)[:, :6], 1), old.style_memory(style.view(1, -1)[:, :6], 1))
     with pytest.raises(ValueError, match="codebooks"):
-        LMTask(config, LMTrainConfig(min_frames=10), [clip])
+        LMTask(config, LMTrainConfig(min_frames=10), [clip]).build_model()

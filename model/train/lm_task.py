@@ -36,9 +36,8 @@ class LMTask:
     def __init__(self, model_config: LMConfig, train_config: LMTrainConfig, clips: list[TokenClip],
                  style_codebooks: torch.Tensor | None = None):
         """`style_codebooks`: the style quantizer's codebooks the clips' style tokens came
-        from (`StyleModel.quantizer.codebooks`); needed when the config has style_features."""
-        if model_config.style_features and style_codebooks is None:
-            raise ValueError("this LM config feeds style codebook vectors: pass the style model's codebooks")
+        from (`StyleModel.quantizer.codebooks`); needed to build a fresh LM whose config has
+        style_features (a loaded LM carries them)."""
         self.model_cfg = model_config
         self.style_codebooks = style_codebooks
         self.cfg = train_config
@@ -51,6 +50,8 @@ class LMTask:
         return asdict(self.model_cfg)
 
     def build_model(self) -> torch.nn.Module:
+        if self.model_cfg.style_features and self.style_codebooks is None:
+            raise ValueError("this LM config feeds style codebook vectors: pass the style model's codebooks")
         model = DepthformerLM(self.model_cfg)
         if self.style_codebooks is not None:
             model.set_style_codebooks(self.style_codebooks)
