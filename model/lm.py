@@ -20,10 +20,11 @@ both branches run as one batch.
 
 A style token's memory vector is a learned per-code embedding plus a learned projection
 of that code's frozen codebook vector from the style quantizer (`style_features` > 0).
-Why: our corpus is small, so most codes a text prompt quantizes to never occur in
-training (2 of the 14 preset prompts' first-level codes, and most deeper ones); a
-table-only embedding meets them as untrained noise, while codebook vectors of unseen
-codes still sit where the style space puts them. The input stays tokens, as in Magenta RT.
+Why: our corpus is small, so codes a text prompt quantizes to are rare or absent in
+training (of the 15 preset prompts, 2 first-level codes and 18 of 75 deeper ones never
+occur; the rest are seen in a handful of crops); a table-only embedding meets the absent
+ones as untrained noise, while codebook vectors of unseen codes still sit where the
+style space puts them. The input stays tokens, as in Magenta RT.
 """
 
 from __future__ import annotations
