@@ -265,13 +265,12 @@ class Engine:
             audio, self._state = self.generator.generate_chunk(self._state, tokens, timing[f0:f1], f1 - f0, sampling)
             elapsed = time.perf_counter() - start
             total += elapsed
-            if f1 == chunk.n_frames:  # the chunk is done: count it before its last piece leaves
-                self.stats.chunks += 1
-                self.stats.frames += chunk.n_frames
-                self.stats.gen_seconds += total
-                self.stats.cc = dict(self.controls.stats)
-                self._last_end_sample = chunk.start_sample + chunk.n_samples
             yield self._finish_piece(chunk, f0, audio.numpy(), ramp[f0 * FRAME_SAMPLES : f1 * FRAME_SAMPLES], weights, bar, elapsed)
+        self.stats.chunks += 1
+        self.stats.frames += chunk.n_frames
+        self.stats.gen_seconds += total
+        self.stats.cc = dict(self.controls.stats)
+        self._last_end_sample = chunk.start_sample + chunk.n_samples
 
     def _finish_piece(self, chunk: Chunk, f0: int, audio: np.ndarray, ramp: np.ndarray, weights: dict[str, float],
                       bar: int, elapsed: float) -> Block:

@@ -150,8 +150,7 @@ class MidiClockFollower:
         self.quarters_at_tick = 0.0
         self.events = 0
         self.last_seen = None  # frame time of the last clock-related byte
-        self._fit: tuple[int, float, float] | None = None  # (ticks seen, frames per tick, fitted latest tick)
-        self._seen = 0
+        self._fit: tuple[float, float] | None = None  # (frames per tick, fitted latest tick); None: refit
 
     def _line(self) -> tuple[float, float] | None:
         """(frames per tick, fitted frame time of the latest tick), or None before two ticks.
@@ -162,8 +161,8 @@ class MidiClockFollower:
         one-beat spans (lag up to 24 ticks) and the phase the median of the last beat's
         offsets from that slope, so late ticks are outvoted until they are the majority;
         a real tempo change wins within about one and a half beats of a 2-beat window."""
-        if self._fit is not None and self._fit[0] == self._seen:
-            return self._fit[1], self._fit[2]
+        if self._fit is not None:
+            return self._fit
         n = len(self._times)
         if n < 2:
             return None
@@ -175,9 +174,8 @@ class MidiClockFollower:
         k = np.arange(n, dtype=np.float64)
         recent = slice(max(0, n - self.PPQN), n)
         offset = float(np.median(t[recent] - slope * k[recent]))
-        latest = offset + slope * (n - 1)
-        self._fit = (self._seen, slope, latest)
-        return slope, latest
+        self._fit = (slope, offset + slope * (n - 1))
+        return self._fit
 
     @property
     def bpm(self) -> float | None:
@@ -200,7 +198,7 @@ class MidiClockFollower:
             if self._times and frame_time - self._times[-1] > self.sample_rate:  # a gap of > 1 s: stale
                 self._times.clear()
             self._times.append(frame_time)
-            self._seen += 1
+            self._fit = None
             if self.running:
                 self.ticks += 1
                 self.tick_time = frame_time

@@ -119,6 +119,9 @@ class Worker:
         self.stream_chunks = 0
         self._next_start: float | None = None
         self._last_chunk_s = 2.0
+        from .engine import PIECE_FRAMES  # here, not at import: the engine brings torch
+
+        self._piece_s = PIECE_FRAMES / 25.0
         self._target_seq = -1  # act on whatever the callback posted while we loaded
         self._reload_seq = int(self.ctl[R.RELOAD_SEQ])
         self._program_seen = 0
@@ -216,9 +219,7 @@ class Worker:
         return self.stream_live and vs <= frame < ve - int(self.ctl[R.PERIOD] or 256)
 
     def _first_piece_s(self) -> float:
-        from .engine import PIECE_FRAMES
-
-        return min(self._last_chunk_s, PIECE_FRAMES / 25.0)
+        return min(self._last_chunk_s, self._piece_s)
 
     def _margin(self, audio_seconds: float | None = None) -> float:
         """How far ahead of a moving playhead a chunk of `audio_seconds` (default: the

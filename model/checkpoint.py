@@ -106,7 +106,7 @@ def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], pat
     Keys starting with one of `new_keys` may be missing: parts a fine-tune adds to the
     model it starts from, which keep their fresh initialisation."""
     own = module.state_dict()
-    missing = sorted(k for k in set(own) - set(state) if not k.endswith(TRAINING_ONLY_SUFFIXES) and not k.startswith(new_keys or ("\0",)))
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith(TRAINING_ONLY_SUFFIXES) and not (new_keys and k.startswith(new_keys)))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
