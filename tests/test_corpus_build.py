@@ -125,12 +125,21 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys):
         ["corpus", "build", "--out", str(tmp_path / "c3"), "--minutes", "1", "--soundfont", str(tmp_path / "missing.sf2")],
         ["corpus", "build", "--out", str(tmp_path / "c4"), "--minutes", "lots"],
         ["corpus", "stats", str(tmp_path / "nowhere")],
+        ["corpus", "build", "--out", str(tmp_path / "c5"), "--minutes", "1", "--tempo-spread", "0.5"],
     ]
     for args in cases:
         code, out, err = run_cli(args, capsys)
         assert code == 2, args
         assert err.count("\n") == 1 and err.startswith("jamstream: error:"), (args, err)
         assert "Traceback" not in err
+
+
+def test_extending_a_corpus_with_another_seed_or_tempo_spread_is_refused_and_changes_nothing(tiny_corpus, capsys):
+    manifest = (tiny_corpus / "manifest.jsonl").read_bytes()
+    for extra in (["--seed", str(TINY_SEED + 1)], ["--seed", str(TINY_SEED), "--tempo-spread", "1.5"]):
+        code, _, err = run_cli(["corpus", "build", "--out", str(tiny_corpus), "--minutes", str(TINY_MINUTES * 2), *extra], capsys)
+        assert code == 2 and err.count("\n") == 1 and "new --out" in err, err
+    assert (tiny_corpus / "manifest.jsonl").read_bytes() == manifest
 
 
 def test_corrupt_manifest_line_is_reported_by_line_number(tiny_corpus, tmp_path, capsys):

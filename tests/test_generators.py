@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from model.corpus.generators import STYLES, generate, parse_roman, swung
+from model.corpus.generators import STYLES, generate, parse_roman, spread_tempo_range, swung
 from model.corpus.piece import DRUM_CHANNEL, PITCH_CLASS_NAMES, to_midi
 
 REQUIRED = ("swing jazz", "bossa nova", "techno", "house", "rock", "funk", "lofi hip hop",
@@ -143,6 +143,25 @@ def test_style_tempo_ranges_are_idiomatic():
     assert all(160 <= generate("drum and bass", s, 20).bpm <= 180 for s in range(20))
     assert all(60 <= generate("ambient", s, 20).bpm <= 80 for s in range(20))
     assert all(90 <= generate("synthwave", s, 20).bpm <= 120 for s in range(20))
+
+
+def test_tempo_spread_one_is_the_default_draw_so_old_corpora_rebuild_identically():
+    for style in ("reggae", "techno", "rock"):
+        for seed in range(5):
+            assert generate(style, seed, 20, tempo_spread=1.0).notes == generate(style, seed, 20).notes
+
+
+def test_tempo_spread_takes_half_the_clips_beyond_the_native_range_and_never_past_its_bounds():
+    native = [generate("reggae", s, 20).bpm for s in range(60)]
+    spread = [generate("reggae", s, 20, tempo_spread=1.5).bpm for s in range(60)]
+    assert all(66 <= b <= 90 for b in native)
+    lo, hi = spread_tempo_range(66, 90, 1.5)
+    assert (lo, hi) == (56, 135)
+    assert all(lo <= b <= hi for b in spread)
+    outside = sum(not 66 <= b <= 90 for b in spread)
+    assert 10 <= outside <= 40, outside  # about half of the wide half lands outside 66-90
+    assert max(spread) > 110  # reggae reaches techno tempi
+    assert spread_tempo_range(160, 180, 1.5) == (107, 190)  # capped at SPREAD_BPM
 
 
 def test_unknown_style_raises_value_error_naming_known_styles():

@@ -13,7 +13,15 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     genres = None if args.styles is None else tuple(args.styles.split(","))
-    result = build_corpus(args.out, args.minutes, seed=args.seed, jobs=args.jobs, soundfont=args.soundfont, genres=genres)
+    result = build_corpus(
+        args.out,
+        args.minutes,
+        seed=args.seed,
+        jobs=args.jobs,
+        soundfont=args.soundfont,
+        genres=genres,
+        tempo_spread=args.tempo_spread,
+    )
     wall = time.perf_counter() - start
     summary = {
         "out": str(result.out_dir),
@@ -72,6 +80,14 @@ def add(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated genres to render instead of the default mix; may name held-out styles "
         "(afrobeat) that default builds never include, e.g. for `jamstream finetune` experiments",
+    )
+    b.add_argument(
+        "--tempo-spread",
+        type=number,
+        default=1.0,
+        help="widen generated genres' tempo ranges by this factor each way for half their clips "
+        "(e.g. 1.5: reggae 66-90 bpm becomes 56-135), so tempo alone no longer names the genre; "
+        "1 keeps each genre's own range",
     )
     b.add_argument("--soundfont", default=None, help="GM soundfont (.sf2); default $JAMSTREAM_SOUNDFONT or FluidR3_GM")
     b.add_argument("--json", action="store_true", help="print a JSON summary on stdout")

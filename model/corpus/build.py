@@ -40,6 +40,7 @@ class ClipSpec:
     target_seconds: float
     split: str
     candidates: tuple[str, ...] = ()  # music21 corpus paths, first usable one wins
+    tempo_spread: float = 1.0  # generator clips: see generators.generate
 
 
 def all_genres() -> tuple[str, ...]:
@@ -62,7 +63,9 @@ def check_genres(genres) -> tuple[str, ...]:
     return out
 
 
-def plan_clips(seed: int, minutes: float, genres: tuple[str, ...] | None = None) -> list[ClipSpec]:
+def plan_clips(
+    seed: int, minutes: float, genres: tuple[str, ...] | None = None, tempo_spread: float = 1.0
+) -> list[ClipSpec]:
     """Clips until their planned length reaches `minutes`; genres dealt round-robin.
 
     Dealing genres from a reshuffled deck (rather than sampling) guarantees that even a
@@ -103,6 +106,7 @@ def plan_clips(seed: int, minutes: float, genres: tuple[str, ...] | None = None)
                 target_seconds=target,
                 split=split,
                 candidates=candidates,
+                tempo_spread=tempo_spread,
             )
         )
         planned += target
@@ -114,7 +118,7 @@ def make_piece(spec: ClipSpec) -> Piece:
     if spec.source == "generator":
         from .generators import generate
 
-        return generate(spec.genre, spec.seed, spec.target_seconds)
+        return generate(spec.genre, spec.seed, spec.target_seconds, spec.tempo_spread)
     errors = []
     for offset, path in enumerate(spec.candidates):
         try:
@@ -213,6 +217,7 @@ def build_corpus(
     jobs: int = 1,
     soundfont: str | None = None,
     genres: tuple[str, ...] | None = None,
+    tempo_spread: float = 1.0,
 ) -> BuildResult:
     """Build (or finish building) a corpus of about `minutes` of audio under `out_dir`."""
     from .synth import default_soundfont
@@ -221,11 +226,14 @@ def build_corpus(
         raise JamstreamError(f"--minutes must be > 0 (got {minutes})")
     if jobs < 1:
         raise JamstreamError(f"--jobs must be >= 1 (got {jobs})")
+    if not tempo_spread >= 1.0:
+        raise JamstreamError(f"--tempo-spread must be >= 1 (got {tempo_spread}); 1 keeps each genre's own tempo range")
     soundfont = soundfont or default_soundfont()
     check_synth(soundfont)
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
-    specs = plan_clips(seed, minutes, genres)
+    _check_same_plan(out_dir, seed, tempo_spread)
+    specs = plan_clips(seed, minutes, genres, tempo_spread)
     pending = [s for s in specs if not _is_done(out_dir, s)]
     failed: list[str] = []
     tasks = [(s, str(out_dir), soundfont) for s in pending]
@@ -245,6 +253,8 @@ def build_corpus(
     info = {"build_version": BUILD_VERSION, "seed": seed, "minutes": minutes, "clips": len(rows)}
     if genres is not None:
         info["genres"] = list(check_genres(genres))
+    if tempo_spread != 1.0:
+        info["tempo_spread"] = tempo_spread
     _atomic_json(out_dir / "corpus.json", info)
     return BuildResult(
         out_dir=out_dir,
@@ -254,6 +264,23 @@ def build_corpus(
         failed=failed,
         audio_seconds=sum(r["duration"] for r in rows),
     )
+
+
+def _check_same_plan(out_dir: Path, seed: int, tempo_spread: float) -> None:
+    """Extending a corpus with another seed or spread would mix two plans under one set of clip ids."""
+    path = out_dir / "corpus.json"
+    if not path.is_file():
+        return
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # unreadable info is rewritten at the end of this build
+    was = (info.get("seed", seed), float(info.get("tempo_spread", 1.0)))
+    if was != (seed, tempo_spread):
+        raise JamstreamError(
+            f"{out_dir} was built with --seed {was[0]} --tempo-spread {was[1]:g}; "
+            f"extend it with those, or build --seed {seed} --tempo-spread {tempo_spread:g} into a new --out"
+        )
 
 
 def _progress_bar(total: int, done: int):

@@ -869,13 +869,34 @@ def choose_bars(bpm: float, meter: Meter, target_seconds: float) -> int:
     return max(lo, min(hi, round(target_seconds / bar_seconds)))
 
 
-def generate(style: str, seed: int, target_seconds: float) -> Piece:
-    """One clip of `style`, reproducible from (style, seed)."""
+# Bounds of a spread tempo range: slow ambient and fast drum and bass, not beyond.
+SPREAD_BPM = (56, 190)
+
+
+def spread_tempo_range(lo: int, hi: int, spread: float) -> tuple[int, int]:
+    """The genre's range widened by `spread` each way (lo / spread .. hi * spread), kept in SPREAD_BPM."""
+    return max(SPREAD_BPM[0], min(lo, round(lo / spread))), min(SPREAD_BPM[1], max(hi, round(hi * spread)))
+
+
+def generate(style: str, seed: int, target_seconds: float, tempo_spread: float = 1.0) -> Piece:
+    """One clip of `style`, reproducible from (style, seed, tempo_spread).
+
+    With `tempo_spread` > 1 half the clips (by a seeded coin) draw their tempo from the
+    genre's range widened by that factor each way. Why: in a corpus where each genre has
+    its own tempo band, tempo alone names the genre, and an LM asked for reggae at a
+    techno tempo plays techno (measured: the techno-dub preset at 124 bpm, 0/7 bars moved
+    toward reggae). The native half keeps what musicians usually play. Spread 1 draws
+    exactly as before, so existing corpora rebuild bit-for-bit.
+    """
     spec = _REGISTRY.get(style) or _HELD_OUT.get(style)
     if spec is None:
         raise ValueError(f"unknown style {style!r}; known styles: {', '.join(ALL_STYLES)}")
+    if not tempo_spread >= 1.0:
+        raise ValueError(f"tempo_spread must be >= 1 (got {tempo_spread})")
     rng = random.Random(f"{style}:{seed}")  # seeded per style, so styles don't share choices
     meter, lo, hi, _ = rng.choices(spec.tempi, weights=[t[3] for t in spec.tempi])[0]
+    if tempo_spread > 1.0 and rng.random() < 0.5:
+        lo, hi = spread_tempo_range(lo, hi, tempo_spread)
     bpm = float(rng.randint(lo, hi))
     mode = rng.choice(spec.modes)
     tonic = rng.randrange(12)
