@@ -59,13 +59,22 @@ class MetronomeGenerator:
         for f in range(n_frames):
             bpm, beat_phase, bar_phase = timing[f]
             beat_s = 60.0 / bpm
-            wait = 0.0 if beat_phase < 1e-6 else (1.0 - beat_phase) * beat_s
-            if wait < FRAME_SAMPLES / SAMPLE_RATE:
-                at = f * FRAME_SAMPLES + int(round(wait * SAMPLE_RATE))
+            # Each beat is clicked by exactly one frame: the one holding its sample, rounded. A beat
+            # up to half a sample before this frame's start rounds to its first sample (wait 0);
+            # the frame before leaves it alone. (With a fixed `beat_phase < 1e-6` test, a beat a
+            # few µs off a frame boundary - any external clock's grid - was clicked twice or not at all.)
+            if beat_phase * beat_s * SAMPLE_RATE <= 0.5:
+                wait = 0.0
+                downbeat = bar_phase <= beat_phase + 1e-6  # on a bar line the bar phase is no more than the beat's
+            else:
+                wait = (1.0 - beat_phase) * beat_s
+                if wait >= FRAME_SAMPLES / SAMPLE_RATE:
+                    continue
                 nxt = timing[f + 1, 2] if f + 1 < n_frames else None
-                downbeat = bar_phase < 1e-6 if wait == 0.0 else (nxt is not None and nxt < bar_phase)
-                amp = 0.8 if downbeat else 0.4
-                buf[:, at : at + CLICK_SAMPLES] += amp * click
+                downbeat = nxt is not None and nxt < bar_phase
+            at = f * FRAME_SAMPLES + int(round(wait * SAMPLE_RATE))
+            if at < (f + 1) * FRAME_SAMPLES:  # else it rounds to the next frame's first sample: that frame clicks it
+                buf[:, at : at + CLICK_SAMPLES] += (0.8 if downbeat else 0.4) * click
         out = np.concatenate([state.held, buf[:, : n - FRAME_SAMPLES]], axis=1)
         new = ClickState(held=buf[:, n - FRAME_SAMPLES : n].copy(), tail=buf[:, n:].copy())
         return torch.from_numpy(out), new

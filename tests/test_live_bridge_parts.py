@@ -160,3 +160,25 @@ def test_metronome_clicks_on_the_beats_one_frame_late_like_the_codec():
     onsets = onsets[np.concatenate([[True], np.diff(onsets) > 4800])]
     np.testing.assert_allclose(onsets, 1920 + np.arange(len(onsets)) * 24000, atol=3)  # the sine rises from 0
     assert len(onsets) == 8
+
+
+@pytest.mark.parametrize("shift_s", [0.0, 3.9e-6, -3.9e-6, 30e-6])
+def test_metronome_clicks_once_per_beat_and_accents_only_bar_one(shift_s):
+    """At 100 bpm every beat falls on a frame boundary, or a few µs off it when an external
+    clock (Link) places the grid: the frame before used to click such a beat too (doubling
+    it to the accent's level), or neither frame did (silence)."""
+    gen = MetronomeGenerator()
+    clock = LiveClock(100, (4, 4))
+    clock.reset(100, (4, 4), shift_s, 0.0)
+    state = gen.new_state()
+    audio = []
+    for chunk in chunk_grid(clock, ChunkLength(1, "bar"), 0.0, 7.2):
+        y, state = gen.generate_chunk(state, np.array([1000, 0]), chunk.timing, chunk.n_frames)
+        audio.append(y.numpy())
+    x = np.concatenate(audio, axis=1)[0]
+    onsets = np.flatnonzero(np.abs(x) > 0.05)
+    onsets = onsets[np.concatenate([[True], np.diff(onsets) > 4800])]
+    assert len(onsets) == 12
+    peaks = np.array([np.abs(x[o : o + 480]).max() for o in onsets])
+    np.testing.assert_allclose(peaks[::4], peaks[0])
+    np.testing.assert_allclose(np.delete(peaks, np.s_[::4]), peaks[0] / 2, rtol=1e-5)
