@@ -15,6 +15,7 @@ Sources feed it:
   position pointer - gives the quarters at each tick and a line fitted to the last two
   beats of ticks (median slope and median offset, so ticks that a stalled cycle delivers
   late and bunched move neither the tempo nor the phase);
+- Ableton Link: `bridge/link_clock.py`'s LinkFollower, with Link's beats put on JACK frames;
 - neither: the `--bpm` / preset tempo, fixed.
 """
 
@@ -95,6 +96,11 @@ class LiveClock:
     def set_tempo(self, seconds: float, bpm: float) -> bool:
         """A new tempo from `seconds` on, keeping the musical position (MIDI clock, --bpm)."""
         return self.observe(seconds, self.quarters_at(seconds), bpm, self.meter)
+
+    @property
+    def last_change_quarters(self) -> float:
+        """Where the map's last tempo segment begins (quarters): no change can go before it."""
+        return float(self._tempos[-1][0])
 
     # -------------------------------------------------------------- Clock protocol
     def position(self, seconds: float) -> Position:

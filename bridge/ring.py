@@ -20,6 +20,11 @@ consumer), so nothing takes a lock:
 - a MIDI event ring: jack frame time, song frame and up to 16 bytes per event.
 - `live` float32 [2, live_capacity]: the last seconds of the optional stereo input,
   written by the callback, read by the worker for the live-input style slot.
+- a JACK time reference (`ctl[REF_*]`, main thread, under its own sequence counter): a
+  JACK frame time and the CLOCK_MONOTONIC instant of it, so the worker can put an
+  instant of another clock (Ableton Link's) on JACK frames. The worker cannot ask JACK
+  itself (it has no client; libjack's clock calls crash without one) and the callback
+  should not do it every period.
 
 Capacity is a power of two (index = frame & mask) and is the latency ceiling: the
 worker never writes further than `capacity - 1 period` ahead of the playhead.
@@ -64,6 +69,9 @@ STREAM = 27  # stream counter (new stream = engine.start)
 # ------------------------------------------------------------------------ main writes
 QUIT = 30
 RELOAD_SEQ = 31
+REF_SEQ = 32  # seqlock for the two below (odd while the main thread writes)
+REF_FRAME = 33  # a JACK frame time ...
+REF_MONO_NS = 34  # ... and its CLOCK_MONOTONIC instant, ns
 N_CTL = 40
 
 # tp slots
@@ -126,6 +134,18 @@ class Shared:
                 return snap
         return None
 
+    def time_ref(self) -> tuple[int, int] | None:
+        """(JACK frame time, CLOCK_MONOTONIC ns of it) as the main thread last posted it;
+        None before the first post or if the main thread kept writing."""
+        for _ in range(100):
+            s0 = int(self.ctl[REF_SEQ])
+            if s0 & 1:
+                continue
+            frame, mono = int(self.ctl[REF_FRAME]), int(self.ctl[REF_MONO_NS])
+            if int(self.ctl[REF_SEQ]) == s0:
+                return (frame, mono) if s0 > 0 else None
+        return None
+
     def drain_midi(self):
         """Yield (jack frame time, song frame, bytes) for events the callback posted."""
         r, w = int(self.ctl[MIDI_R]), int(self.ctl[MIDI_W])
@@ -154,6 +174,14 @@ class Shared:
         frames = min(frames, self.live_capacity, w)
         idx = (np.arange(w - frames, w) & (self.live_capacity - 1))
         return self.live[:, idx].copy()
+
+    # -------------------------------------------------------------- main side
+    def post_time_ref(self, frame: int, mono_ns: int) -> None:
+        """Publish that JACK frame time `frame` happened at CLOCK_MONOTONIC `mono_ns`."""
+        self.ctl[REF_SEQ] += 1
+        self.ctl[REF_FRAME] = frame
+        self.ctl[REF_MONO_NS] = mono_ns
+        self.ctl[REF_SEQ] += 1
 
     def close(self) -> None:
         for field in ("ctl", "tp", "midi_time", "midi_song", "midi_len", "midi_data", "audio", "live"):

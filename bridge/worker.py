@@ -6,7 +6,8 @@ what the callback posts in shared memory (bridge/ring.py) - transport, MIDI, the
 playhead - and answers with audio placed at song frames:
 
 - **Clock.** Each loop it picks the source (JACK transport with BBT from a timebase
-  master; JACK frames at the MIDI clock's or `--bpm` tempo; MIDI clock alone; free
+  master; JACK frames at the MIDI clock's or `--bpm` tempo; MIDI clock alone; Ableton
+  Link, whose session this process joins with `--link` / `--clock link`; free
   running) and feeds what the host reports into a `LiveClock` (bridge/live_clock.py),
   whose tempo map the engine's grid reads lazily, so a tempo change lands on the next
   chunk.
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ring as R
+from .link_clock import LinkFollower, LinkSession, jack_frame_at
 from .live_clock import LiveClock, MidiClockFollower
 
 SAMPLE_RATE = 48_000
@@ -59,7 +61,8 @@ class WorkerConfig:
     adapter: str | None = None
     seed: int = 0
     bpm: float | None = None
-    clock: str = "auto"  # auto | jack | midi | free
+    clock: str = "auto"  # auto | jack | midi | link | free
+    link: bool = False  # join an Ableton Link session (auto: Link drives when nothing else moves)
     metronome: bool = False
     threads: int = 1
     live_input: bool = False
@@ -112,6 +115,8 @@ class Worker:
         self.preset_path = str(self.preset.path)
         self.clock = LiveClock(cfg.bpm or self.preset.bpm, self.preset.meter)
         self.midi_clock = MidiClockFollower(self.rate)
+        self.link = LinkSession(cfg.bpm or self.preset.bpm, self.preset.meter[0]) if cfg.link or cfg.clock == "link" else None
+        self.link_follower = LinkFollower(self.clock, self.rate)
         self._load_models()
         self._warm_up()
         self.engine = self._new_engine(self.preset)
@@ -253,10 +258,14 @@ class Worker:
             return "midi"
         if mode == "jack":
             return "jack"
+        if mode == "link":
+            return "link"
         if jack_moving:
             return "jack"
         if mc.running:
             return "midi"
+        if self.link is not None:  # --link: Link plays whenever neither the transport nor MIDI clock moves
+            return "link"
         return "jack"
 
     def _invalidate(self) -> None:
@@ -268,10 +277,13 @@ class Worker:
     def _update_clock(self, tp: np.ndarray, source: str) -> None:
         ctl = self.ctl
         meter = self.clock.meter
-        if source != self._kind:  # JACK frames / MIDI clock / free: different song timelines
+        if source != self._kind:  # JACK frames / MIDI clock / Link / free: different song timelines
             if self._kind is not None:
                 self._invalidate()
             self._kind = source
+            self._placed = False  # an external source places its timeline anew
+            self._free_started = False
+            self.link_follower.forget()
         if source == "jack":
             ctl[R.MODE] = 0
             frame = int(tp[R.TP_FRAME])
@@ -293,6 +305,10 @@ class Worker:
                 self._free_started = True
                 ctl[R.EXT_OFFSET] = -int(tp[R.TP_JACK_TIME])
                 ctl[R.EXT_ROLLING] = 1
+            return
+        if source == "link":
+            self._source = "link"
+            self._update_link(tp)
             return
         # MIDI clock
         mc = self.midi_clock
@@ -316,6 +332,24 @@ class Worker:
                 # MIDI clock jitters: a tempo within 0.2% is the same tempo; phase drift of
                 # the fitted line beyond 2 ms re-anchors the map on the ticks.
                 self.clock.observe(s_tick, mc.quarters_at_tick, mc.bpm, meter, tempo_tolerance=0.002)
+
+    def _update_link(self, tp: np.ndarray) -> None:
+        """Read Link now, put the reading on JACK frames and let the follower move the
+        LiveClock and the external timeline (ctl[EXT_OFFSET], ctl[EXT_ROLLING])."""
+        follower = self.link_follower
+        follower.rate = self.rate
+        if self.link.quantum != self.clock.meter[0]:
+            self.link.quantum = self.clock.meter[0]  # phase = bar phase (a reload may change the meter)
+        ref = self.sh.time_ref()
+        sample = self.link.sample()
+        if ref is None or sample is None or abs(sample.mono_ns - ref[1]) > 2_000_000_000:
+            if follower.offset is None:
+                self.ctl[R.EXT_ROLLING] = 0  # not placed yet: nothing may play on another clock's offset
+            return  # no fresh JACK time reference (reconnecting) or a preempted reading: wait
+        follower.update(sample, jack_frame_at(sample.mono_ns, ref, self.rate))
+        if follower.offset is not None:
+            self.ctl[R.EXT_OFFSET] = follower.offset
+            self.ctl[R.EXT_ROLLING] = int(follower.rolling)
 
     # ------------------------------------------------------------------ MIDI
     def _drain_midi(self) -> None:
@@ -453,6 +487,9 @@ class Worker:
             "max_chunk_seconds": round(self.max_gen, 3), "cc": dict(self.engine.controls.stats),
             "preset": self.preset.name, "reloads": self.reloads, "error": self.last_error,
             "clock_reanchors": self.clock.reanchors, "sample_rate": self.rate,
+            "link_peers": self.link_follower.peers if self.link is not None else None,
+            "link_placements": self.link_follower.placements, "link_offset": self.link_follower.offset,
+            "link_last": self.link_follower.last,
             "recent_chunks": [list(c) for c in self.chunk_log],
         }
 

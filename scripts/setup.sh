@@ -31,8 +31,8 @@ fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages into $VENV (torch 2.13.0 CPU first, so nothing pulls a CUDA build)"
   "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "is ignored" || true
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "is ignored" || true
-  "$VENV/bin/python" -c "import torch, music21, pedalboard, jack, rtmidi, mido" \
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test,link]" 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/python" -c "import torch, music21, pedalboard, jack, rtmidi, mido, aalink" \
     || { echo "setup: Python packages failed to install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

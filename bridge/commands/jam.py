@@ -19,11 +19,19 @@ examples:
   jamstream jam --preset jazz-trio-bossa --clock free --bpm 110 --connect system
   jamstream jam --preset lofi-funk --input --input-from "system:capture" --json-status /tmp/jam.json
   jamstream jam --preset techno-dub --metronome --connect system     # check routing and sync, no model
+  jamstream jam --preset techno-dub --clock link --connect system    # on an Ableton Link session's beats
 
 The client "jamstream" has out_L/out_R and midi_in (and in_L/in_R with --input). Time
 comes from the JACK transport (bar/beat/bpm when the host is timebase master; start,
 stop and locate always), else MIDI clock on midi_in, else --bpm. A transport start waits
-(JACK slow-sync) until the first chunk is ready. CCs on midi_in move the preset's slots
+(JACK slow-sync) until the first chunk is ready.
+
+Ableton Link (needs the optional aalink: pip install 'jamstream[link]'): --clock link
+joins the session on the local network and plays on its beats and bars (quantum = the
+meter's beats per bar), following its tempo; it plays free on Link's grid until a peer
+with Start Stop Sync starts the session, then starts and stops with it. --link joins the
+session in auto mode too: Link drives whenever the JACK transport is stopped and no MIDI
+clock runs (a rolling transport or a running MIDI clock wins). CCs on midi_in move the preset's slots
 and knobs; a program change or SIGHUP reloads the preset file without stopping the audio.
 Ctrl-C / SIGTERM stop cleanly (exit 0).
 """
@@ -38,10 +46,14 @@ def cmd_jam(args: argparse.Namespace) -> int:
 
     from .. import ring as R
     from ..jack_client import JackBridge
+    from ..jack_time import JackClock, post_reference
+    from ..link_clock import AALINK_HINT, aalink_available
     from ..presets import find_preset
     from ..worker import WorkerConfig, worker_main
 
     preset = find_preset(args.preset)  # bad presets fail here, before JACK or the model
+    if (args.clock == "link" or args.link) and not aalink_available():
+        raise JamstreamError(f"{'--clock link' if args.clock == 'link' else '--link'} needs Ableton Link support: {AALINK_HINT}")
     if args.bpm is not None and not 1 <= args.bpm <= 400:
         raise JamstreamError(f"--bpm {args.bpm:g}: give a tempo in 1..400")
     if args.seconds is not None and args.seconds <= 0:
@@ -113,8 +125,8 @@ def cmd_jam(args: argparse.Namespace) -> int:
 
     rt_main = _lift_priority() and rt_main  # again, now that libjack's threads exist
     cfg = WorkerConfig(preset=str(preset.path), lm=args.lm, codec=args.codec, style=args.style, adapter=args.adapter,
-                       seed=args.seed, bpm=args.bpm, clock=args.clock, metronome=args.metronome, threads=args.threads,
-                       live_input=args.input, live_cc=args.input_cc)
+                       seed=args.seed, bpm=args.bpm, clock=args.clock, link=args.link, metronome=args.metronome,
+                       threads=args.threads, live_input=args.input, live_cc=args.input_cc)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     worker = ctx.Process(target=worker_main, args=(cfg, shared.spec(), queue), name="jamstream-worker", daemon=True)
@@ -129,6 +141,8 @@ def cmd_jam(args: argparse.Namespace) -> int:
     started = time.monotonic()
     last_write = 0.0
     last_periods, last_tick = -1, time.monotonic()
+    jack_clock = None
+    uses_link = args.clock == "link" or args.link
     try:
         while True:
             if stop["signal"] is not None:
@@ -181,6 +195,10 @@ def cmd_jam(args: argparse.Namespace) -> int:
                     status.reconnects += 1
                     log(f"jamstream: reconnected to JACK ({bridge.rate} Hz, period {bridge.period})")
                 continue
+            if uses_link and bridge.client is not None and not bridge.shutdown_event.is_set():
+                if jack_clock is None or jack_clock.client is not bridge.client:
+                    jack_clock = JackClock(bridge.client)  # (re)connected: a new client
+                post_reference(shared, jack_clock)  # JACK frame <-> CLOCK_MONOTONIC for the Link follower, 10 Hz
             now = time.monotonic()
             if now - last_write >= 1.0:
                 last_write = now
@@ -256,7 +274,8 @@ def snapshot(shared, bridge, worker_status: dict) -> dict:
         "ready": bool(ctl[R.WORKER_READY]), "connected": bridge.client is not None, "pid": os.getpid(),
     }
     for key in ("chunks", "rejoins", "streams", "cc", "preset", "reloads", "error", "target_weights", "meter",
-                "max_chunk_seconds", "clock_reanchors", "seconds", "recent_chunks"):
+                "max_chunk_seconds", "clock_reanchors", "seconds", "recent_chunks", "link_peers", "link_placements",
+                "link_offset", "link_last"):
         if key in worker_status:
             out[key] = worker_status[key]
     return out
@@ -285,8 +304,11 @@ class StatusBoard:
         weights = " ".join(f"{k}:{v:.2f}" for k, v in (s.get("weights") or {}).items())
         where = f"{s['bar']}:{s['beat']}" if s.get("bar") is not None else "-:-"
         bpm = f"{s['bpm']:.1f}" if s.get("bpm") else "-"
+        clock = s["clock"]
+        if clock == "link" and s.get("link_peers") is not None:
+            clock = f"link, {s['link_peers']} peer{'' if s['link_peers'] == 1 else 's'}"
         ms = s["latency_frames"] / s["sample_rate"] * 1000
-        return (f"{where:>7} {bpm} bpm [{s['clock']}] {weights} | buf {s['buffer_fill']:.2f}s rtf {s['rtf']:.2f} "
+        return (f"{where:>7} {bpm} bpm [{clock}] {weights} | buf {s['buffer_fill']:.2f}s rtf {s['rtf']:.2f} "
                 f"| underruns {s['underruns']} xruns {s['xruns']} | latency {s['latency_frames']} fr ({ms:.0f} ms)")
 
     def update(self, s: dict) -> None:
@@ -321,8 +343,11 @@ def add(sub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     j.add_argument("--preset", required=True, help="shipped preset name (see presets/) or a .toml path")
-    j.add_argument("--clock", choices=("auto", "jack", "midi", "free"), default="auto",
-                   help="time source: auto = JACK transport when it moves, else MIDI clock on midi_in; free = play now at --bpm")
+    j.add_argument("--clock", choices=("auto", "jack", "midi", "link", "free"), default="auto",
+                   help="time source: auto = JACK transport when it moves, else MIDI clock on midi_in, else Link with --link; "
+                   "link = an Ableton Link session; free = play now at --bpm")
+    j.add_argument("--link", action="store_true",
+                   help="join the Ableton Link session: in auto, Link drives while the JACK transport is stopped and no MIDI clock runs")
     j.add_argument("--bpm", type=number, default=None, help="tempo when the source gives none (default: the preset's)")
     j.add_argument("--connect", action="append", default=[], metavar="REGEX",
                    help="connect out_L/out_R to the first two audio inputs matching REGEX ('system' = the physical outputs)")
