@@ -8,12 +8,13 @@ import asyncio
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from bridge.link_clock import LinkSession
 
-REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent
 
 
 def new_peer(bpm: float, quantum: float = 4.0):
