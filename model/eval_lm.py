@@ -34,16 +34,17 @@ def unigram_nll(train: list[TokenClip], test: list[TokenClip], levels: int, voca
 def model_nll(model: DepthformerLM, test: list[TokenClip], segment: int | None = None) -> float:
     """Mean NLL (nats/token) over test clips, in segments one window long, style on."""
     model.eval()
+    device = next(model.parameters()).device
     segment = segment or model.config.window
     levels = model.config.levels
     total, n = 0.0, 0
     for c in test:
         for start in range(0, c.tokens.shape[0], segment):
-            tok = c.tokens[start : start + segment, :levels].long().unsqueeze(0)
+            tok = c.tokens[start : start + segment, :levels].long().unsqueeze(0).to(device)
             if tok.shape[1] == 0:
                 continue
-            timing = c.timing[start : start + segment].unsqueeze(0)
-            style = c.style[: model.config.style_tokens].unsqueeze(0)
+            timing = c.timing[start : start + segment].unsqueeze(0).to(device)
+            style = c.style[: model.config.style_tokens].unsqueeze(0).to(device)
             nll = model(tok, timing, style, return_loss=True)
             total += float(nll) * tok[0].numel()
             n += tok[0].numel()

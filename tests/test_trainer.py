@@ -231,3 +231,19 @@ def test_export_of_a_bad_checkpoint_exits_2_with_one_stderr_line(tmp_path, capsy
     code, _, err = run_cli(["export", "codec", str(bad), "--out", str(tmp_path / "w.safetensors")], capsys)
     assert code == 2 and err.startswith("jamstream: error:") and err.count("\n") == 1, err
     assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_train_lm_reads_every_corpus_given_and_names_a_bad_one(tiny_corpus, tmp_path, capsys):
+    """`--corpus A B` trains on both corpora's train splits; a bad second one fails before model work."""
+    out = tmp_path / "lm.safetensors"
+    missing = tmp_path / "no-corpus"
+    code, _, err = run_cli(["train", "lm", "--corpus", str(tiny_corpus), str(missing), "--out", str(out), "--steps", "1"], capsys)
+    assert code == 2 and str(missing) in err and err.count("\n") == 1, err
+    assert not out.exists()
+    code, _, err = run_cli(
+        ["train", "lm", "--corpus", str(tiny_corpus), str(tiny_corpus), "--out", str(out), "--steps", "1",
+         "--frames-per-batch", "64", "--threads", "1", "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    assert read_metadata(out, "lm")[1]["step"] == 1

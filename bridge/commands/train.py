@@ -109,9 +109,10 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
     from model.train.token_data import load_token_clips
     from model.train.trainer import Trainer
 
-    read_manifest(args.corpus)
+    for corpus in args.corpus:
+        read_manifest(corpus)
     config = CONFIGS[args.config]
-    clips = load_token_clips(args.corpus, args.codec, args.style, config.levels)
+    clips = [c for corpus in args.corpus for c in load_token_clips(corpus, args.codec, args.style, config.levels)]
     codebooks = None
     if config.style_features:
         from model.style import load_style
@@ -190,7 +191,8 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog="example: jamstream train lm --corpus corpus --out runs/lm.safetensors --steps 2000 --max-minutes 40",
         formatter_class=Formatter,
     )
-    m.add_argument("--corpus", required=True, help="corpus directory (train split trains)")
+    m.add_argument("--corpus", required=True, nargs="+", metavar="DIR",
+                   help="corpus directory, or several (built with different seeds): their train splits train together")
     m.add_argument("--config", default="tiny", choices=sorted(LM_CONFIGS), help="model size (large: GPU only)")
     m.add_argument("--codec", default=None, help="codec weights to tokenize with (default: shipped)")
     m.add_argument("--style", default=None, help="style-model weights for the style tokens (default: shipped)")
