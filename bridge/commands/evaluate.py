@@ -302,7 +302,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--checks", default="tempo,style,seams", help="comma-separated subset of tempo,style,seams")
     g.add_argument("--seeds", type=int, default=1, help="runs per setting (seeds 0..N-1)")
     g.add_argument("--seconds", type=float, default=30.0, help="length of each tempo clip")
-    g.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance weight")
+    g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance weight (default = SamplingConfig's)")
     g.add_argument("--checkpoint", default=None, help="LM weights (default: shipped)")
     g.add_argument("--codec", default=None, help="codec weights (default: shipped)")
     g.add_argument("--style", default=None, help="style-model weights (default: shipped)")

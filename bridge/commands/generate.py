@@ -125,7 +125,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--temperature", type=number, default=1.1)
     g.add_argument("--top-k", type=int, default=40)
     g.add_argument("--top-p", type=number, default=1.0)
-    g.add_argument("--guidance", type=number, default=5.0, help="classifier-free guidance weight (0: off)")
+    g.add_argument("--guidance", type=number, default=3.0, help="classifier-free guidance weight (0: off; default = SamplingConfig's, see model/sampling.py)")
     g.add_argument("--adapter", default=None, help="a fine-tuned LoRA adapter (name under --adapters-dir, or a folder)")
     g.add_argument("--adapter-strength", type=number, default=1.0, help="LoRA scaling of --adapter (0: the base model exactly)")
     g.add_argument("--adapters-dir", default=None, help="where adapters live (default: $JAMSTREAM_ADAPTERS or ./adapters)")
