@@ -201,7 +201,7 @@ class MidiClockFollower:
     def feed(self, status: int, data: bytes, frame_time: int) -> bool:
         """One MIDI message; True when it was a clock message."""
         if status == 0xF8:
-            if self._times and frame_time - self._times[-1] > self.sample_rate:  # a gap of > 1 s: stale
+            if self._times and self._new_train(frame_time - self._times[-1]):
                 self._times.clear()
             self._times.append(frame_time)
             self._fit = None
@@ -226,6 +226,18 @@ class MidiClockFollower:
             return False
         self.last_seen = frame_time
         return True
+
+    def _new_train(self, gap: int) -> bool:
+        """Do the ticks before this gap belong to another train? After > 1 s, always.
+        While stopped, also after a gap of over three ticks: a master that stops its clock
+        at the stop starts a new train, at its own phase, when it plays again, and the old
+        ticks would pull the fitted phase off the new ones for the first beats (seen: the
+        second MIDI-clock take of a test run, its first beats 100 ms off). While running,
+        a gap is a stalled server, whose late ticks the medians outvote: keep them."""
+        if gap > self.sample_rate:
+            return True
+        line = None if self.running else self._line()
+        return line is not None and gap > 3 * line[0]
 
     def _go(self) -> None:
         self.running = True

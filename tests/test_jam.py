@@ -195,12 +195,10 @@ def test_midi_clock_as_the_only_source(rig):
     midi_clock_take(rig, stall=False)
 
 
-@pytest.mark.xfail(strict=False, reason="residual: 11 of 11 stalls passed in a standalone loop and alone, but it failed in 1 of 6 "
-                   "clean-clone CI runs (beat 4 82 ms off, beats 5-6 without a click) and once in a full tests/test_jam.py run "
-                   "(cause not found; issue 7 note). Before the median fit the same stall failed 1 in 3 with 40-74 ms errors")
 def test_midi_clock_as_the_only_source_even_through_a_stalled_server(rig):
     """Before the follower fitted medians, a stall (seen once in CI) bent the tempo and
-    re-anchored the grid 40-74 ms off for the rest of the chunk."""
+    re-anchored the grid 40-74 ms off for the rest of the chunk. Run after the plain take,
+    it also proves a restarted clock is placed by its new tick train alone."""
     midi_clock_take(rig, stall=True)
 
 

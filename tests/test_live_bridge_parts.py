@@ -107,6 +107,27 @@ def test_midi_clock_follower_follows_a_tempo_change_within_two_beats():
     assert abs(mc.fitted_tick_time - (t - rate * 60 / (90 * 24))) < 0.001 * rate
 
 
+def test_midi_clock_follower_places_a_restarted_clock_by_its_new_ticks_alone():
+    """Stop, then start within the stale gap, with the new tick train at another phase
+    (a master that stops its clock at the stop): the old train must not pull the fit."""
+    rate = 48000
+    step = rate * 60 / (100 * 24)
+    mc = MidiClockFollower(rate)
+    mc.feed(0xFA, b"", 0)
+    for k in range(24 * 4):
+        mc.feed(0xF8, b"", int(k * step))
+    mc.feed(0xFC, b"", int(24 * 4 * step))
+    t0 = 24 * 4 * step + 0.3 * rate + 0.37 * step  # the new train: 0.3 s later, off the old phase
+    for k in range(12):  # half a beat of ticks before the start, as a master running its clock sends
+        mc.feed(0xF8, b"", int(t0 + k * step))
+    mc.feed(0xFA, b"", int(t0 + 11.5 * step))
+    for k in range(12, 18):  # a quarter of a beat into the new take
+        mc.feed(0xF8, b"", int(t0 + k * step))
+        assert abs(mc.fitted_tick_time - int(t0 + k * step)) < 0.001 * rate, k
+    assert mc.placed and mc.quarters_at_tick == pytest.approx(5 / 24)
+    assert mc.bpm == pytest.approx(100, rel=2e-3)
+
+
 def test_shared_ring_is_time_addressed_and_attaches_by_name():
     a = R.Shared(capacity=4096, midi_slots=16, live_capacity=1024)
     b = R.Shared(**a.spec())
