@@ -34,6 +34,7 @@ import threading
 import numpy as np
 
 from . import ring as R
+from .jack_time import libjack
 
 FADE_SAMPLES = 240  # 5 ms at 48 kHz
 MAX_PERIOD = 8192
@@ -47,19 +48,6 @@ int jack_set_latency_callback(void *client, JackLatencyCallback cb, void *arg);
 int jack_recompute_total_latencies(void *client);
 """
 CAPTURE, PLAYBACK = 0, 1  # JackCaptureLatency, JackPlaybackLatency
-_latency = None
-
-
-def _latency_lib():
-    global _latency
-    if _latency is None:
-        import cffi
-        import jack
-
-        ffi = cffi.FFI()
-        ffi.cdef(_LATENCY_CDEF)
-        _latency = (ffi, ffi.dlopen(jack._libname))
-    return _latency
 
 
 class JackBridge:
@@ -198,13 +186,13 @@ class JackBridge:
     def _ptr(self, port):
         import jack
 
-        ffi, _ = _latency_lib()
+        ffi, _ = libjack(_LATENCY_CDEF)
         return ffi.cast("void *", int(jack._ffi.cast("uintptr_t", port._ptr)))
 
     def _install_latency_callback(self) -> None:
         import jack
 
-        ffi, lib = _latency_lib()
+        ffi, lib = libjack(_LATENCY_CDEF)
         client_ptr = ffi.cast("void *", int(jack._ffi.cast("uintptr_t", self.client._ptr)))
 
         @ffi.callback("void(int, void *)")
@@ -219,7 +207,7 @@ class JackBridge:
         self._client_ptr = client_ptr
 
     def _set_latency(self, mode: int) -> None:
-        ffi, lib = _latency_lib()
+        ffi, lib = libjack(_LATENCY_CDEF)
         r = ffi.new("jack_latency_range_t *")
         ins = [p for p in (self.midi_in, self.in_l, self.in_r) if p is not None]
         outs = (self.out_l, self.out_r)
@@ -242,11 +230,11 @@ class JackBridge:
                 lib.jack_port_set_latency_range(self._ptr(p), CAPTURE, r)
 
     def _recompute_latency(self) -> None:
-        _, lib = _latency_lib()
+        _, lib = libjack(_LATENCY_CDEF)
         lib.jack_recompute_total_latencies(self._client_ptr)
 
     def port_latency(self, port_name: str, mode: int = PLAYBACK) -> tuple[int, int]:
-        ffi, lib = _latency_lib()
+        ffi, lib = libjack(_LATENCY_CDEF)
         r = ffi.new("jack_latency_range_t *")
         lib.jack_port_get_latency_range(self._ptr(self.client.get_port_by_name(port_name)), mode, r)
         return int(r.min), int(r.max)

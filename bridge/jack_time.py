@@ -15,6 +15,7 @@ which is why the parent, not the generator process, posts the reference.
 
 from __future__ import annotations
 
+import functools
 import time
 
 _CDEF = """
@@ -22,19 +23,16 @@ uint64_t jack_get_time(void);
 uint64_t jack_frames_to_time(void *client, uint32_t frames);
 uint32_t jack_time_to_frames(void *client, uint64_t usecs);
 """
-_lib = None
+@functools.cache
+def libjack(cdef: str):
+    """(ffi, lib): libjack (the library JACK-Client loaded) with declarations JACK-Client
+    does not wrap; one handle per declaration set, made on first use."""
+    import cffi
+    import jack
 
-
-def _jack_lib():
-    global _lib
-    if _lib is None:
-        import cffi
-        import jack
-
-        ffi = cffi.FFI()
-        ffi.cdef(_CDEF)
-        _lib = (ffi, ffi.dlopen(jack._libname))
-    return _lib
+    ffi = cffi.FFI()
+    ffi.cdef(cdef)
+    return ffi, ffi.dlopen(jack._libname)
 
 
 class JackClock:
@@ -43,7 +41,7 @@ class JackClock:
     def __init__(self, client):
         import jack
 
-        ffi, self._lib = _jack_lib()
+        ffi, self._lib = libjack(_CDEF)
         self.client = client
         self._ptr = ffi.cast("void *", int(jack._ffi.cast("uintptr_t", client._ptr)))
 
