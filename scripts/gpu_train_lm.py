@@ -25,7 +25,6 @@ into parts of under 16 MB (what the device tool returns), with a JSON report:
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import lzma
 import multiprocessing
@@ -117,7 +116,7 @@ def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
         "train_frames": train_frames, "best_val_nll": round(best["val"], 4), "best_step": best["step"],
         "val_curve": curve, "final_batch": result["metrics"],
     }
-    save_model(model, out / f"{v.name}-best.safetensors", "lm", copy.deepcopy(task.model_config()), half=True,
+    save_model(model, out / f"{v.name}-best.safetensors", "lm", task.model_config(), half=True,
                extra={"step": best["step"], "metrics": {"val_nll": round(best["val"], 4)},
                       "recipe": f"scripts/gpu_train_lm.py variant {v.__dict__}, best val at step {best['step']}"})
     ckpt.unlink(missing_ok=True)

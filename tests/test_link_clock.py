@@ -50,12 +50,12 @@ def follow(tl: LinkTimeline, follower: LinkFollower, start_ns: int, end_ns: int,
         follower.update(tl.sample(ns), jack_frame_at(ns, REF, RATE))
 
 
-def beat_frames_ours(clock: LiveClock, follower: LinkFollower, q_from: float, q_to: float) -> dict[float, float]:
-    """JACK frame time of each whole song quarter in [q_from, q_to) by the LiveClock."""
-    out = {}
+def assert_beats_on_link_grid(tl: "LinkTimeline", clock: LiveClock, follower: LinkFollower, q_from: float, q_to: float) -> None:
+    """Each whole song quarter in [q_from, q_to), placed by the LiveClock on JACK frames,
+    sits within half a frame of Link's beat `origin + q`."""
     for q in range(math.ceil(q_from), math.ceil(q_to)):
-        out[q] = clock.seconds_at_quarters(q) * RATE - follower.offset
-    return out
+        ours = clock.seconds_at_quarters(q) * RATE - follower.offset
+        assert ours == pytest.approx(link_frame(tl, follower.origin + q), abs=0.5), q
 
 
 def link_frame(tl: LinkTimeline, beat: float) -> float:
@@ -76,8 +76,7 @@ def test_beats_and_bars_land_on_the_link_grid():
     assert f.placements == 1 and f.origin == 36.0  # bar 1 of the song = the Link bar we joined in
     assert clock.bpm(0.0) == pytest.approx(100.0)
     q_now = tl.beat(REF[1] + 3000 * MS) - f.origin
-    for q, frame in beat_frames_ours(clock, f, 1, q_now + 8).items():
-        assert frame == pytest.approx(link_frame(tl, f.origin + q), abs=0.5), q
+    assert_beats_on_link_grid(tl, clock, f, 1, q_now + 8)
     # our bar lines are Link's phase 0 at quantum 4
     bar2 = clock.seconds_at_bbt(2) * RATE - f.offset
     assert bar2 == pytest.approx(link_frame(tl, 40.0), abs=0.5)
@@ -97,8 +96,7 @@ def test_a_peer_tempo_change_that_reaches_us_late_is_placed_where_the_peer_made_
     assert f.placements == 1 and clock.reanchors == 0  # a tempo segment, not a jump
     q_change = tl.beat(change) - f.origin
     assert clock.last_change_quarters == pytest.approx(q_change, abs=1e-6)
-    for q, frame in beat_frames_ours(clock, f, q_change, q_change + 12).items():
-        assert frame == pytest.approx(link_frame(tl, f.origin + q), abs=0.5), q
+    assert_beats_on_link_grid(tl, clock, f, q_change, q_change + 12)
 
 
 def test_whole_bar_renumbering_keeps_the_timeline_and_a_phase_jump_replaces_it():
@@ -114,8 +112,7 @@ def test_whole_bar_renumbering_keeps_the_timeline_and_a_phase_jump_replaces_it()
     follow(tl, f, REF[1] + 2020 * MS, REF[1] + 3000 * MS)
     assert f.placements == 2 and f.offset != offset
     q_now = tl.beat(REF[1] + 3000 * MS) - f.origin
-    for q, frame in beat_frames_ours(clock, f, q_now, q_now + 4).items():
-        assert frame == pytest.approx(link_frame(tl, f.origin + q), abs=0.5), q
+    assert_beats_on_link_grid(tl, clock, f, q_now, q_now + 4)
 
 
 def test_start_stop_sync_is_followed_once_the_session_was_seen_playing():

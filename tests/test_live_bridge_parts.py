@@ -12,6 +12,7 @@ from bridge.metronome import MetronomeGenerator
 from bridge.schedule import chunk_grid
 from bridge.clock import ChunkLength
 from bridge.worker import RateWriter
+from jackutil import click_onsets
 
 
 def test_live_clock_matches_a_fixed_clock_when_the_host_keeps_one_tempo():
@@ -168,17 +169,20 @@ def test_rate_writer_places_resampled_blocks_on_the_song_timeline(rate):
         assert abs(int(expect) - 200 + int(np.argmax(seg)) - expect) <= 2
 
 
-def test_metronome_clicks_on_the_beats_one_frame_late_like_the_codec():
+def metronome_take(clock, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """The metronome's left channel over one-bar chunks of `clock`, and its click onsets."""
     gen = MetronomeGenerator()
-    clock = FixedClock(120)
     state = gen.new_state()
     audio = []
-    for chunk in chunk_grid(clock, ChunkLength(1, "bar"), 0.0, 4.0):
+    for chunk in chunk_grid(clock, ChunkLength(1, "bar"), 0.0, seconds):
         y, state = gen.generate_chunk(state, np.array([1000, 0]), chunk.timing, chunk.n_frames)
         audio.append(y.numpy())
     x = np.concatenate(audio, axis=1)[0]
-    onsets = np.flatnonzero(np.abs(x) > 0.05)
-    onsets = onsets[np.concatenate([[True], np.diff(onsets) > 4800])]
+    return x, click_onsets(x, threshold=0.05, min_gap=4800)
+
+
+def test_metronome_clicks_on_the_beats_one_frame_late_like_the_codec():
+    x, onsets = metronome_take(FixedClock(120), 4.0)
     np.testing.assert_allclose(onsets, 1920 + np.arange(len(onsets)) * 24000, atol=3)  # the sine rises from 0
     assert len(onsets) == 8
 
@@ -188,17 +192,9 @@ def test_metronome_clicks_once_per_beat_and_accents_only_bar_one(shift_s):
     """At 100 bpm every beat falls on a frame boundary, or a few µs off it when an external
     clock (Link) places the grid: the frame before used to click such a beat too (doubling
     it to the accent's level), or neither frame did (silence)."""
-    gen = MetronomeGenerator()
     clock = LiveClock(100, (4, 4))
     clock.reset(100, (4, 4), shift_s, 0.0)
-    state = gen.new_state()
-    audio = []
-    for chunk in chunk_grid(clock, ChunkLength(1, "bar"), 0.0, 7.2):
-        y, state = gen.generate_chunk(state, np.array([1000, 0]), chunk.timing, chunk.n_frames)
-        audio.append(y.numpy())
-    x = np.concatenate(audio, axis=1)[0]
-    onsets = np.flatnonzero(np.abs(x) > 0.05)
-    onsets = onsets[np.concatenate([[True], np.diff(onsets) > 4800])]
+    x, onsets = metronome_take(clock, 7.2)
     assert len(onsets) == 12
     peaks = np.array([np.abs(x[o : o + 480]).max() for o in onsets])
     np.testing.assert_allclose(peaks[::4], peaks[0])
