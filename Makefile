@@ -13,5 +13,7 @@ run: setup
 	$(JAM) generate "funk music with drums and slap bass" --bpm 104 --seconds 20 -o demo/generate.wav
 	$(PY) scripts/jam_demo.py --out demo/jam --seconds 20  # the live bridge on a (dummy) JACK server, recorded
 
+# pytest runs in a private network namespace with only loopback (Link peers multicast; see
+# scripts/private_netns.sh), after the set-up that needs the package registries.
 test: setup
-	$(PY) -m pytest -q
+	bash scripts/private_netns.sh $(PY) -m pytest -q

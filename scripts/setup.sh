@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(jackd2 fluidsynth fluid-soundfont-gm)
+# iproute2: `ip`, which scripts/private_netns.sh uses to bring up loopback in the test namespace;
+# opus-tools: opusenc/opusdec, the real peers `jamstream eval codec` measures beside our codec.
+APT_PACKAGES=(jackd2 fluidsynth fluid-soundfont-gm iproute2 opus-tools)
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 

@@ -8,6 +8,17 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import main as jamstream
+from netns import install_socket_guard, outside_reason
+
+install_socket_guard()
+
+
+def pytest_runtest_setup(item):
+    """A test marked `network` opens sockets: outside a loopback-only namespace it skips."""
+    if item.get_closest_marker("network") is not None:
+        reason = outside_reason()
+        if reason is not None:
+            pytest.skip(reason)
 
 TINY_MINUTES = 2.0
 TINY_SEED = 7

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from jackutil import Jackd, Jam, click_onsets, need_jackd, onset_errors
+from netns import network_sockets, process_tree
 
 pytestmark = pytest.mark.slow
 PRESET = "jazz-trio-bossa"  # slots A (CC20) and B (CC21), 7-bit, channel 1; 1-bar chunks
@@ -88,6 +89,12 @@ def test_plays_on_the_host_beats_and_follows_cc(rig):
     assert first < 700 and last > 1700, (first, last)
     assert status["weights"]["B"] > 0.9 and status["weights"]["A"] < 0.1, status["weights"]
     assert status["latency_frames"] == round(0.4 * rate) + 256
+
+
+def test_jam_without_link_opens_no_network_socket(rig):
+    tree = process_tree(rig.jam.proc.pid)
+    assert len(tree) >= 2, tree  # the bridge and its generator process
+    assert {pid: network_sockets(pid) for pid in tree} == {pid: [] for pid in tree}
 
 
 def test_garbage_midi_is_ignored_and_counted(rig):

@@ -19,7 +19,7 @@ import pytest
 
 from jackutil import Jackd, Jam, click_onsets, need_jackd, onset_errors
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.network]  # Link multicasts: only in a private namespace
 PRESET = "jazz-trio-bossa"  # 4/4, 1-bar chunks, lookahead 400 ms
 QUANTUM = 4
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from jackutil import Jackd, Jam, need_jackd
+from netns import network_sockets, process_tree
 
 pytestmark = pytest.mark.slow
 PRESET = Path(__file__).parent / "data" / "drums.toml"
@@ -56,10 +57,12 @@ def played(tmp_path_factory):
         time.sleep(SECONDS)
         audio, frames, rolling = host.stop_recording()
         status = jam.status()
+        sockets = {pid: network_sockets(pid) for pid in process_tree(jam.proc.pid)}
         end = int(frames[rolling.astype(bool)].max())
         timeline = host.on_timeline(audio, frames, rolling, end)
         first = int(np.flatnonzero(rolling)[0])
-        yield {"timeline": timeline, "status": status, "rate": host.rate, "host": host, "first_rolling_period": first}
+        yield {"timeline": timeline, "status": status, "rate": host.rate, "host": host, "first_rolling_period": first,
+               "sockets": sockets}
     finally:
         if host is not None:
             host.close()
@@ -74,6 +77,14 @@ def test_plays_without_underruns_after_the_pre_roll(played):
     windows = [tl[:, k : k + rate // 2] for k in range(rate // 2, tl.shape[1] - rate // 2, rate // 2)]
     quiet = [i for i, w in enumerate(windows) if np.sqrt(np.mean(w**2)) < 1e-3]
     assert not quiet, f"silent half-seconds after the pre-roll at {[(i + 1) / 2 for i in quiet]} s"
+
+
+def test_jam_with_the_model_and_no_link_opens_no_network_socket(played):
+    """Text prompts, the style encoder and the LM load from local files; without --link the
+    bridge and its generator process hold only unix sockets and pipes (JACK's included)."""
+    sockets = played["sockets"]
+    assert len(sockets) >= 2, sockets  # the bridge and its generator process, at least
+    assert all(found == [] for found in sockets.values()), sockets
 
 
 def test_style_moves_with_the_cc(played):

@@ -54,6 +54,7 @@ def peers():
         loop.close()
 
 
+@pytest.mark.network
 def test_joins_a_peer_and_follows_its_tempo(peers):
     ours, peer = peers
     peer.tempo = 93.0
@@ -64,6 +65,7 @@ def test_joins_a_peer_and_follows_its_tempo(peers):
     assert (s.beat - peer.beat + 2) % 4 - 2 == pytest.approx(0.0, abs=0.01)
 
 
+@pytest.mark.network
 def test_a_reading_is_stamped_with_its_monotonic_instant(peers):
     """The peer's beat read between two CLOCK_MONOTONIC readings, moved at the session
     tempo to our reading's stamp, is our beat: the stamps put readings on one clock."""

@@ -176,11 +176,12 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tiny_corpus, tmp_path):
     assert resumed["step"] == step + 1
 
 
+@pytest.mark.network  # torchrun's rendezvous and gloo open TCP sockets (on lo)
 def test_ddp_under_torchrun_with_two_cpu_processes_trains_and_checkpoints(tiny_corpus, tmp_path):
     out = tmp_path / "ddp.safetensors"
     script = write_script(tmp_path, tiny_corpus, out, steps=2, every=100)
     torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     proc = subprocess.run(
         [str(torchrun), "--nproc_per_node", "2", "--standalone", str(script)],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
