@@ -340,11 +340,14 @@ def eval_inputs(tmp_path_factory) -> dict[str, Path]:
     corrupt.write_bytes(b"fLaC" + np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes())
     notes = folder / "notes.txt"
     notes.write_text("remember to practise the bridge\n")
-    return {"good": good, "empty": empty, "corrupt": corrupt, "notes": notes}
+    silent = folder / "silent.wav"
+    with AudioFile(str(silent), "w", 48_000, 2) as f:
+        f.write(np.zeros((2, 48_000), dtype=np.float32))
+    return {"good": good, "empty": empty, "corrupt": corrupt, "notes": notes, "silent": silent}
 
 
 def test_eval_reports_each_level_count_beside_mp3_and_skips_unreadable_files(codec_file, eval_inputs, capsys):
-    inputs = [str(eval_inputs[k]) for k in ("good", "empty", "corrupt", "notes")]
+    inputs = [str(eval_inputs[k]) for k in ("good", "empty", "corrupt", "notes", "silent")]
     code, out, err = run_cli(["eval", "codec", "--checkpoint", str(codec_file), "--levels", "2,4", *inputs, "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
@@ -356,14 +359,19 @@ def test_eval_reports_each_level_count_beside_mp3_and_skips_unreadable_files(cod
     for path, reason in skipped.items():
         assert reason.startswith(path) and "\n" not in reason
     assert "empty file" in skipped[inputs[1]]
+    assert "silent" in skipped[inputs[4]]
     assert set(result["mean"]) == {"2", "4"}
+    pitch_keys = ("chroma_corr", "cqt_distance", "dac_mel", "si_sdr_db")
+    peer_keys = tuple(f"{peer}_{key}" for peer in ("mp3_32k", "opus_6k", "opus_12k") for key in pitch_keys)
     for lv, m in result["mean"].items():
-        for key in ("si_snr_db", "mel_distance", "mp3_32k_mel_distance", "encode_rtf", "decode_rtf"):
+        for key in ("si_snr_db", "mel_distance", "mp3_32k_mel_distance", "encode_rtf", "decode_rtf", *pitch_keys, *peer_keys):
             assert math.isfinite(m[key]), (lv, key, m[key])
         assert m["bitrate_bps"] == bitrate(int(lv), 64)
         assert m["mel_distance"] > 0 and m["encode_rtf"] > 0 and m["decode_rtf"] > 0
-    # MP3 at 32 kbps of a pure two-tone signal is close to transparent.
+    # MP3 at 32 kbps of a pure two-tone signal is close to transparent; Opus 12k keeps its pitch.
     assert result["mean"]["2"]["mp3_32k_mel_distance"] < 0.5
+    assert result["mean"]["2"]["opus_12k_chroma_corr"] > 0.9
+    assert result["mean"]["2"]["opus_12k_cqt_distance"] < result["mean"]["2"]["cqt_distance"]
 
 
 def test_eval_table_names_the_files_evaluated_and_skipped(codec_file, eval_inputs, capsys):
