@@ -32,8 +32,10 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, channels
     from pedalboard.io import AudioFile
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise AudioReadError(f"{p}: no such file")
+    if not p.is_file():
+        raise AudioReadError(f"{p}: not a regular file")
     if p.stat().st_size == 0:
         raise AudioReadError(f"{p}: empty file")
     try:
@@ -56,20 +58,41 @@ def to_channels(audio: np.ndarray, channels: int) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(mono, channels, axis=0), dtype=np.float32)
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail before the work, not after it: `path`'s folder exists (or is made) and takes a
+    file. A bounce of minutes must not end in 'cannot write' with nothing to show."""
+    p = Path(path)
+    if p.is_dir():
+        raise JamstreamError(f"{p} is a folder: name an output file")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        probe = p.parent / f".{p.name}.probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise JamstreamError(f"{p}: cannot write there ({exc.strerror or exc})") from exc
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """Write [channels, samples] atomically: a crash never leaves a half file under `path`."""
+    """Write [channels, samples] atomically: a crash never leaves a half file under `path`,
+    and an unwritable place is a one-line error with nothing left behind."""
     from pedalboard.io import AudioFile
 
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(f".{p.stem}.partial{p.suffix}")
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     kwargs = {"bit_depth": 24} if p.suffix.lower() in (".flac", ".wav", ".aiff") else {}
-    with AudioFile(str(tmp), "w", sample_rate, audio.shape[0], **kwargs) as f:
-        f.write(audio)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with AudioFile(str(tmp), "w", sample_rate, audio.shape[0], **kwargs) as f:
+            f.write(audio)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except (OSError, ValueError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JamstreamError(f"{p}: cannot write audio ({text})") from exc
 
 
 def loudness_normalize(audio: np.ndarray, sample_rate: int, target_lufs: float = -18.0, peak_dbfs: float = -1.0) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Formatter, Parser, emit
+from .common import Formatter, Parser, emit, positive_int
 
 
 def _median_ms(fn, runs: int, warmup: int = 3) -> float:
@@ -210,7 +210,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     b.add_argument("--json", action="store_true", help="print JSON")
-    b.add_argument("--frames", type=int, default=50, help="frames the LM generates per timing (after a full 10 s context)")
+    b.add_argument("--frames", type=positive_int, default=50, help="frames the LM generates per timing (after a full 10 s context)")
     b.add_argument("--config", default="tiny", help="LM config timed when no LM weights exist")
     b.set_defaults(func=cmd_bench_all, lm=None, codec=None, checkpoint=None, runs=20, threads=[1, 2], device="cpu", lm_threads=None, codec_threads=None)
     bsub = b.add_subparsers(dest="model", metavar="{codec,lm,style,render}", parser_class=Parser)
@@ -218,7 +218,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     cb = bsub.add_parser("codec", help="encode/decode real-time factors at batch 1, 16 levels", formatter_class=Formatter,
                          description="Median real-time factors of encoding and decoding 10 s of 48 kHz stereo at 16 levels, and of decoding one 2 s chunk.")
     cb.add_argument("--codec", default=None, help="codec weights (default: shipped)")
-    cb.add_argument("--codec-threads", type=int, default=None, help="torch threads (default: all cores)")
+    cb.add_argument("--codec-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     cb.add_argument("--json", action="store_true", help="print JSON")
     cb.set_defaults(func=cmd_bench_codec)
     lb = bsub.add_parser("lm", help="per-frame latency, tokens/s, RTF: CFG on/off, KV cache on/off, fp32/bf16", formatter_class=Formatter,
@@ -227,9 +227,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     lb.add_argument("--lm", default=None, help="LM weights (default: shipped, else an untrained --config)")
     lb.add_argument("--config", default="tiny", help="LM config timed when no weights exist (large: use --device cuda)")
     lb.add_argument("--codec", default=None, help="codec weights (default: shipped)")
-    lb.add_argument("--frames", type=int, default=50, help="frames generated per variant")
+    lb.add_argument("--frames", type=positive_int, default=50, help="frames generated per variant")
     lb.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the LM")
-    lb.add_argument("--lm-threads", type=int, default=None, help="torch threads (default: all cores)")
+    lb.add_argument("--lm-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     lb.add_argument("--json", action="store_true", help="print JSON")
     lb.set_defaults(func=cmd_bench_lm)
     s = bsub.add_parser(
@@ -241,7 +241,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     s.add_argument("--checkpoint", default=None, help="style weights (default: the shipped ones)")
-    s.add_argument("--runs", type=int, default=20, help="timed runs per measurement")
+    s.add_argument("--runs", type=positive_int, default=20, help="timed runs per measurement")
     s.add_argument("--threads", type=_threads, default=[1, 2], help="torch thread counts to measure")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_bench_style)
@@ -252,6 +252,6 @@ def add(sub: argparse._SubParsersAction) -> None:
     rb.add_argument("--minutes", type=float, default=2.0, help="length of the bounce")
     rb.add_argument("--bpm", type=float, default=120.0, help="tempo")
     rb.add_argument("--lm", default=None, help="LM weights (default: shipped)")
-    rb.add_argument("--render-threads", type=int, default=None, help="torch threads (default: all cores)")
+    rb.add_argument("--render-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     rb.add_argument("--json", action="store_true", help="print JSON")
     rb.set_defaults(func=cmd_bench_render)

@@ -24,6 +24,17 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1 (frames, runs, steps)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
 def emit(obj: dict, as_json: bool, text: str) -> None:
     """Machine-readable JSON on stdout with --json, else the human text."""
     print(json.dumps(obj) if as_json else text)

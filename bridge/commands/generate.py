@@ -49,7 +49,7 @@ def parse_meter(text: str) -> tuple[int, int]:
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from model.audio import write_audio
+    from model.audio import check_writable, write_audio
     from model.codec import load_codec
     from model import adapters as lora
     from model.errors import JamstreamError
@@ -67,6 +67,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not 0 < args.seconds <= 3600:
         raise JamstreamError(f"--seconds must be in (0, 3600] (got {args.seconds:g})")
     num, _ = parse_meter(args.meter)
+    check_writable(args.output)
     if args.mix is not None:
         pairs = parse_mix(args.mix)
     else:  # no prompt with --adapter: the adapter's own captured style

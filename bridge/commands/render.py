@@ -37,6 +37,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
         raise JamstreamError(f"-o {out}: write .wav or .flac")
+    from model.audio import check_writable
+
+    check_writable(out)
     preset = find_preset(args.preset)
     clock = MidiFileClock.from_file(args.song, default_bpm=preset.bpm, default_meter=preset.meter)
     seconds = args.seconds if args.seconds is not None else clock.length_seconds
