@@ -158,5 +158,7 @@ def export_weights(src, dst, kind: str, dtype: torch.dtype = torch.float16, reci
             continue
         tensors[f"model.{key}"] = value.to(dtype) if value.is_floating_point() else value
     info = {"step": extra.get("step"), "metrics": extra.get("metrics", {}), "recipe": recipe, "dtype": str(dtype).split(".")[-1]}
+    if "codec_fingerprint" in extra:  # an LM keeps the name of the codec whose tokens it learned
+        info["codec_fingerprint"] = extra["codec_fingerprint"]
     save_checkpoint(dst, kind, config, tensors, info)
     return {**info, "out": str(dst), "megabytes": Path(dst).stat().st_size / 1e6}

@@ -334,6 +334,18 @@ def save_codec(codec: Codec, path, half: bool = False, extra: dict | None = None
     save_model(codec, path, "codec", asdict(codec.config), half, extra)
 
 
+def codec_fingerprint(codec: Codec) -> str:
+    """Who these tokens belong to: a hash of every level's codebook at half precision (what
+    shipped weights hold), so a training checkpoint and its export agree, a new config
+    field changes nothing, and an LM can name the codec whose tokens it learned."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for layer in codec.rvq.layers:
+        h.update(layer._codebook.embed.detach().to("cpu", torch.float16).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def load_codec(path=None, device: str = "cpu") -> Codec:
     """A trained codec: `path`, or the shipped default weights when path is None."""
     from .weights import default_weight_path

@@ -232,6 +232,7 @@ def _peak_rss_mb() -> float:
 def finetune(cfg: FinetuneConfig) -> dict:
     from .codec import load_codec
     from .lm import count_parameters, load_lm
+    from .system import check_pair
     from .style import load_style, mix_embeddings
     from .train.lora_task import LoRATask, LoRATrainConfig, steps_per_epoch
     from .train.trainer import TrainConfig, Trainer
@@ -265,12 +266,13 @@ def finetune(cfg: FinetuneConfig) -> dict:
     codec_path = Path(cfg.codec) if cfg.codec else default_weight_path("codec")
     style_path = Path(cfg.style) if cfg.style else default_weight_path("style")
     base = load_lm(base_path)  # fails fast, one line, on a bad base file
+    codec = load_codec(codec_path)
+    check_pair(base, codec)  # adapters on tokens the base never learned would train on noise
     lm_cfg = base.config
     base_params = count_parameters(base)
     base_digest = _digest(base_path)[:16]
     del base
     levels = cfg.levels or lm_cfg.levels
-    codec = load_codec(codec_path)
     style_model = load_style(style_path)
     scan = scan_recordings(cfg.data, codec, codec_path, style_model, style_path, levels, Path(cfg.adapters_dir) / ".cache", cfg.show_progress)
     recs = scan.recordings

@@ -416,7 +416,14 @@ def save_lm(model: DepthformerLM, path, half: bool = False, extra: dict | None =
 
 
 def load_lm(path=None, device: str = "cpu") -> DepthformerLM:
-    """A trained LM: `path`, or the shipped default weights when path is None."""
-    from .weights import default_weight_path
+    """A trained LM: `path`, or the shipped default weights when path is None. It carries
+    `codec_fingerprint`, the codec whose tokens it learned (model.codec.codec_fingerprint):
+    LMs saved before fingerprints were recorded all learned the first shipped codec's."""
+    from .checkpoint import read_metadata
+    from .weights import LEGACY_CODEC_FINGERPRINT, default_weight_path
 
-    return load_model(path or default_weight_path("lm"), "lm", LMConfig, DepthformerLM).to(device).eval()
+    path = path or default_weight_path("lm")
+    model = load_model(path, "lm", LMConfig, DepthformerLM).to(device).eval()
+    model.codec_fingerprint = read_metadata(path, "lm")[1].get("codec_fingerprint", LEGACY_CODEC_FINGERPRINT)
+    model.source = str(path)
+    return model

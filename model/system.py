@@ -58,10 +58,25 @@ def check_timing(timing: torch.Tensor, n_frames: int) -> torch.Tensor:
     return timing
 
 
+def check_pair(lm: DepthformerLM, codec: Codec) -> None:
+    """An LM only makes music with the codec whose tokens it learned: another codec's
+    decoder turns its tokens into noise, so a mismatched pair is refused in one line."""
+    from .codec import codec_fingerprint
+
+    wanted = getattr(lm, "codec_fingerprint", None)
+    if wanted is None:  # an LM built in memory (tests, benchmarks) names no codec
+        return
+    have = codec_fingerprint(codec)
+    if have != wanted:
+        raise JamstreamError(f"the LM ({getattr(lm, 'source', 'given')}) learned the tokens of codec {wanted}, but this codec is {have}: "
+                             "pass the codec it was trained with (--codec), or retrain the LM on this codec's tokens")
+
+
 class Generator:
     def __init__(self, lm: DepthformerLM, codec: Codec, decoder_context: int = 8):
         if lm.config.levels > codec.levels:
             raise JamstreamError(f"the LM speaks {lm.config.levels} codec levels but the codec has {codec.levels}")
+        check_pair(lm, codec)
         self.lm = lm.eval()
         self.codec = codec.eval()
         self.decoder_context = decoder_context

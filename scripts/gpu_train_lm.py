@@ -117,7 +117,7 @@ def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
         "val_curve": curve, "final_batch": result["metrics"],
     }
     save_model(model, out / f"{v.name}-best.safetensors", "lm", task.model_config(), half=True,
-               extra={"step": best["step"], "metrics": {"val_nll": round(best["val"], 4)},
+               extra={"step": best["step"], "metrics": {"val_nll": round(best["val"], 4)}, "codec_fingerprint": args.codec_fingerprint,
                       "recipe": f"scripts/gpu_train_lm.py variant {v.__dict__}, best val at step {best['step']}"})
     ckpt.unlink(missing_ok=True)
     return report
@@ -143,6 +143,9 @@ def main() -> None:
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--val-stride", type=int, default=1, help="score every n-th val clip (faster validation)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--codec-fingerprint", required=True,
+                   help="model.codec.codec_fingerprint of the codec that made the token caches (recorded in the LM, so "
+                   "a mismatched pair is refused): python -c 'from model.codec import *; print(codec_fingerprint(load_codec(PATH)))'")
     p.add_argument("--device", default="cuda")
     args = p.parse_args()
     out = Path(args.out)

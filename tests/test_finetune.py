@@ -47,7 +47,10 @@ def ft(tmp_path_factory, tiny_corpus):
     base = root / "base.safetensors"
     from model.style import load_style
 
-    task = LMTask(SMALL_LM, LMTrainConfig(frames_per_batch=256, max_frames=100), clips, load_style(style_path).quantizer.codebooks)
+    from model.codec import codec_fingerprint, load_codec
+
+    task = LMTask(SMALL_LM, LMTrainConfig(frames_per_batch=256, max_frames=100), clips, load_style(style_path).quantizer.codebooks,
+                  codec_fingerprint=codec_fingerprint(load_codec(codec_path)))
     Trainer(task, TrainConfig(out=str(base), steps=60, lr=3e-3, warmup_steps=5, checkpoint_every=60, threads=1)).fit()
     afro = build_corpus(root / "afro", minutes=1.6, seed=3, jobs=1, genres=("afrobeat",))
     recordings = root / "recordings"

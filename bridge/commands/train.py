@@ -118,7 +118,10 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
         from model.style import load_style
 
         codebooks = load_style(args.style).quantizer.codebooks
-    task = LMTask(config, LMTrainConfig(frames_per_batch=args.frames_per_batch), clips, codebooks)
+    from model.codec import codec_fingerprint, load_codec
+
+    task = LMTask(config, LMTrainConfig(frames_per_batch=args.frames_per_batch), clips, codebooks,
+                  codec_fingerprint=codec_fingerprint(load_codec(args.codec)))
     return _report(Trainer(task, _train_config(args)).fit(), args)
 
 

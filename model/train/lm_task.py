@@ -34,12 +34,13 @@ class LMTask:
     init_new_keys = ("style_code_features", "style_feature_proj.")
 
     def __init__(self, model_config: LMConfig, train_config: LMTrainConfig, clips: list[TokenClip],
-                 style_codebooks: torch.Tensor | None = None):
+                 style_codebooks: torch.Tensor | None = None, codec_fingerprint: str | None = None):
         """`style_codebooks`: the style quantizer's codebooks the clips' style tokens came
         from (`StyleModel.quantizer.codebooks`); needed to build a fresh LM whose config has
         style_features (a loaded LM carries them)."""
         self.model_cfg = model_config
         self.style_codebooks = style_codebooks
+        self.codec_fingerprint = codec_fingerprint  # recorded in every checkpoint: whose tokens these are
         self.cfg = train_config
         self.clips = [c for c in clips if c.split == "train" and c.tokens.shape[0] >= train_config.min_frames]
         if not self.clips:
@@ -48,6 +49,9 @@ class LMTask:
 
     def model_config(self) -> dict:
         return asdict(self.model_cfg)
+
+    def checkpoint_extra(self) -> dict:
+        return {"codec_fingerprint": self.codec_fingerprint} if self.codec_fingerprint else {}
 
     def build_model(self) -> torch.nn.Module:
         if self.model_cfg.style_features and self.style_codebooks is None:

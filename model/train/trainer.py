@@ -136,6 +136,7 @@ class Trainer:
             "metrics": metrics,
             "optim_param_groups": [{k: v for k, v in g.items() if k != "params"} for g in optimizer.state_dict()["param_groups"]],
             "world_size": self.world,
+            **getattr(self.task, "checkpoint_extra", dict)(),
         }
         save_checkpoint(self.cfg.out, self.task.kind, self.task.model_config(), tensors, extra)
 

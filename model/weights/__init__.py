@@ -12,6 +12,9 @@ from pathlib import Path
 from ..errors import JamstreamError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
+# model.codec.codec_fingerprint of the first shipped codec (codec.safetensors up to the
+# hybrid codec): the tokens of every LM saved before LMs recorded their codec's.
+LEGACY_CODEC_FINGERPRINT = "98a6958d33281f54"
 
 
 def default_weight_path(kind: str) -> Path:
