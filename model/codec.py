@@ -50,10 +50,30 @@ class CodecConfig:
     dec_blocks_fast: int = 3
     dec_blocks_slow: int = 3
     latent_dim: int = 64  # 32 codebooks x 1024 x 64 halves = 4 MB of the 15 MB budget
+    # "learned": the encoder and decoder above. "hybrid" (model/hybrid_codec.py): a fixed
+    # pitch-keeping spectrum as the latent (linear bins below split_hz, bands_per_octave
+    # bands above, of a synth_fft-point STFT; L/R balance in coarse bands), a learned
+    # decoder correcting the fixed synthesis, phase rebuilt from the magnitudes' peaks.
+    design: str = "learned"
+    synth_fft: int = 3840
+    split_hz: float = 650.0
+    bands_per_octave: int = 36
+    # How much of the quantizer's effort each latent value gets: the residual VQ spends its
+    # bits on Euclidean error, so values scaled down here are quantized more coarsely. Bands
+    # above high_hz (no chroma lives there) and the L/R balance matter less than the notes.
+    high_hz: float = 20_000.0
+    high_scale: float = 1.0
+    balance_scale: float = 1.0
     levels: int = 32
     codebook_size: int = 1024
     commitment_weight: float = 1.0
     ema_decay: float = 0.99
+    # A code whose EMA usage (codes per batch) falls below this is re-seeded from the batch.
+    # The EMA settles at (frames per batch) / codebook_size for an evenly used book: 0.2 for
+    # 8 one-second crops, so the old threshold of 2 re-seeded ~77% of every level's codes at
+    # every step (measured on a trained checkpoint's cluster sizes). The tiny codec keeps 2
+    # (its shipped weights were trained so); new designs use a tenth of even usage.
+    dead_code_threshold: float = 2.0
 
     @property
     def bins(self) -> int:
@@ -64,7 +84,21 @@ class CodecConfig:
         return FRAME_SAMPLES // self.hop
 
 
-CONFIGS = {"tiny": CodecConfig(), "tiny-complex": CodecConfig(encoder_input="complex")}
+def _hybrid_config(**kw) -> CodecConfig:
+    from .spectral import hybrid_latent_dim
+
+    base = CodecConfig(design="hybrid", **kw)
+    dim = hybrid_latent_dim(base.synth_fft, SAMPLE_RATE, base.split_hz, base.bands_per_octave)
+    return CodecConfig(**{**asdict(base), "latent_dim": dim})
+
+
+CONFIGS = {
+    "tiny": CodecConfig(),
+    "tiny-complex": CodecConfig(encoder_input="complex"),
+    # the pitch codec: fixed hybrid spectrum -> RVQ -> learned correction + peak-locked phase;
+    # codes re-seeded only when used 10x less than evenly (see dead_code_threshold)
+    "hybrid": _hybrid_config(dead_code_threshold=0.02),
+}
 
 
 class ConvNeXtBlock(nn.Module):
@@ -93,13 +127,7 @@ class Codec(nn.Module):
         logger.disable("vector_quantize_pytorch")  # its k-means warnings would break the progress bar
 
         self.config = c = config
-        feat = CHANNELS * (1 if c.encoder_input == "logmag" else 2) * c.bins
-        self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
-        self.enc_in = nn.Conv1d(feat, c.width_fast, 1)
-        self.enc_fast = nn.Sequential(*[ConvNeXtBlock(c.width_fast, expand=c.expand) for _ in range(c.blocks_fast)])
-        self.enc_down = nn.Conv1d(c.width_fast, c.width_slow, kernel_size=c.stft_per_frame, stride=c.stft_per_frame)
-        self.enc_slow = nn.Sequential(*[ConvNeXtBlock(c.width_slow, expand=c.expand) for _ in range(c.blocks_slow)])
-        self.enc_out = nn.Conv1d(c.width_slow, c.latent_dim, 1)
+        self._build_encoder(c)
         self.rvq = ResidualVQ(
             dim=c.latent_dim,
             num_quantizers=c.levels,
@@ -107,10 +135,22 @@ class Codec(nn.Module):
             kmeans_init=True,
             kmeans_iters=10,
             decay=c.ema_decay,
-            threshold_ema_dead_code=2,
+            threshold_ema_dead_code=c.dead_code_threshold,
             commitment_weight=c.commitment_weight,
             quantize_dropout=True,
         )
+        self._build_decoder(c)
+
+    def _build_encoder(self, c: CodecConfig) -> None:
+        feat = CHANNELS * (1 if c.encoder_input == "logmag" else 2) * c.bins
+        self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
+        self.enc_in = nn.Conv1d(feat, c.width_fast, 1)
+        self.enc_fast = nn.Sequential(*[ConvNeXtBlock(c.width_fast, expand=c.expand) for _ in range(c.blocks_fast)])
+        self.enc_down = nn.Conv1d(c.width_fast, c.width_slow, kernel_size=c.stft_per_frame, stride=c.stft_per_frame)
+        self.enc_slow = nn.Sequential(*[ConvNeXtBlock(c.width_slow, expand=c.expand) for _ in range(c.blocks_slow)])
+        self.enc_out = nn.Conv1d(c.width_slow, c.latent_dim, 1)
+
+    def _build_decoder(self, c: CodecConfig) -> None:
         self.dec_in = nn.Conv1d(c.latent_dim, c.width_slow, 3, padding=1)
         self.dec_slow = nn.Sequential(*[ConvNeXtBlock(c.width_slow, expand=c.expand) for _ in range(c.dec_blocks_slow)])
         self.dec_up = nn.ConvTranspose1d(c.width_slow, c.width_fast, kernel_size=c.stft_per_frame, stride=c.stft_per_frame)
@@ -346,8 +386,19 @@ def codec_fingerprint(codec: Codec) -> str:
     return h.hexdigest()[:16]
 
 
+def build_codec(config: CodecConfig) -> Codec:
+    """The codec class its config's design names."""
+    if config.design == "hybrid":
+        from .hybrid_codec import HybridCodec
+
+        return HybridCodec(config)
+    if config.design != "learned":
+        raise JamstreamError(f"codec design must be 'learned' or 'hybrid', not {config.design!r}")
+    return Codec(config)
+
+
 def load_codec(path=None, device: str = "cpu") -> Codec:
     """A trained codec: `path`, or the shipped default weights when path is None."""
     from .weights import default_weight_path
 
-    return load_model(path or default_weight_path("codec"), "codec", CodecConfig, Codec).to(device).eval()
+    return load_model(path or default_weight_path("codec"), "codec", CodecConfig, build_codec).to(device).eval()

@@ -6,6 +6,7 @@ All runs use a small codec, 2-crop batches of 5 frames and a handful of steps.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -87,6 +88,8 @@ def test_resume_with_another_model_config_is_refused(two_step_checkpoint, tiny_c
         (["--steps", "0"], "--steps must be >= 1"),
         (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
         (["--lr", "fast"], "not a number"),
+        (["--eval-every", "-1"], "--eval-every must be >= 0"),
+        (["--logfreq-weight", "-1"], "must be >= 0"),
     ],
 )
 def test_train_cli_bad_input_exits_2_with_one_stderr_line(two_step_checkpoint, tiny_corpus, tmp_path, capsys, extra, message):
@@ -95,6 +98,23 @@ def test_train_cli_bad_input_exits_2_with_one_stderr_line(two_step_checkpoint, t
     code, out, err = run_cli(args, capsys)
     assert code == 2, err
     assert err.startswith("jamstream: error:") and err.count("\n") == 1 and message in err, err
+
+
+def test_eval_every_logs_val_pitch_figures_and_leaves_the_run_bit_for_bit(tiny_corpus, tmp_path):
+    """The val pass (encode/decode of fixed val crops) runs between steps: it must not touch
+    the state that resume reproduces, and its figures land in the log and the metrics."""
+    log = tmp_path / "run.val.jsonl"
+    plain, scored = tmp_path / "plain.safetensors", tmp_path / "scored.safetensors"
+    train(tiny_corpus, plain, steps=3)
+    t = task(tiny_corpus)
+    t.cfg.eval_every, t.cfg.val_log = 1, str(log)
+    result = Trainer(t, TrainConfig(out=str(scored), steps=3, warmup_steps=2, checkpoint_every=100, threads=1)).fit()
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(-1.0 <= r["val_chroma"] <= 1.0 and r["val_dac_mel"] > 0 for r in rows)
+    assert "val_chroma" in result["metrics"]
+    a, b = load_tensors(plain), load_tensors(scored)
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("model.")), "validation changed the trained weights"
 
 
 def test_learning_rate_warms_up_linearly_then_decays_to_the_floor():

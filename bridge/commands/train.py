@@ -67,10 +67,22 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
     from model.train.codec_task import CodecTask, CodecTrainConfig
     from model.train.trainer import Trainer
 
-    read_manifest(args.corpus)  # fail fast, with the manifest's own error, before any model work
+    for corpus in args.corpus:
+        read_manifest(corpus)  # fail fast, with the manifest's own error, before any model work
+    from pathlib import Path
+
+    from model.errors import JamstreamError
+
+    if args.eval_every < 0:
+        raise JamstreamError(f"--eval-every must be >= 0 (got {args.eval_every})")
+    if args.peak_weight < 0 or args.logfreq_weight < 0:
+        raise JamstreamError("--peak-weight and --logfreq-weight must be >= 0")
+    out = Path(args.out)
     task = CodecTask(
         CONFIGS[args.config],
-        CodecTrainConfig(corpus=args.corpus, batch_size=args.batch_size, crop_frames=args.crop_frames, commit_weight=args.commit_weight),
+        CodecTrainConfig(corpus=list(args.corpus), batch_size=args.batch_size, crop_frames=args.crop_frames, commit_weight=args.commit_weight,
+                         peak_weight=args.peak_weight, logfreq_weight=args.logfreq_weight, eval_every=args.eval_every,
+                         val_log=str(out.with_name(out.name.split(".")[0] + ".val.jsonl")) if args.eval_every else None),
     )
     return _report(Trainer(task, _train_config(args)).fit(), args)
 
@@ -154,11 +166,17 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog="example: jamstream train codec --corpus corpus --out runs/codec.safetensors --steps 3000 --max-minutes 60",
         formatter_class=Formatter,
     )
-    c.add_argument("--corpus", required=True, help="corpus directory (its train split is used)")
+    c.add_argument("--corpus", required=True, nargs="+", metavar="DIR",
+                   help="corpus directories (their train splits are joined; val crops come from the first)")
     c.add_argument("--config", default="tiny", choices=sorted(CODEC_CONFIGS), help="model size")
     c.add_argument("--batch-size", type=int, default=8, help="crops per step (per process)")
     c.add_argument("--crop-frames", type=int, default=25, help="crop length in 40 ms codec frames")
     c.add_argument("--commit-weight", type=number, default=0.03, help="weight of the RVQ commitment loss (summed over levels)")
+    c.add_argument("--peak-weight", type=number, default=0.0, help="weight of linear-magnitude spectral convergence at 11.7 Hz bins (partials)")
+    c.add_argument("--logfreq-weight", type=number, default=0.0, help="weight of the log spectrum at 3 bins per semitone (pitch)")
+    c.add_argument("--eval-every", type=int, default=0,
+                   help="every N steps, score fixed val crops at 16 levels (chroma_corr, dac_mel) in the progress line "
+                   "and in <out stem>.val.jsonl; 0 = never")
     _trainer_args(c, steps=3000, lr=1e-3, checkpoint_every=100)
     c.set_defaults(func=cmd_train_codec)
 

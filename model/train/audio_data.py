@@ -72,3 +72,20 @@ def load_split(corpus_dir: str | Path, split: str = "train", show_progress: bool
     audio = np.load(cache, mmap_mode="r")
     return AudioSplit(audio=audio, starts=starts, lengths=lengths, rows=rows)
 
+
+
+def join_splits(splits: list[AudioSplit]) -> AudioSplit:
+    """Several corpora's splits as one (crops draw from all, by length). One split is
+    returned as is, so the single-corpus path keeps its memory map."""
+    if len(splits) == 1:
+        return splits[0]
+    audio = np.concatenate([np.asarray(s.audio) for s in splits], axis=1)
+    lengths = np.concatenate([s.lengths for s in splits])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return AudioSplit(audio=audio, starts=starts, lengths=lengths, rows=[r for s in splits for r in s.rows])
+
+
+def load_splits(corpora: str | Path | list, split: str = "train", show_progress: bool = True) -> AudioSplit:
+    """One split of one corpus or of several joined (`--corpus A B`)."""
+    corpora = [corpora] if isinstance(corpora, (str, Path)) else list(corpora)
+    return join_splits([load_split(c, split, show_progress) for c in corpora])

@@ -1,30 +1,40 @@
 """Codec training: reconstruction losses on random crops of the corpus's train split.
 
-Loss = log-mel L1 (multi-resolution; the eval metric itself) + spectral convergence +
-log-magnitude L1 (multi-resolution STFT) + the RVQ commitment loss. No adversarial term
-yet: on a CPU budget of an hour the discriminator's extra cost buys fewer steps of the
-terms that move the mel distance (see docs/ARCHITECTURE.md).
+Loss = log-mel L1 (multi-resolution) + spectral convergence + log-magnitude L1
+(multi-resolution STFT) + the RVQ commitment loss, and optionally the pitch-sensitive
+terms of model/metrics.py (peak: linear-magnitude convergence at 11.7 Hz bins; logfreq:
+log spectrum at 3 bins per semitone). No adversarial term yet.
+
+Every `eval_every` steps the codec is scored on fixed crops of the val split at 16 levels
+by the figures `jamstream eval codec` reports for pitch (chroma_corr, dac_mel): the
+progress line shows them and `val_log` (JSON lines) keeps them, so an hours-long run says
+whether the notes are coming back long before it ends.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..audio import SAMPLE_RATE
-from ..codec import FRAME_SAMPLES, Codec, CodecConfig
-from ..metrics import mel_distance, stft_loss
-from .audio_data import AudioSplit, load_split
+from ..codec import FRAME_SAMPLES, CodecConfig, build_codec
+from ..errors import JamstreamError
+from ..metrics import logfreq_loss, mel_distance, peak_loss, stft_loss
+from ..pitch_metrics import chroma_corr, dac_mel
+from .audio_data import AudioSplit, load_splits
 
 
 KMEANS_INIT_CROPS = 64
+VAL_CROPS, VAL_SECONDS, VAL_LEVELS, VAL_SEED = 8, 4, 16, 1234
 
 
 @dataclass
 class CodecTrainConfig:
-    corpus: str
+    corpus: str | list[str]  # one corpus directory, or several joined
     batch_size: int = 8
     crop_frames: int = 25  # 1 s crops
     mel_weight: float = 1.0
@@ -33,6 +43,10 @@ class CodecTrainConfig:
     # steps 1 level and 32 levels gave the same mel distance. 0.03 (~ a mean over levels)
     # let the fine levels carry information (0.336 at 1 level -> 0.289 at 32).
     commit_weight: float = 0.03
+    peak_weight: float = 0.0
+    logfreq_weight: float = 0.0
+    eval_every: int = 0  # steps between val pitch figures; 0 = never
+    val_log: str | None = None  # JSON lines of the val figures, beside the checkpoint
 
 
 class CodecTask:
@@ -42,18 +56,20 @@ class CodecTask:
         self.model_cfg = model_config
         self.cfg = train_config
         self._data = data
+        self._val: torch.Tensor | None = None
+        self.last_val: dict[str, float] = {}
 
     @property
     def data(self) -> AudioSplit:
         if self._data is None:
-            self._data = load_split(Path(self.cfg.corpus), "train")
+            self._data = load_splits(self.cfg.corpus, "train")
         return self._data
 
     def model_config(self) -> dict:
         return asdict(self.model_cfg)
 
     def build_model(self) -> torch.nn.Module:
-        return Codec(self.model_cfg)
+        return build_codec(self.model_cfg)
 
     def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
         return [p for p in model.parameters() if p.requires_grad]
@@ -75,4 +91,54 @@ class CodecTask:
         mel = mel_distance(recon, batch, SAMPLE_RATE)
         sc, logmag = stft_loss(recon, batch)
         total = self.cfg.mel_weight * mel + self.cfg.stft_weight * (sc + logmag) + self.cfg.commit_weight * commit
-        return total, {"loss": total.item(), "mel": mel.item(), "sc": sc.item(), "logmag": logmag.item(), "commit": commit.item()}
+        parts = {"mel": mel.item(), "sc": sc.item(), "logmag": logmag.item(), "commit": commit.item()}
+        if self.cfg.peak_weight:
+            peak = peak_loss(recon, batch)
+            total = total + self.cfg.peak_weight * peak
+            parts["peak"] = peak.item()
+        if self.cfg.logfreq_weight:
+            logfreq = logfreq_loss(recon, batch)
+            total = total + self.cfg.logfreq_weight * logfreq
+            parts["logfreq"] = logfreq.item()
+        return total, {"loss": total.item(), **parts, **self.last_val}
+
+    # ------------------------------------------------------------ val pitch figures
+    def val_crops(self) -> torch.Tensor:
+        """The same VAL_CROPS crops of the first corpus's val split on every run (its train
+        split if it has no val clips), so runs on the same corpus compare."""
+        if self._val is None:
+            first = self.cfg.corpus if isinstance(self.cfg.corpus, str) else self.cfg.corpus[0]
+            try:
+                split = load_splits(first, "val", show_progress=False)
+            except JamstreamError:
+                split = load_splits(first, "train", show_progress=False)
+            self._val = split.crops(VAL_CROPS, VAL_SECONDS * FRAME_SAMPLES * 25, torch.Generator().manual_seed(VAL_SEED))
+        return self._val
+
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
+        crops = self.val_crops()
+        was_training = model.training
+        model.eval()
+        try:
+            device = next(model.parameters()).device
+            levels = min(VAL_LEVELS, model.levels)
+            out = model.decode(model.encode(crops.to(device), levels=levels)).float().cpu().numpy()
+        finally:
+            model.train(was_training)
+        ref = crops.numpy()
+        return {"val_chroma": float(np.mean([chroma_corr(o, r) for o, r in zip(out, ref)])),
+                "val_dac_mel": float(np.mean([dac_mel(o, r) for o, r in zip(out, ref)]))}
+
+    def after_step(self, model: torch.nn.Module, step: int) -> bool:
+        if not self.cfg.eval_every or step % self.cfg.eval_every:
+            return False
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return False
+        self.last_val = self.validate(model)
+        if self.cfg.val_log:
+            with open(self.cfg.val_log, "a") as f:
+                f.write(json.dumps({"step": step, **self.last_val}) + "\n")
+        from tqdm import tqdm
+
+        tqdm.write(f"step {step}: val chroma {self.last_val['val_chroma']:.3f}, DAC mel {self.last_val['val_dac_mel']:.3f}", file=sys.stderr)
+        return False
