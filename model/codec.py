@@ -119,6 +119,10 @@ class ConvNeXtBlock(nn.Module):
 
 
 class Codec(nn.Module):
+    # Its two decodes of a held-back frame are unrelated in phase (the phase is learned per
+    # window), so the streaming seam fades them by power.
+    coherent_seams = False
+
     def __init__(self, config: CodecConfig = CodecConfig()):
         super().__init__()
         from loguru import logger
@@ -258,10 +262,18 @@ class Codec(nn.Module):
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens [B, frames, L] (any prefix of levels, L <= 32) -> audio [B, 2, frames * 1920]."""
         tokens = tokens if tokens.dim() == 3 else tokens.unsqueeze(0)
+        self._check_tokens(tokens)
+        return self.decode_latent(self.dequantize(tokens))
+
+    def decode_stream(self, tokens: torch.Tensor, state) -> tuple[torch.Tensor, None]:
+        """One window of a stream: (audio, state for the next window). This decoder has no
+        state of its own between windows (its phase is in its output); the hybrid has."""
+        return self.decode(tokens), None
+
+    def _check_tokens(self, tokens: torch.Tensor) -> None:
         self._check_levels(tokens.shape[-1])
         if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.config.codebook_size):
             raise JamstreamError(f"codec tokens must lie in 0..{self.config.codebook_size - 1}")
-        return self.decode_latent(self.dequantize(tokens))
 
     def dequantize(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens [B, frames, L] -> latent [B, frames, D]: the sum of each level's code.
@@ -319,6 +331,13 @@ def equal_power_fade(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cos(t * math.pi / 2), torch.sin(t * math.pi / 2)
 
 
+def equal_gain_fade(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos^2 / sin^2: the two gains sum to one, right for two versions that are in phase
+    (equal-power fading swells such a pair by up to 3 dB mid-fade)."""
+    out, into = equal_power_fade(n)
+    return out**2, into**2
+
+
 class StreamingDecoder:
     """Decode a token stream chunk by chunk, Magenta RT v1 style.
 
@@ -333,23 +352,27 @@ class StreamingDecoder:
         self.context = context
         self.history: torch.Tensor | None = None  # last tokens, [frames, L]
         self.tail: torch.Tensor | None = None  # held-back last frame's audio, [2, 1920]
-        self.fade_out, self.fade_in = equal_power_fade(FRAME_SAMPLES)
+        self.phase: torch.Tensor | None = None  # the decoder's own stream state (hybrid: phase track before `history`)
+        # Versions of the held-back frame that share one phase track are coherent: fade them by gain.
+        fade = equal_gain_fade if codec.coherent_seams else equal_power_fade
+        self.fade_out, self.fade_in = fade(FRAME_SAMPLES)
 
     def reset(self) -> None:
-        self.history, self.tail = None, None
+        self.history, self.tail, self.phase = None, None, None
 
     def state(self) -> dict:
-        return {"history": self.history, "tail": self.tail}
+        return {"history": self.history, "tail": self.tail, "phase": self.phase}
 
     def load_state(self, state: dict) -> None:
-        self.history, self.tail = state["history"], state["tail"]
+        self.history, self.tail, self.phase = state["history"], state["tail"], state.get("phase")
 
     @torch.inference_mode()
     def push(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens [frames, L] -> audio [2, frames * 1920] (delayed by one frame)."""
         hist = self.history if self.history is not None else tokens[:0]
         window = torch.cat([hist, tokens], dim=0)
-        audio = self.codec.decode(window.unsqueeze(0))[0]
+        audio, track = self.codec.decode_stream(window.unsqueeze(0), self.phase)
+        audio = audio[0]
         # The window's audio covers hist + tokens; keep from one frame before the new tokens.
         start = (hist.shape[0] - 1) * FRAME_SAMPLES if hist.shape[0] else 0
         body = audio[:, start:]
@@ -358,6 +381,9 @@ class StreamingDecoder:
             body = torch.cat([seam, body[:, FRAME_SAMPLES:]], dim=1)
         out, self.tail = body[:, :-FRAME_SAMPLES], body[:, -FRAME_SAMPLES:].clone()
         self.history = window[-self.context :].clone() if self.context else window[:0]
+        before = window.shape[0] - self.history.shape[0] - 1  # the frame before the next window
+        if track is not None and before >= 0:
+            self.phase = track[before].clone()
         return out
 
     def flush(self) -> torch.Tensor:

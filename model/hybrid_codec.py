@@ -42,6 +42,8 @@ def _latent_dim(c: CodecConfig) -> int:
 
 
 class HybridCodec(Codec):
+    coherent_seams = True  # streamed windows continue one phase track (decode_stream)
+
     def _build_encoder(self, c: CodecConfig) -> None:
         if c.latent_dim != _latent_dim(c):
             raise JamstreamError(f"a hybrid codec's latent_dim follows from its spectrum: {_latent_dim(c)}, not {c.latent_dim}")
@@ -88,6 +90,24 @@ class HybridCodec(Codec):
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """[B, frames, D] -> audio [B, 2, frames * 1920]."""
+        return self.decode_latent_phased(latent)[0]
+
+    @torch.inference_mode()
+    def decode_stream(self, tokens: torch.Tensor, start_turns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens [B, frames, L] -> (audio, turns [frames, B*2, bins]: the phase track after
+        each frame), continuing the phase track `start_turns` of an earlier window."""
+        self._check_tokens(tokens)
+        latent = self.dequantize(tokens)
+        frames = latent.shape[1]
+        # The window's last frame is held back and cross-faded with its next decode: give it
+        # the overlap-add of the frames after it (a 3840-point frame spans two codec frames)
+        # by repeating it once, so the held-back version is whole rather than half-built.
+        latent = torch.cat([latent, latent[:, -1:]], dim=1)
+        audio, turns = self.decode_latent_phased(latent, start_turns)
+        per = self.config.stft_per_frame
+        return audio[..., : frames * FRAME_SAMPLES], turns[:, per - 1 : frames * per : per].transpose(0, 1)
+
+    def decode_latent_phased(self, latent: torch.Tensor, start_turns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
         b, frames, _ = latent.shape
         h = self.dec_slow(self.dec_in(latent.transpose(1, 2)))
@@ -96,6 +116,6 @@ class HybridCodec(Codec):
         correction = self.dec_head(self.dec_norm(h)).reshape(b, n, CHANNELS, self.synth_bins).permute(0, 2, 3, 1)
         logmag = self.fixed_log_magnitude(latent) + correction
         mag = torch.exp(logmag.float().clamp(max=MAX_LOG_MAGNITUDE)).reshape(b * CHANNELS, self.synth_bins, n)
-        phase = peak_locked_phase(mag.detach(), c.hop, c.synth_fft)
+        phase, turns = peak_locked_phase(mag.detach(), c.hop, c.synth_fft, start_turns)
         audio = overlap_add(torch.polar(mag, phase), frames * FRAME_SAMPLES, c.hop, self.window)
-        return audio.reshape(b, CHANNELS, -1)
+        return audio.reshape(b, CHANNELS, -1), turns

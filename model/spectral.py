@@ -53,7 +53,7 @@ def overlap_add(spec: torch.Tensor, samples: int, hop: int, window: torch.Tensor
     return (out.reshape(n, -1) / env.reshape(-1).clamp_min(1e-3))[:, start : start + samples]
 
 
-def peak_locked_phase(mag: torch.Tensor, hop: int, n_fft: int) -> torch.Tensor:
+def peak_locked_phase(mag: torch.Tensor, hop: int, n_fft: int, start_turns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Phase for magnitudes [N, bins, frames] with none of their own (a phase vocoder's
     peak locking, Laroche & Dolson): every bin belongs to its nearest spectral peak, whose
     frequency is refined by a parabola through the log-magnitudes; the peak's phase
@@ -61,7 +61,11 @@ def peak_locked_phase(mag: torch.Tensor, hop: int, n_fft: int) -> torch.Tensor:
     around it. Deterministic, so one set of magnitudes always sounds the same.
 
     Each frame's advance is wrapped before the running sum, which runs in float64: summed
-    raw in float32, ten seconds of phase reach 1e6 rad, where float32 steps are 0.1 rad."""
+    raw in float32, ten seconds of phase reach 1e6 rad, where float32 steps are 0.1 rad.
+
+    Returns (phase [N, bins, frames], turns [N, frames, bins]): the accumulated peak phase
+    in turns after each frame. `start_turns` [N, bins] continues a stream from where an
+    earlier call's turns left off, so chunks decoded apart keep one phase track."""
     logm = torch.log(mag.transpose(1, 2).clamp_min(1e-7)).contiguous()  # [N, frames, bins]: bins contiguous
     bins = logm.shape[-1]
     left, mid, right = logm[..., :-2], logm[..., 1:-1], logm[..., 2:]
@@ -78,9 +82,12 @@ def peak_locked_phase(mag: torch.Tensor, hop: int, n_fft: int) -> torch.Tensor:
     owner = torch.where(index - before <= after - index, before, after).clamp(0, bins - 1).long()
     position = torch.gather(index + delta, -1, owner)  # the owning peak's fractional bin
     advance = torch.remainder(position * (hop / n_fft), 1.0).double()  # turns per frame
-    turns = torch.remainder(torch.cumsum(advance, dim=1), 1.0).float()
+    total = torch.cumsum(advance, dim=1)
+    if start_turns is not None:
+        total = total + start_turns.double().unsqueeze(1)
+    turns = torch.remainder(total, 1.0).float()
     phase = 2 * math.pi * turns - math.pi * (index - position)
-    return phase.transpose(1, 2)
+    return phase.transpose(1, 2), turns
 
 
 def hybrid_dims(n_fft: int, sample_rate: int, split_hz: float, bands_per_octave: int, fmax: float = 20_000.0) -> tuple[int, int]:

@@ -91,7 +91,7 @@ class Generator:
         return GeneratorState(
             cache=self.lm.new_cache(rows),
             prev=None,
-            decoder={"history": None, "tail": None},
+            decoder={"history": None, "tail": None, "phase": None},
             rng=gen.get_state(),
             guided=guided,
         )
@@ -118,7 +118,7 @@ class Generator:
         memory = self.memory(style_tokens, state.guided)
         self.lm.feed(tokens, timing, memory, state.cache, state.prev)
         state.prev = tokens[-1]
-        state.decoder = {"history": tokens[-self.decoder_context :].clone(), "tail": None}
+        state.decoder = {"history": tokens[-self.decoder_context :].clone(), "tail": None, "phase": None}
         # The first chunk then opens with the primed audio's last frame, re-decoded with
         # what follows it: no leading silence is needed.
         state.started = True
