@@ -9,6 +9,7 @@ both can be piped.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Callable, Sequence
 
@@ -17,6 +18,11 @@ from model.errors import JamstreamError
 from .commands.common import Formatter, Parser
 
 EXIT_BAD_INPUT = 2
+# A full disk, a file-size limit, a read-only or forbidden place: the machine's state, not a
+# bug, so one line like any bad input. Every long job writes atomically and resumes, so the
+# line can say that re-running keeps what was finished.
+FULL_DISK = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 DESCRIPTION = """\
 jamstream - a live music model inside your DAW.
@@ -63,6 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except JamstreamError as exc:
         print(f"jamstream: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        if exc.errno not in FULL_DISK | NOT_WRITABLE:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        if exc.errno in FULL_DISK:
+            print(f"jamstream: error: no space left{where} ({exc.strerror}); free some and re-run the same command: "
+                  "finished work is kept", file=sys.stderr)
+        else:
+            print(f"jamstream: error: cannot write{where} ({exc.strerror})", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("jamstream: interrupted; finished work is kept, re-run the same command to resume", file=sys.stderr)

@@ -92,7 +92,18 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
     except (OSError, ValueError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise JamstreamError(f"{p}: cannot write audio ({text})") from exc
+        raise JamstreamError(f"{p}: cannot write audio ({text.rstrip('.')}{_space_hint(p.parent, audio.nbytes)})") from exc
+
+
+def _space_hint(folder: Path, wanted: int) -> str:
+    """libsndfile says only 'unable to write': name a full disk when that is the cause."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    return f"; no space left: {free // 1024} kB free" if free < wanted else ""
 
 
 def loudness_normalize(audio: np.ndarray, sample_rate: int, target_lufs: float = -18.0, peak_dbfs: float = -1.0) -> np.ndarray:
