@@ -116,6 +116,9 @@ def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], pat
             raise JamstreamError(
                 f"checkpoint {path} does not match this model's config ({key}: {tuple(value.shape)} vs {tuple(own[key].shape)})"
             )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            # a diverged run saves NaNs without complaint; played, they are silence or noise
+            raise JamstreamError(f"checkpoint {path} holds NaN or infinite values ({key}); use an earlier checkpoint")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
     rebuild = getattr(module, "rebuild_training_state", None)
     if rebuild is not None and len(state) < len(own):

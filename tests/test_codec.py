@@ -284,6 +284,10 @@ def _bad_checkpoint(kind: str, codec: Codec, good: Path, folder: Path) -> Path:
 
         config = {**asdict(codec.config), "flux_capacitor": 3}
         save_checkpoint(path, "codec", config, {f"model.{k}": v for k, v in codec.state_dict().items()})
+    elif kind == "nan":
+        tensors = {f"model.{k}": v.clone() for k, v in codec.state_dict().items()}
+        next(v for v in tensors.values() if v.is_floating_point() and v.numel() > 1).view(-1)[1] = float("nan")
+        save_checkpoint(path, "codec", asdict_config(codec), tensors)
     elif kind == "missing":
         pass
     else:  # pragma: no cover
@@ -299,7 +303,14 @@ BAD_KINDS = {
     "wrong_config": "does not match this model's config",
     "unknown_config": "codec config this version does not know",
     "missing": "checkpoint not found",
+    "nan": "holds NaN or infinite values",
 }
+
+
+def asdict_config(codec: Codec) -> dict:
+    from dataclasses import asdict
+
+    return asdict(codec.config)
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_KINDS))
