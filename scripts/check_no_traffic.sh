@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v tcpdump >/dev/null || { apt-get install -y -qq tcpdump >/dev/null; }
+bash scripts/setup.sh  # the registries are reachable only out here, before the namespaces
 pcap=${PCAP:-/tmp/jamstream-test-traffic.pcap}
 rm -f "$pcap"
 args=$(printf '%q ' "$@")
