@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .audio import CHANNELS, SAMPLE_RATE
 from .checkpoint import load_model, save_model
 from .errors import JamstreamError
+from .spectral import frame_stft, hybrid_latent_dim, overlap_add
 
 FRAME_RATE = 25
 FRAME_SAMPLES = SAMPLE_RATE // FRAME_RATE  # 1920
@@ -85,8 +86,6 @@ class CodecConfig:
 
 
 def _hybrid_config(**kw) -> CodecConfig:
-    from .spectral import hybrid_latent_dim
-
     base = CodecConfig(design="hybrid", **kw)
     dim = hybrid_latent_dim(base.synth_fft, SAMPLE_RATE, base.split_hz, base.bands_per_octave)
     return CodecConfig(**{**asdict(base), "latent_dim": dim})
@@ -163,15 +162,11 @@ class Codec(nn.Module):
         self.dec_head = nn.Linear(c.width_fast, CHANNELS * 2 * c.bins)
 
     # ------------------------------------------------------------ spectra
-    def _pad(self) -> int:
-        return (self.config.n_fft - self.config.hop) // 2
-
     def analysis(self, audio: torch.Tensor) -> torch.Tensor:
         """[B, 2, T] (T a multiple of 1920) -> features [B, ch*F (logmag) or ch*2F (complex), T/hop]."""
         c = self.config
         b, ch, t = audio.shape
-        x = F.pad(audio.reshape(b * ch, t).float(), (self._pad(), self._pad()))
-        spec = torch.stft(x, c.n_fft, c.hop, window=self.window, center=False, return_complex=True)  # [B*ch, F, N]
+        spec = frame_stft(audio.reshape(b * ch, t).float(), c.n_fft, c.hop, self.window)  # [B*ch, F, N]
         mag = spec.abs().clamp_min(1e-7)
         if c.encoder_input == "logmag":
             feats = torch.log(mag.clamp_min(1e-5))
@@ -187,21 +182,8 @@ class Codec(nn.Module):
         head = head.float().reshape(b, n, CHANNELS, 2, c.bins)
         mag = torch.exp(head[..., 0, :].clamp(max=6.0))
         phase = head[..., 1, :]
-        spec = torch.polar(mag, phase)  # [B, N, ch, F]
-        frames = torch.fft.irfft(spec, n=c.n_fft, dim=-1) * self.window  # [B, N, ch, n_fft]
-        frames = frames.permute(0, 2, 3, 1).reshape(b * CHANNELS, c.n_fft, n)
-        total = (n - 1) * c.hop + c.n_fft
-        out = F.fold(frames, output_size=(1, total), kernel_size=(1, c.n_fft), stride=(1, c.hop))
-        env = self._ola_envelope(n, total, frames.device)
-        out = out.reshape(b, CHANNELS, total) / env
-        start = self._pad()
-        return out[..., start : start + samples]
-
-    def _ola_envelope(self, n: int, total: int, device) -> torch.Tensor:
-        c = self.config
-        w2 = (self.window**2).reshape(1, c.n_fft, 1).expand(1, c.n_fft, n)
-        env = F.fold(w2, output_size=(1, total), kernel_size=(1, c.n_fft), stride=(1, c.hop)).reshape(total)
-        return env.clamp_min(1e-3)
+        spec = torch.polar(mag, phase).permute(0, 2, 3, 1).reshape(b * CHANNELS, c.bins, n)  # [B*ch, F, N]
+        return overlap_add(spec, samples, c.hop, self.window).reshape(b, CHANNELS, samples)
 
     # ------------------------------------------------------------ encoder / decoder
     def encode_latent(self, audio: torch.Tensor) -> torch.Tensor:

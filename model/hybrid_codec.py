@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .audio import CHANNELS, SAMPLE_RATE
-from .codec import FRAME_SAMPLES, Codec, CodecConfig, ConvNeXtBlock
+from .codec import FRAME_SAMPLES, Codec, CodecConfig
 from .errors import JamstreamError
 from .spectral import (
     BALANCE_BANDS_PER_OCTAVE,
