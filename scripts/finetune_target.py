@@ -41,16 +41,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from model import adapters as lora
-    from model.audio import load_audio, write_audio
-    from model.codec import load_codec
+    from model.adapters import lora
+    from model.io.audio import load_audio, write_audio
+    from model.codec.network import load_codec
     from model.corpus import scores
     from model.corpus.generators import ALL_STYLES
-    from model.finetune import audio_files, nearest_prompt
-    from model.lm import load_lm
-    from model.sampling import SamplingConfig
-    from model.style import genre_prompt, load_style
-    from model.system import Generator, generate_clip
+    from model.train.finetune import audio_files, nearest_prompt
+    from model.lm.network import load_lm
+    from model.lm.sampling import SamplingConfig
+    from model.style.network import genre_prompt, load_style
+    from model.generator import Generator, generate_clip
 
     style_model = load_style(args.style)
     files, _ = audio_files(Path(args.ref))

@@ -67,10 +67,10 @@ def load_clips(paths: list[str]):
 
 def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
     """One training run; returns its report (the best state is saved as <name>-best.safetensors)."""
-    from model.checkpoint import save_model
-    from model.eval_lm import model_nll
-    from model.lm import CONFIGS
-    from model.style import load_style
+    from model.io.checkpoint import save_model
+    from model.eval.lm import model_nll
+    from model.lm.network import CONFIGS
+    from model.style.network import load_style
     from model.train.lm_task import LMTask, LMTrainConfig
     from model.train.trainer import TrainConfig, Trainer
 

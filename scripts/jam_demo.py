@@ -44,9 +44,9 @@ def main() -> int:
     ap.add_argument("--metronome", action="store_true", help="clicks instead of the model")
     args = ap.parse_args()
 
-    from bridge.host_sim import HostSim
-    from bridge.presets import find_preset
-    from model.audio import write_audio
+    from bridge.live.host_sim import HostSim
+    from bridge.jam.presets import find_preset
+    from model.io.audio import write_audio
 
     preset = find_preset(args.preset)
     out = Path(args.out)

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.audio import SAMPLE_RATE, load_audio, loudness_normalize, write_audio  # noqa: E402
+from model.io.audio import SAMPLE_RATE, load_audio, loudness_normalize, write_audio  # noqa: E402
 
 PACKAGES = {
     "singularity-music": ("/usr/share/games/singularity/music", "CC-BY-SA-3.0"),

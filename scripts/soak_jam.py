@@ -83,8 +83,8 @@ def main() -> int:
 
     from jackutil import Jackd, Jam, click_onsets
 
-    from bridge.host_sim import HostSim
-    from bridge.presets import find_preset
+    from bridge.live.host_sim import HostSim
+    from bridge.jam.presets import find_preset
 
     import gc
 

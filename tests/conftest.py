@@ -47,7 +47,7 @@ def manifest_rows(corpus: Path) -> list[dict]:
 
 def small_codec_config():
     """A codec small enough to build, train and decode in well under a second."""
-    from model.codec import CodecConfig
+    from model.codec.network import CodecConfig
 
     return CodecConfig(
         width_fast=32, width_slow=48, expand=2, blocks_fast=1, blocks_slow=1,
@@ -75,7 +75,7 @@ def small_codec(seed: int = 0):
     """A fresh small codec whose codebooks are k-means initialised (one training-mode forward)."""
     import torch
 
-    from model.codec import FRAME_SAMPLES, Codec
+    from model.codec.network import FRAME_SAMPLES, Codec
 
     torch.manual_seed(seed)
     codec = Codec(small_codec_config())

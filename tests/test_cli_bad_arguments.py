@@ -26,7 +26,7 @@ def test_bad_argument_is_one_line_and_exit_2(args, message, tmp_path, capsys):
 
 
 def test_an_unwritable_render_output_is_refused_before_rendering(tmp_path, capsys):
-    from bridge.conductor import write_conductor
+    from bridge.jam.conductor import write_conductor
 
     song = write_conductor(tmp_path / "s.mid", [(0.0, 120.0)], 2, [], (4, 4))
     code, out, err = run_cli(["render", str(song), "--preset", "techno-dub", "-o", "/proc/song.wav"], capsys)

@@ -8,8 +8,8 @@ import mido
 import numpy as np
 import pytest
 
-from bridge.clock import ChunkLength, Clock, FixedClock, MidiFileClock
-from bridge.schedule import chunk_grid, frame_at
+from bridge.jam.time.clock import ChunkLength, Clock, FixedClock, MidiFileClock
+from bridge.jam.time.grid import chunk_grid, frame_at
 from model.errors import JamstreamError
 
 TPQ = 480
@@ -50,7 +50,7 @@ BAR_6 = 4.0 + 11 * BEAT_90
 
 # ------------------------------------------------------------------ fixed clock
 def test_fixed_clock_phases_match_the_generators_fixed_tempo_timing():
-    from model.system import fixed_tempo_timing
+    from model.generator import fixed_tempo_timing
 
     for bpm, meter in ((120.0, (4, 4)), (96.0, (3, 4)), (137.0, (4, 4))):
         clock = FixedClock(bpm, meter)

@@ -18,11 +18,11 @@ import pytest
 import torch
 
 from conftest import manifest_rows, music_like, run_cli, small_codec, small_codec_config
-from model.audio import load_audio, write_audio
-from model.checkpoint import load_tensors, save_checkpoint
-from model.codec import FRAME_SAMPLES, Codec, StreamingDecoder, bitrate, load_codec, save_codec
+from model.io.audio import load_audio, write_audio
+from model.io.checkpoint import load_tensors, save_checkpoint
+from model.codec.network import FRAME_SAMPLES, Codec, StreamingDecoder, bitrate, load_codec, save_codec
 from model.errors import JamstreamError
-from model.metrics import mel_distance
+from model.eval.metrics import mel_distance
 from model.weights import WEIGHTS_DIR
 
 SEAM_SAMPLES = 32

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_cli, small_codec
-from model.checkpoint import read_metadata
-from model.codec import codec_fingerprint, load_codec, save_codec
+from model.io.checkpoint import read_metadata
+from model.codec.network import codec_fingerprint, load_codec, save_codec
 from model.errors import JamstreamError
-from model.lm import DepthformerLM, LMConfig, load_lm, save_lm
-from model.system import Generator
+from model.lm.network import DepthformerLM, LMConfig, load_lm, save_lm
+from model.generator import Generator
 from model.weights import LEGACY_CODEC_FINGERPRINT
 
 SMALL_LM = LMConfig(width=32, heads=2, temporal_layers=1, depth_layers=1, levels=4, codebook_size=64, window=16)

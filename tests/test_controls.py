@@ -9,8 +9,8 @@ import mido
 import pytest
 import torch
 
-from bridge.controls import Controls
-from bridge.presets import load_preset
+from bridge.jam.controls import Controls
+from bridge.jam.presets import load_preset
 
 PRESET = """\
 smoothing_ms = 200

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_MINUTES, TINY_SEED, manifest_rows, run_cli
-from model.audio import load_audio
+from model.io.audio import load_audio
 from model.corpus.build import ClipSpec, build_clip, build_corpus, plan_clips
 from model.corpus.synth import default_soundfont
 

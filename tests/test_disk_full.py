@@ -34,7 +34,7 @@ def in_small_disk(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 def test_render_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     song = tmp_path / "song.mid"
-    from bridge.conductor import write_conductor
+    from bridge.jam.conductor import write_conductor
 
     write_conductor(song, [(0.0, 120.0)], 16, [], (4, 4))
     done = in_small_disk(f'$JAM render {song} --preset techno-dub -o $DISK/song.wav --seconds 30; echo "rc=$?"; ls -A $DISK', tmp_path)

@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from bridge.clock import FixedClock, MidiFileClock
-from bridge.conductor import crossfade_ccs, write_conductor
-from bridge.engine import FADE_SAMPLES, SAMPLE_RATE, Engine, SlotStyles
-from bridge.eval_presets import bar_embeddings
-from bridge.presets import find_preset, load_preset
-from bridge.render import bounce
-from bridge.schedule import frame_at
-from model.codec import FRAME_SAMPLES, load_codec
-from model.lm import DepthformerLM, LMConfig, load_lm, save_lm
-from model.style import load_style
-from model.system import Generator
+from bridge.jam.time.clock import FixedClock, MidiFileClock
+from bridge.jam.conductor import crossfade_ccs, write_conductor
+from bridge.jam.engine import FADE_SAMPLES, SAMPLE_RATE, Engine, SlotStyles
+from bridge.jam.preset_eval import bar_embeddings
+from bridge.jam.presets import find_preset, load_preset
+from bridge.jam.render import bounce
+from bridge.jam.time.grid import frame_at
+from model.codec.network import FRAME_SAMPLES, load_codec
+from model.lm.network import DepthformerLM, LMConfig, load_lm, save_lm
+from model.style.network import load_style
+from model.generator import Generator
 from model.weights import default_weight_path
 
 from conftest import run_cli
@@ -157,7 +157,7 @@ def test_rejoin_skips_to_the_next_boundary_ahead_of_the_playhead(small_generator
 def test_render_cli_writes_the_song_and_reports_bars(tmp_path, small_lm_file, capsys):
     import json
 
-    from model.audio import load_audio
+    from model.io.audio import load_audio
 
     path = song(tmp_path / "s.mid", [(0.0, 120.0)], bars=3, ccs=[(0.0, 24, 0), (4.0, 25, 127)])
     out = tmp_path / "out.flac"
@@ -237,7 +237,7 @@ def test_a_cc_crossfade_in_the_file_moves_the_output_style_from_a_to_b(tmp_path,
 def _make_adapter(folder: Path, lm, style_model, name: str = "player") -> None:
     """An adapter with random (non-zero) LoRA weights and a captured style, written the
     way `jamstream finetune` writes one."""
-    from model import adapters as lora
+    from model.adapters import lora
 
     probe = DepthformerLM(lm.config)
     probe.load_state_dict(lm.state_dict())
@@ -252,8 +252,8 @@ def _make_adapter(folder: Path, lm, style_model, name: str = "player") -> None:
 
 
 def test_an_adapter_slot_cc_scales_the_lora_and_its_style(tmp_path, monkeypatch, small_lm_file, style_model):
-    from bridge.stack import load_stack
-    from model import adapters as lora
+    from bridge.jam.stack import load_stack
+    from model.adapters import lora
 
     lm = load_lm(small_lm_file)
     _make_adapter(tmp_path / "adapters" / "player", lm, style_model)
@@ -287,7 +287,7 @@ def test_a_missing_adapter_is_one_line_and_exit_2(tmp_path, monkeypatch, small_l
 def test_a_chunk_arrives_in_contiguous_pieces_that_are_the_bounced_chunk(small_generator, style_model, preset):
     """The live worker hands a chunk to the ring piece by piece (so it can start late and
     still answer a CC within chunk + lookahead); the pieces are the block a bounce writes."""
-    from bridge.engine import PIECE_FRAMES
+    from bridge.jam.engine import PIECE_FRAMES
 
     clock = FixedClock(120.0)
     whole, parts = (engine_for(small_generator, style_model, preset, clock, seed=5) for _ in range(2))

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from model import adapters as lora
-from model.lm import DepthformerLM, LMConfig, load_lm
+from model.adapters import lora
+from model.lm.network import DepthformerLM, LMConfig, load_lm
 
 from conftest import run_cli, small_codec
 
@@ -32,7 +32,7 @@ def _sha(path: Path) -> str:
 @pytest.fixture(scope="module")
 def ft(tmp_path_factory, tiny_corpus):
     """Small codec + shipped style model + a briefly trained small base LM, and afrobeat clips."""
-    from model.codec import save_codec
+    from model.codec.network import save_codec
     from model.corpus.build import build_corpus
     from model.train.lm_task import LMTask, LMTrainConfig
     from model.train.token_data import load_token_clips
@@ -45,9 +45,9 @@ def ft(tmp_path_factory, tiny_corpus):
     style_path = default_weight_path("style")
     clips = load_token_clips(tiny_corpus, codec_path, style_path, SMALL_LM.levels)
     base = root / "base.safetensors"
-    from model.style import load_style
+    from model.style.network import load_style
 
-    from model.codec import codec_fingerprint, load_codec
+    from model.codec.network import codec_fingerprint, load_codec
 
     task = LMTask(SMALL_LM, LMTrainConfig(frames_per_batch=256, max_frames=100), clips, load_style(style_path).quantizer.codebooks,
                   codec_fingerprint=codec_fingerprint(load_codec(codec_path)))
@@ -116,7 +116,7 @@ def test_finetune_lowers_heldout_validation_nll_and_writes_the_adapter_folder(tr
 
 def test_training_changes_only_the_adapter(ft, trained):
     """After LoRA training steps the base tensors are bit-identical; the LoRA ones moved."""
-    from model.finetune import Recording, split_clips
+    from model.train.finetune import Recording, split_clips
     from model.train.lora_task import LoRATask, LoRATrainConfig
     from model.train.trainer import TrainConfig, Trainer
 
@@ -267,7 +267,7 @@ def test_generate_with_adapter_and_its_captured_style(ft, trained, tmp_path, cap
 
 
 def test_empty_or_unusable_directory_is_one_line_exit_2(ft, tmp_path, capsys):
-    from model.audio import write_audio
+    from model.io.audio import write_audio
 
     empty = tmp_path / "empty"
     empty.mkdir()

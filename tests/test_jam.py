@@ -25,7 +25,7 @@ PRESET = "jazz-trio-bossa"  # slots A (CC20) and B (CC21), 7-bit, channel 1; 1-b
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
     need_jackd()
-    from bridge.host_sim import HostSim
+    from bridge.live.host_sim import HostSim
 
     jackd = Jackd()
     tmp = tmp_path_factory.mktemp("jam")
@@ -226,7 +226,7 @@ def test_sighup_and_program_change_reload_without_stopping(rig):
 
 
 def test_server_killed_and_restarted_reconnects(rig):
-    from bridge.host_sim import HostSim
+    from bridge.live.host_sim import HostSim
 
     rig.host.close()
     rig.host = None

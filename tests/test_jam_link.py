@@ -29,8 +29,8 @@ def rig(tmp_path_factory):
     need_jackd()
     from aalink import Link
 
-    from bridge.host_sim import HostSim
-    from bridge.jack_time import JackClock
+    from bridge.live.host_sim import HostSim
+    from bridge.live.jack_time import JackClock
 
     loop = asyncio.new_event_loop()
 

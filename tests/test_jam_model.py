@@ -38,7 +38,7 @@ def lm_args() -> list[str]:
 def played(tmp_path_factory):
     need_jackd()
     args = lm_args()
-    from bridge.host_sim import HostSim
+    from bridge.live.host_sim import HostSim
 
     jackd = Jackd()
     tmp = tmp_path_factory.mktemp("jam-model")
@@ -88,7 +88,7 @@ def test_jam_with_the_model_and_no_link_opens_no_network_socket(played):
 
 
 def test_style_moves_with_the_cc(played):
-    from model.style import load_style
+    from model.style.network import load_style
 
     tl, rate, s = played["timeline"], played["rate"], played["status"]
     assert s["weights"]["B"] > 0.9 and s["weights"]["A"] < 0.1, s["weights"]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("rate,period", [(44100, 1024), (96000, 64)])
 def test_other_rates_and_periods(tmp_path, rate, period):
     """Not 48 kHz: the worker resamples with a StreamResampler; beats still land."""
-    from bridge.host_sim import HostSim
+    from bridge.live.host_sim import HostSim
 
     jackd = Jackd(rate=rate, period=period)
     jam = Jam(jackd.name, ["--preset", PRESET, "--metronome"], tmp_path)
@@ -48,7 +48,7 @@ def test_live_input_ports_and_slot(tmp_path):
 
     import jack
 
-    from bridge.host_sim import HostSim
+    from bridge.live.host_sim import HostSim
 
     jackd = Jackd()
     jam = Jam(jackd.name, ["--preset", PRESET, "--metronome", "--input", "--input-cc", "22"], tmp_path)

@@ -12,8 +12,8 @@ import math
 
 import pytest
 
-from bridge.link_clock import LinkFollower, LinkSample, jack_frame_at
-from bridge.live_clock import LiveClock
+from bridge.live.link import LinkFollower, LinkSample, jack_frame_at
+from bridge.jam.time.followers import LiveClock
 
 RATE = 48_000
 REF = (1_000_000, 5_000_000_000_000)  # JACK frame time 1e6 happened at CLOCK_MONOTONIC 5000 s

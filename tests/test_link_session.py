@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.link_clock import LinkSession
+from bridge.live.link import LinkSession
 
 REPO = Path(__file__).resolve().parent.parent
 

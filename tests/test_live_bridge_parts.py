@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bridge import ring as R
-from bridge.clock import FixedClock
-from bridge.live_clock import LiveClock, MidiClockFollower, quarters_from_bbt
-from bridge.metronome import MetronomeGenerator
-from bridge.schedule import chunk_grid
-from bridge.clock import ChunkLength
-from bridge.worker import RateWriter
+from bridge.live import ring as R
+from bridge.jam.time.clock import FixedClock
+from bridge.jam.time.followers import LiveClock, MidiClockFollower, quarters_from_bbt
+from bridge.live.metronome import MetronomeGenerator
+from bridge.jam.time.grid import chunk_grid
+from bridge.jam.time.clock import ChunkLength
+from bridge.live.worker import RateWriter
 from jackutil import click_onsets
 
 

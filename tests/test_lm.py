@@ -7,9 +7,9 @@ import torch
 
 from conftest import run_cli, small_codec
 from model.errors import JamstreamError
-from model.lm import CONFIGS, DepthformerLM, LMConfig, count_parameters, timing_features
-from model.sampling import SamplingConfig, apply_guidance, sample
-from model.system import Generator, check_timing, fixed_tempo_timing
+from model.lm.network import CONFIGS, DepthformerLM, LMConfig, count_parameters, timing_features
+from model.lm.sampling import SamplingConfig, apply_guidance, sample
+from model.generator import Generator, check_timing, fixed_tempo_timing
 
 SMALL = LMConfig(width=64, heads=4, temporal_layers=2, depth_layers=2, window=64, levels=4, codebook_size=64, style_codebook=64)
 
@@ -238,7 +238,7 @@ def test_a_fine_tune_from_a_table_only_lm_starts_where_it_was_with_untrained_cod
     """--init from an LM without the codebook path: the new parts may be missing from
     the checkpoint, the memory of every trained code is unchanged, and the table rows of
     codes no training crop shows (random, never trained) are zeroed."""
-    from model.checkpoint import load_state_into, load_tensors, save_model
+    from model.io.checkpoint import load_state_into, load_tensors, save_model
     from model.train.lm_task import LMTask, LMTrainConfig
     from model.train.token_data import TokenClip
 

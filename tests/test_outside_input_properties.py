@@ -12,9 +12,9 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.controls import STAT_KEYS, Controls
-from bridge.live_clock import MidiClockFollower
-from bridge.presets import load_preset
+from bridge.jam.controls import STAT_KEYS, Controls
+from bridge.jam.time.followers import MidiClockFollower
+from bridge.jam.presets import load_preset
 from model.errors import JamstreamError
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"

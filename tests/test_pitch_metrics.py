@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.pitch_metrics import chroma_corr, cqt_distance, dac_mel
+from model.eval.pitch import chroma_corr, cqt_distance, dac_mel
 
 RATE = 48_000
 # C major, A minor, F major, G major: four bars of triads with a bass note

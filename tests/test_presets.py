@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.clock import ChunkLength
-from bridge.presets import PRESETS_DIR, Preset, find_preset, load_preset, shipped_preset_names
+from bridge.jam.time.clock import ChunkLength
+from bridge.jam.presets import PRESETS_DIR, Preset, find_preset, load_preset, shipped_preset_names
 from model.errors import JamstreamError
 
 GOOD = """\
@@ -223,8 +223,8 @@ def test_find_preset_suggests_a_shipped_name():
 
 
 def test_max_bpm_matches_the_generator():
-    from bridge.clock import MAX_BPM
-    from model.system import MAX_BPM as GENERATOR_MAX_BPM
+    from bridge.jam.time.clock import MAX_BPM
+    from model.generator import MAX_BPM as GENERATOR_MAX_BPM
 
     assert MAX_BPM == GENERATOR_MAX_BPM
 

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from conftest import run_cli
-from model.audio import write_audio
-from model.checkpoint import load_tensors, read_metadata
+from model.io.audio import write_audio
+from model.io.checkpoint import load_tensors, read_metadata
 from model.errors import JamstreamError
-from model.style import (
+from model.style.network import (
     MINILM_SHA256,
     StyleConfig,
     load_style,

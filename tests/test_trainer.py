@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from conftest import music_like, run_cli, small_codec_config
-from model.checkpoint import load_tensors, read_metadata
-from model.codec import FRAME_SAMPLES, load_codec
+from model.io.checkpoint import load_tensors, read_metadata
+from model.codec.network import FRAME_SAMPLES, load_codec
 from model.errors import JamstreamError
 from model.train.codec_task import CodecTask, CodecTrainConfig
 from model.train.trainer import TrainConfig, Trainer

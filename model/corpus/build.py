@@ -17,13 +17,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..audio import SAMPLE_RATE, loudness_normalize, write_audio
-from ..errors import JamstreamError
-from ..progress import progress
-from . import scores
-from .manifest import MANIFEST_NAME
-from .piece import Piece, beat_times, to_midi
-from .synth import check_synth, render_midi
+from model.io.audio import SAMPLE_RATE, loudness_normalize, write_audio
+from model.errors import JamstreamError
+from model.progress import progress
+from model.corpus import scores
+from model.corpus.manifest import MANIFEST_NAME
+from model.corpus.piece import Piece, beat_times, to_midi
+from model.corpus.synth import check_synth, render_midi
 
 BUILD_VERSION = 1
 VAL_SLOT, TEST_SLOT = 4, 9  # of every ten planned clips: one to validation, one to test
@@ -44,14 +44,14 @@ class ClipSpec:
 
 
 def all_genres() -> tuple[str, ...]:
-    from .generators import STYLES
+    from model.corpus.generators import STYLES
 
     return scores.GENRES + tuple(STYLES)
 
 
 def check_genres(genres) -> tuple[str, ...]:
     """Validate an explicit genre list (e.g. `--styles afrobeat`): default ones or held-out styles."""
-    from .generators import HELD_OUT_STYLES
+    from model.corpus.generators import HELD_OUT_STYLES
 
     known = all_genres() + HELD_OUT_STYLES
     out = tuple(dict.fromkeys(g.strip() for g in genres if g.strip()))
@@ -116,7 +116,7 @@ def plan_clips(
 
 def make_piece(spec: ClipSpec) -> Piece:
     if spec.source == "generator":
-        from .generators import generate
+        from model.corpus.generators import generate
 
         return generate(spec.genre, spec.seed, spec.target_seconds, spec.tempo_spread)
     errors = []
@@ -220,7 +220,7 @@ def build_corpus(
     tempo_spread: float = 1.0,
 ) -> BuildResult:
     """Build (or finish building) a corpus of about `minutes` of audio under `out_dir`."""
-    from .synth import default_soundfont
+    from model.corpus.synth import default_soundfont
 
     if not minutes > 0:
         raise JamstreamError(f"--minutes must be > 0 (got {minutes})")

@@ -849,7 +849,7 @@ _REGISTRY: dict[str, Style] = {
 }
 
 # Styles no default corpus build draws (model/corpus/build.py plans from STYLES only): the
-# shipped models never heard them, so fine-tuning (model/finetune.py) is measured on them.
+# shipped models never heard them, so fine-tuning (model/train/finetune.py) is measured on them.
 # Render them explicitly: `jamstream corpus build --styles afrobeat ...`.
 _HELD_OUT: dict[str, Style] = {
     "afrobeat": Style(_afrobeat, (((4, 4), 100, 126, 1.0),), ("minor", "minor", "major"),

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import JamstreamError
+from model.errors import JamstreamError
 
 MANIFEST_NAME = "manifest.jsonl"
 SPLITS = ("train", "val", "test")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .piece import Note, Piece, Track, key_name
+from model.corpus.piece import Note, Piece, Track, key_name
 
 MIN_SECONDS = 10.0
 MAX_SECONDS = 30.0
@@ -228,7 +228,7 @@ def score_to_piece(path: str, seed: int, target_seconds: float) -> Piece:
 
 def _folk_backing(rng: random.Random, key: str, bars: int, num: int, track: int) -> list[Note]:
     """Tonic-and-fifth on each downbeat: a drone that marks the bar without harmonising."""
-    from .piece import PITCH_CLASS_NAMES
+    from model.corpus.piece import PITCH_CLASS_NAMES
 
     tonic = PITCH_CLASS_NAMES.index(key.split(" ")[0])
     root = 36 + tonic

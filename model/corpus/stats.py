@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from .manifest import SPLITS, read_manifest
+from model.corpus.manifest import SPLITS, read_manifest
 
 BPM_BIN = 20
 

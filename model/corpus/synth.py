@@ -16,8 +16,8 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from ..audio import SAMPLE_RATE, load_audio
-from ..errors import JamstreamError
+from model.io.audio import SAMPLE_RATE, load_audio
+from model.errors import JamstreamError
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 FADE_SECONDS = 0.03  # the clip ends on a bar line; a short fade stops the cut clicking

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import SAMPLE_RATE, load_audio
-from ..corpus.manifest import ClipRow, read_manifest
-from ..errors import JamstreamError
-from ..progress import progress
+from model.io.audio import SAMPLE_RATE, load_audio
+from model.corpus.manifest import ClipRow, read_manifest
+from model.errors import JamstreamError
+from model.progress import progress
 
 
 @dataclass

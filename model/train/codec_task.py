@@ -2,7 +2,7 @@
 
 Loss = log-mel L1 (multi-resolution) + spectral convergence + log-magnitude L1
 (multi-resolution STFT) + the RVQ commitment loss, and optionally the pitch-sensitive
-terms of model/metrics.py (peak: linear-magnitude convergence at 11.7 Hz bins; logfreq:
+terms of model/eval/metrics.py (peak: linear-magnitude convergence at 11.7 Hz bins; logfreq:
 log spectrum at 3 bins per semitone). No adversarial term yet.
 
 Every `eval_every` steps the codec is scored on fixed crops of the val split at 16 levels
@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..audio import SAMPLE_RATE
-from ..codec import FRAME_SAMPLES, CodecConfig, build_codec
-from ..errors import JamstreamError
-from ..metrics import logfreq_loss, mel_distance, peak_loss, stft_loss
-from ..pitch_metrics import chroma_corr, dac_mel
-from .audio_data import AudioSplit, load_splits
+from model.io.audio import SAMPLE_RATE
+from model.codec.network import FRAME_SAMPLES, CodecConfig, build_codec
+from model.errors import JamstreamError
+from model.eval.metrics import logfreq_loss, mel_distance, peak_loss, stft_loss
+from model.eval.pitch import chroma_corr, dac_mel
+from model.train.audio_data import AudioSplit, load_splits
 
 
 KMEANS_INIT_CROPS = 64

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..lm import DepthformerLM, LMConfig
-from .token_data import TokenClip
+from model.lm.network import DepthformerLM, LMConfig
+from model.train.token_data import TokenClip
 
 
 @dataclass

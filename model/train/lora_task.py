@@ -27,10 +27,10 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..adapters import AdapterConfig, adapter_state, inject, load_adapter_state, quantize_base, write_json
-from ..lm import DepthformerLM, LMConfig
-from .lm_task import LMTask, LMTrainConfig
-from .token_data import TokenClip
+from model.adapters.lora import AdapterConfig, adapter_state, inject, load_adapter_state, quantize_base, write_json
+from model.lm.network import DepthformerLM, LMConfig
+from model.train.lm_task import LMTask, LMTrainConfig
+from model.train.token_data import TokenClip
 
 
 @dataclass
@@ -126,7 +126,7 @@ class LoRATask(LMTask):
         }
 
     def build_model(self) -> nn.Module:
-        from ..lm import load_lm
+        from model.lm.network import load_lm
 
         lm = load_lm(self.base_path)
         if lm.config != self.model_cfg:

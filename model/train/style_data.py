@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from ..audio import SAMPLE_RATE, load_audio
-from ..corpus.manifest import ClipRow, read_manifest
-from ..errors import JamstreamError
-from ..progress import progress
-from ..style import LogMel, StyleConfig, audio_log_mels, encode_sentences, genre_prompt
+from model.io.audio import SAMPLE_RATE, load_audio
+from model.corpus.manifest import ClipRow, read_manifest
+from model.errors import JamstreamError
+from model.progress import progress
+from model.style.network import LogMel, StyleConfig, audio_log_mels, encode_sentences, genre_prompt
 
 TEMPLATE_VERSION = 2
 

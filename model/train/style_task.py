@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..style import StyleConfig, StyleModel
-from .style_data import StyleData, genre_prompt, load_style_data, random_crop
+from model.style.network import StyleConfig, StyleModel
+from model.train.style_data import StyleData, genre_prompt, load_style_data, random_crop
 
 
 @dataclass
@@ -126,7 +126,7 @@ def quantizer_points(model: StyleModel, data: StyleData, count: int, seed: int =
 
 
 def _genre_prompt_embeddings(model: StyleModel, data: StyleData) -> torch.Tensor:
-    from ..style import encode_sentences
+    from model.style.network import encode_sentences
 
     return encode_sentences([genre_prompt(g) for g in data.genres] + data.genres, model.config.text_encoder)
 
@@ -137,7 +137,7 @@ def fit_quantizer(checkpoint: str | Path, task: StyleTask, seed: int = 0) -> dic
     The rest of the checkpoint (optimizer moments, step, metrics) is kept, so `--resume`
     still works; a resumed run simply refits at its end.
     """
-    from ..checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
+    from model.io.checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
 
     config, extra = read_metadata(checkpoint, "style")
     model = StyleModel(StyleConfig(**config))

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import load_audio
-from ..codec import FRAME_RATE, Codec
-from ..corpus.manifest import ClipRow, read_manifest
-from ..errors import JamstreamError
-from ..progress import progress
+from model.io.audio import load_audio
+from model.codec.network import FRAME_RATE, Codec
+from model.corpus.manifest import ClipRow, read_manifest
+from model.errors import JamstreamError
+from model.progress import progress
 
 
 def frame_timing(beats: list[float], downbeats: list[float], frames: int, frame_rate: int = FRAME_RATE) -> np.ndarray:
@@ -109,7 +109,7 @@ def tokenize_corpus(corpus_dir: str | Path, codec: Codec, codec_path: Path, styl
 
 def text_style_tokens(style_model, row: ClipRow) -> torch.Tensor:
     """[n, 12] style tokens of the clip's caption variants (see the module docstring)."""
-    from .style_data import caption_variants
+    from model.train.style_data import caption_variants
 
     with torch.inference_mode():
         emb = style_model.embed_text(caption_variants(row))
@@ -118,9 +118,9 @@ def text_style_tokens(style_model, row: ClipRow) -> torch.Tensor:
 
 def load_token_clips(corpus: str | Path, codec_path: str | Path | None, style_path: str | Path | None, levels: int) -> list[TokenClip]:
     """The corpus tokenized by the given (or shipped) codec and style model, cached."""
-    from ..codec import load_codec
-    from ..style import load_style
-    from ..weights import default_weight_path
+    from model.codec.network import load_codec
+    from model.style.network import load_style
+    from model.weights import default_weight_path
 
     codec_file = Path(codec_path) if codec_path else default_weight_path("codec")
     style_file = Path(style_path) if style_path else default_weight_path("style")

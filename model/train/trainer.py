@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 
-from ..checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
-from ..errors import JamstreamError
-from ..progress import progress
+from model.io.checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
+from model.errors import JamstreamError
+from model.progress import progress
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import JamstreamError
+from model.errors import JamstreamError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 # model.codec.codec_fingerprint of the first shipped codec (codec.safetensors up to the

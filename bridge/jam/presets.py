@@ -1,0 +1,447 @@
+"""Presets: one TOML file that says what a performance steers and with which knobs.
+
+A preset names its style slots (a text prompt, an audio file beside the preset, or a
+fine-tuned style "adapter:NAME"), binds each slot's weight and the sampling knobs to MIDI
+CCs, and sets the musical defaults (bpm, meter, chunk length, lookahead, smoothing) and
+an output effect chain that always ends in a brickwall limiter unless switched off by name.
+
+Everything is checked when the file loads, not when a knob is first turned on stage: a
+bad preset is one JamstreamError line naming the file, the key and the fix. The format
+is documented in README.md ("## Presets"); `presets/*.toml` are the shipped examples.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from model.errors import JamstreamError
+from model.lm.sampling import SamplingConfig
+
+from bridge.jam.time.clock import MAX_BPM, ChunkLength
+
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
+DEFAULT_PRESET = "techno-dub"  # what jam and bench use when no preset is named: strong beats show the lock
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")  # model.audio.READABLE_SUFFIXES
+Curve = Literal["linear", "exponential"]
+CURVES = {"linear": "linear", "exponential": "exponential", "exp": "exponential", "log": "exponential"}
+
+# The four knobs a CC can turn besides slot weights: (lowest, highest) allowed, default.
+PARAMS: dict[str, tuple[float, float, float]] = {
+    "temperature": (0.0, 10.0, SamplingConfig.temperature),
+    "top_k": (0.0, 1024.0, float(SamplingConfig.top_k)),
+    "guidance": (0.0, 30.0, SamplingConfig.guidance),
+    "gain": (-120.0, 24.0, 0.0),  # output gain in dB
+}
+
+# Effect type -> (pedalboard class, {parameter: (lowest, highest)}). Parameter names are
+# pedalboard's own, so its documentation is this format's documentation.
+EFFECTS: dict[str, tuple[str, dict[str, tuple[float, float]]]] = {
+    "highpass": ("HighpassFilter", {"cutoff_frequency_hz": (1.0, 20_000.0)}),
+    "lowpass": ("LowpassFilter", {"cutoff_frequency_hz": (1.0, 24_000.0)}),
+    "compressor": ("Compressor", {"threshold_db": (-60.0, 0.0), "ratio": (1.0, 100.0), "attack_ms": (0.01, 1000.0), "release_ms": (1.0, 5000.0)}),
+    "reverb": ("Reverb", {k: (0.0, 1.0) for k in ("room_size", "damping", "wet_level", "dry_level", "width", "freeze_mode")}),
+    "chorus": ("Chorus", {"rate_hz": (0.01, 100.0), "depth": (0.0, 1.0), "centre_delay_ms": (0.1, 100.0), "feedback": (-0.95, 0.95), "mix": (0.0, 1.0)}),
+    "delay": ("Delay", {"delay_seconds": (0.0, 10.0), "feedback": (0.0, 0.99), "mix": (0.0, 1.0)}),
+    "gain": ("Gain", {"gain_db": (-60.0, 24.0)}),
+}
+
+# pedalboard's Limiter (JUCE's: two compressors, make-up gain, then a hard clip at 0 dBFS)
+# adds 3.75 dB - threshold of make-up gain (measured, pedalboard 0.9). Setting its threshold
+# to ceiling + 3.75 makes that make-up exactly -ceiling, so the trim Gain(ceiling) after it
+# gives unity gain below the threshold and moves the 0 dBFS clip down to the ceiling.
+LIMITER_MAKEUP_DB = 3.75
+
+TOP_KEYS = ("name", "description", "bpm", "meter", "chunk", "lookahead_ms", "smoothing_ms", "channel", "gain_db",
+            "sampling", "slots", "controls", "effects", "limiter")
+SLOT_KEYS = ("prompt", "audio", "adapter", "cc", "weight")
+CC_KEYS = ("number", "channel", "bits", "lsb")
+CONTROL_KEYS = ("cc", "min", "max", "curve", "initial")
+SAMPLING_KEYS = ("temperature", "top_k", "top_p", "guidance")
+LIMITER_KEYS = ("ceiling_db", "release_ms")
+_ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class CCBinding:
+    """A MIDI CC: channel 1-16, number 0-127, and for 14-bit control the LSB's number."""
+
+    channel: int
+    number: int
+    lsb: int | None = None  # None: 7-bit
+
+    @property
+    def bits(self) -> int:
+        return 7 if self.lsb is None else 14
+
+    def keys(self) -> list[tuple[int, int]]:
+        """The (channel, number) pairs this binding listens to: MSB first."""
+        return [(self.channel, self.number)] + ([] if self.lsb is None else [(self.channel, self.lsb)])
+
+    def __str__(self) -> str:
+        return f"ch{self.channel} CC{self.number}" + ("" if self.lsb is None else f"/{self.lsb} (14-bit)")
+
+
+@dataclass(frozen=True)
+class StyleSlot:
+    name: str
+    kind: Literal["prompt", "audio", "adapter"]
+    value: str  # the prompt text, the audio file's absolute path, or the adapter's name
+    cc: CCBinding
+    weight: float  # initial weight, 0..1
+
+    @property
+    def ref(self) -> str:
+        """How the slot names its style: the prompt, the audio path, or "adapter:NAME"."""
+        return f"adapter:{self.value}" if self.kind == "adapter" else self.value
+
+
+@dataclass(frozen=True)
+class ParamControl:
+    """A CC-driven parameter: knob position x in [0, 1] -> value through a curve."""
+
+    name: str
+    cc: CCBinding
+    min: float
+    max: float
+    curve: Curve
+    initial: float
+
+    def value(self, x: float) -> float:
+        x = min(1.0, max(0.0, x))
+        if self.curve == "exponential":  # equal knob travel = equal ratio (a log-taper pot)
+            return self.min * (self.max / self.min) ** x
+        return self.min + (self.max - self.min) * x
+
+    def position(self, value: float) -> float:
+        """Inverse of `value`: where the knob sits for a value (clamped to [0, 1])."""
+        if self.max == self.min:
+            return 0.0
+        if self.curve == "exponential":
+            x = math.log(value / self.min) / math.log(self.max / self.min)
+        else:
+            x = (value - self.min) / (self.max - self.min)
+        return min(1.0, max(0.0, x))
+
+
+@dataclass(frozen=True)
+class EffectSpec:
+    type: str
+    params: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LimiterSpec:
+    ceiling_db: float = -1.0
+    release_ms: float = 100.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    path: Path
+    name: str
+    description: str
+    slots: tuple[StyleSlot, ...]
+    controls: dict[str, ParamControl]
+    sampling: SamplingConfig
+    bpm: float
+    meter: tuple[int, int]
+    chunk: ChunkLength
+    lookahead_ms: float
+    smoothing_ms: float
+    gain_db: float
+    effects: tuple[EffectSpec, ...]
+    limiter: LimiterSpec | None
+
+    def slot(self, name: str) -> StyleSlot:
+        for s in self.slots:
+            if s.name == name:
+                return s
+        raise JamstreamError(f"{self.path}: no slot named {name!r} (slots: {', '.join(s.name for s in self.slots)})")
+
+    def initial(self, param: str) -> float:
+        """A knob's starting value: its control's `initial`, else the preset's default."""
+        if param in self.controls:
+            return self.controls[param].initial
+        if param == "gain":
+            return self.gain_db
+        return float(getattr(self.sampling, param))
+
+    def effect_chain(self):
+        """The output chain as a pedalboard.Pedalboard; a limiter stage closes it unless off."""
+        import pedalboard
+
+        plugins = [getattr(pedalboard, EFFECTS[e.type][0])(**e.params) for e in self.effects]
+        if self.limiter is not None:
+            plugins += limiter_stage(self.limiter)
+        return pedalboard.Pedalboard(plugins)
+
+
+def limiter_stage(spec: LimiterSpec) -> list:
+    """[Limiter, Gain]: a brickwall at `spec.ceiling_db` dBFS, unity gain below it (see LIMITER_MAKEUP_DB)."""
+    import pedalboard
+
+    return [
+        pedalboard.Limiter(threshold_db=spec.ceiling_db + LIMITER_MAKEUP_DB, release_ms=spec.release_ms),
+        pedalboard.Gain(gain_db=spec.ceiling_db),
+    ]
+
+
+# ---------------------------------------------------------------------- loading
+def load_preset(path) -> Preset:
+    """Read and validate one preset file; any problem is one JamstreamError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise JamstreamError(f"{path}: no such preset file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise JamstreamError(f"{path}: not valid TOML (not UTF-8 text: {exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise JamstreamError(f"{path}: not valid TOML: {exc}") from None
+    return _Reader(path).preset(data)
+
+
+def find_preset(name_or_path: str) -> Preset:
+    """A path, or the name of a shipped preset ("techno-dub" -> presets/techno-dub.toml)."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        return load_preset(p)
+    candidate = PRESETS_DIR / f"{name_or_path}.toml"
+    if candidate.is_file():
+        return load_preset(candidate)
+    names = shipped_preset_names()
+    close = difflib.get_close_matches(name_or_path, names, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"shipped presets: {', '.join(names)}"
+    raise JamstreamError(f"no preset file or shipped preset named {name_or_path!r}; {hint}")
+
+
+def shipped_preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+
+
+class _Reader:
+    """Walks the parsed TOML, turning each problem into 'FILE: KEY: problem; fix'."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.bound: dict[tuple[int, int], str] = {}  # (channel, number) -> who holds it
+
+    def fail(self, key: str, problem: str, fix: str) -> JamstreamError:
+        return JamstreamError(f"{self.path}: {key}: {problem}; {fix}")
+
+    def keys(self, table: dict, known: tuple[str, ...], where: str) -> None:
+        for k in table:
+            if k not in known:
+                key = f"{where}.{k}" if where else k
+                close = difflib.get_close_matches(k, known, n=1, cutoff=0.6)
+                fix = f"did you mean {close[0]!r}?" if close else f"known keys here: {', '.join(known)}"
+                raise JamstreamError(f"{self.path}: {key}: unknown key; {fix}")
+
+    def table(self, value: Any, key: str) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a table, got {_show(value)}", f"write it as [{key}] with keys below it")
+        return value
+
+    def number(self, table: dict, k: str, key: str, lo: float, hi: float, default: float | None = None, integer: bool = False) -> float:
+        if k not in table:
+            if default is None:
+                raise self.fail(key, "missing", f"add {k} = <a number from {lo:g} to {hi:g}>")
+            return default
+        v = table[k]
+        kind = "a whole number" if integer else "a number"
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)) or not math.isfinite(v):
+            raise self.fail(key, f"must be {kind}, got {_show(v)}", f"write {k} = <{kind} from {lo:g} to {hi:g}>")
+        if not lo <= v <= hi:
+            raise self.fail(key, f"{v:g} is out of range {lo:g}..{hi:g}", f"use a value from {lo:g} to {hi:g}")
+        return v
+
+    def text(self, table: dict, k: str, key: str, default: str | None = None) -> str:
+        if k not in table:
+            if default is None:
+                raise self.fail(key, "missing", f'add {k} = "..."')
+            return default
+        v = table[k]
+        if not isinstance(v, str):
+            raise self.fail(key, f"must be a string, got {_show(v)}", f'quote it: {k} = "..."')
+        return v
+
+    # ------------------------------------------------------------------ preset
+    def preset(self, data: dict) -> Preset:
+        self.keys(data, TOP_KEYS, "")
+        name = self.text(data, "name", "name", self.path.stem)
+        description = self.text(data, "description", "description", "")
+        bpm = self.number(data, "bpm", "bpm", 1.0, MAX_BPM, 120.0)
+        meter = self.meter(data.get("meter", "4/4"))
+        chunk_text = self.text(data, "chunk", "chunk", "1 bar")
+        try:
+            chunk = ChunkLength.parse(chunk_text)
+        except ValueError as exc:
+            raise self.fail("chunk", str(exc).split(";")[0], str(exc).split("; ", 1)[1]) from None
+        if chunk.count > 64:
+            raise self.fail("chunk", f"{chunk} is too long", "use at most 64 beats or bars (the LM's context is 10 s)")
+        lookahead = self.number(data, "lookahead_ms", "lookahead_ms", 0.0, 10_000.0, 400.0)
+        smoothing = self.number(data, "smoothing_ms", "smoothing_ms", 0.0, 10_000.0, 100.0)
+        channel = int(self.number(data, "channel", "channel", 1, 16, 1, integer=True))
+        gain_db = self.number(data, "gain_db", "gain_db", *PARAMS["gain"][:2], 0.0)
+        sampling = self.sampling(data.get("sampling", {}))
+
+        slots_table = self.table(data.get("slots"), "slots") if "slots" in data else None
+        if not slots_table:
+            raise self.fail("slots", "no style slots", 'add at least one, e.g. [slots.A] prompt = "swing jazz" cc = 20 weight = 1.0')
+        slots = tuple(self.slot(n, self.table(t, f"slots.{n}"), channel) for n, t in slots_table.items())
+        if not any(s.weight > 0 for s in slots):
+            raise self.fail("slots", "every slot's initial weight is 0", "give at least one slot weight > 0 (e.g. weight = 1.0) so the music starts somewhere")
+
+        controls = {}
+        for pname, t in self.table(data.get("controls", {}), "controls").items():
+            if pname not in PARAMS:
+                close = difflib.get_close_matches(pname, list(PARAMS), n=1, cutoff=0.6)
+                fix = f"did you mean {close[0]!r}?" if close else f"controls are: {', '.join(PARAMS)}"
+                raise JamstreamError(f"{self.path}: controls.{pname}: unknown key; {fix}")
+            default = gain_db if pname == "gain" else float(getattr(sampling, pname))
+            controls[pname] = self.control(pname, self.table(t, f"controls.{pname}"), channel, default)
+
+        effects = self.effects(data.get("effects", []))
+        limiter = self.limiter(data.get("limiter", True))
+        return Preset(self.path, name, description, slots, controls, sampling, float(bpm), meter, chunk,
+                      float(lookahead), float(smoothing), float(gain_db), effects, limiter)
+
+    def meter(self, v: Any) -> tuple[int, int]:
+        fix = 'write it like meter = "4/4", "3/4" or "6/8" (numerator 1-16; denominator 1, 2, 4, 8 or 16)'
+        if not isinstance(v, str) or not re.fullmatch(r"\s*\d+\s*/\s*\d+\s*", v):
+            raise self.fail("meter", f"{_show(v)} is not a meter", fix)
+        num, den = (int(x) for x in v.split("/"))
+        if not 1 <= num <= 16 or den not in (1, 2, 4, 8, 16):
+            raise self.fail("meter", f"{v!r} is out of range", fix)
+        return num, den
+
+    def sampling(self, v: Any) -> SamplingConfig:
+        t = self.table(v, "sampling")
+        self.keys(t, SAMPLING_KEYS, "sampling")
+        base = SamplingConfig()
+        return SamplingConfig(
+            temperature=self.number(t, "temperature", "sampling.temperature", 0.0, 10.0, base.temperature),
+            top_k=int(self.number(t, "top_k", "sampling.top_k", 0, 1024, base.top_k, integer=True)),
+            top_p=self.number(t, "top_p", "sampling.top_p", 1e-6, 1.0, base.top_p),
+            guidance=self.number(t, "guidance", "sampling.guidance", 0.0, 30.0, base.guidance),
+        )
+
+    def slot(self, name: str, t: dict, channel: int) -> StyleSlot:
+        where = f"slots.{name}"
+        self.keys(t, SLOT_KEYS, where)
+        given = [k for k in ("prompt", "audio", "adapter") if k in t]
+        if len(given) != 1:
+            problem = "has no style" if not given else f"has {' and '.join(given)}"
+            raise self.fail(where, problem, 'give exactly one of prompt = "...", audio = "file.wav" (relative to the preset) or adapter = "NAME"')
+        kind = given[0]
+        value = self.text(t, kind, f"{where}.{kind}")
+        if not value.strip():
+            raise self.fail(f"{where}.{kind}", "is empty", f"give the {kind}" + (', e.g. prompt = "bossa nova guitar trio"' if kind == "prompt" else ""))
+        if kind == "audio":
+            file = (self.path.parent / value).resolve()
+            if not file.is_file():
+                raise self.fail(f"{where}.audio", f"audio file {value!r} not found (looked for {file})", "audio paths are relative to the preset file; fix the path or copy the file there")
+            if file.suffix.lower() not in AUDIO_SUFFIXES:
+                raise self.fail(f"{where}.audio", f"{value!r} is not a readable audio type", f"use one of {', '.join(AUDIO_SUFFIXES)}")
+            value = str(file)
+        elif kind == "adapter" and not _ADAPTER_NAME.match(value):
+            raise self.fail(f"{where}.adapter", f"{value!r} is not an adapter name", "use the name you gave the fine-tuned style: letters, digits, '_', '.', '-'")
+        if "cc" not in t:
+            raise self.fail(f"{where}.cc", "missing", "bind the slot's weight to a CC: cc = 20, or cc = { channel = 2, number = 20 }")
+        cc = self.binding(t["cc"], f"{where}.cc", channel)
+        weight = self.number(t, "weight", f"{where}.weight", 0.0, 1.0, 0.0)
+        return StyleSlot(name, kind, value, cc, float(weight))  # type: ignore[arg-type]
+
+    def control(self, pname: str, t: dict, channel: int, default: float) -> ParamControl:
+        where = f"controls.{pname}"
+        self.keys(t, CONTROL_KEYS, where)
+        lo, hi, _ = PARAMS[pname]
+        if "cc" not in t:
+            raise self.fail(f"{where}.cc", "missing", "bind it to a CC: cc = 71, or cc = { channel = 2, number = 71 }")
+        cc = self.binding(t["cc"], f"{where}.cc", channel)
+        vmin = self.number(t, "min", f"{where}.min", lo, hi, integer=False)
+        vmax = self.number(t, "max", f"{where}.max", lo, hi, integer=False)
+        if vmin == vmax:
+            raise self.fail(where, f"min and max are both {vmin:g}", "make them differ (max < min turns the knob around)")
+        curve_name = self.text(t, "curve", f"{where}.curve", "linear")
+        if curve_name not in CURVES:
+            raise self.fail(f"{where}.curve", f"unknown curve {curve_name!r}", "use \"linear\" or \"exponential\" (also spelled \"log\")")
+        curve = CURVES[curve_name]
+        if curve == "exponential" and (vmin <= 0 or vmax <= 0):
+            raise self.fail(f"{where}.curve", f"an exponential curve needs min and max > 0 (got {vmin:g}..{vmax:g})", "raise min above 0 or use curve = \"linear\"" + (" (gain is already in dB)" if pname == "gain" else ""))
+        low, high = min(vmin, vmax), max(vmin, vmax)
+        initial = self.number(t, "initial", f"{where}.initial", low, high, min(high, max(low, default)))
+        return ParamControl(pname, cc, float(vmin), float(vmax), curve, float(initial))  # type: ignore[arg-type]
+
+    def binding(self, v: Any, key: str, default_channel: int) -> CCBinding:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = {"number": v}
+        if not isinstance(v, dict):
+            raise self.fail(key, f"must be a CC number or a table, got {_show(v)}", "write cc = 20, or cc = { channel = 1, number = 20, bits = 14 }")
+        self.keys(v, CC_KEYS, key)
+        number = int(self.number(v, "number", f"{key}.number", 0, 127, integer=True))
+        ch = int(self.number(v, "channel", f"{key}.channel", 1, 16, default_channel, integer=True))
+        bits = int(self.number(v, "bits", f"{key}.bits", 7, 14, 14 if "lsb" in v else 7, integer=True))
+        if bits not in (7, 14):
+            raise self.fail(f"{key}.bits", f"{bits} bits is not a CC resolution", "use bits = 7 (one CC) or bits = 14 (an MSB/LSB pair)")
+        lsb = None
+        if bits == 14:
+            if "lsb" in v:
+                lsb = int(self.number(v, "lsb", f"{key}.lsb", 0, 127, integer=True))
+                if lsb == number:
+                    raise self.fail(f"{key}.lsb", f"the LSB is the MSB's own number {number}", "give a different CC number for the LSB (by convention number + 32)")
+            elif number > 31:
+                raise self.fail(f"{key}.number", f"14-bit CC {number} has no conventional LSB (number + 32 > 63)", "use an MSB from 0 to 31, or give lsb = N explicitly")
+            else:
+                lsb = number + 32
+        elif "lsb" in v:
+            raise self.fail(f"{key}.lsb", "an LSB on a 7-bit binding", "drop lsb, or set bits = 14")
+        binding = CCBinding(ch, number, lsb)
+        for i, pair in enumerate(binding.keys()):
+            role = f"{key} (LSB)" if i else key
+            if pair in self.bound:
+                raise self.fail(role, f"channel {pair[0]} CC {pair[1]} is already bound to {self.bound[pair]}", "each CC drives one thing; pick a free CC number (a 14-bit pair also takes number + 32)")
+            self.bound[pair] = role
+        return binding
+
+    def effects(self, v: Any) -> tuple[EffectSpec, ...]:
+        if not isinstance(v, list):
+            raise self.fail("effects", f"must be a list of tables, got {_show(v)}", 'write each effect as [[effects]] with type = "reverb" and its parameters')
+        out = []
+        for i, t in enumerate(v):
+            where = f"effects[{i}]"
+            t = self.table(t, where)
+            kind = self.text(t, "type", f"{where}.type")
+            if kind not in EFFECTS:
+                close = difflib.get_close_matches(kind, list(EFFECTS), n=1, cutoff=0.6)
+                fix = f"did you mean {close[0]!r}?" if close else f"effects are: {', '.join(EFFECTS)}"
+                raise self.fail(f"{where}.type", f"unknown effect {kind!r}", fix)
+            ranges = EFFECTS[kind][1]
+            self.keys(t, ("type", *ranges), where)
+            params = {p: float(self.number(t, p, f"{where}.{p}", lo, hi)) for p, (lo, hi) in ranges.items() if p in t}
+            out.append(EffectSpec(kind, params))
+        return tuple(out)
+
+    def limiter(self, v: Any) -> LimiterSpec | None:
+        if v is False:
+            return None
+        if v is True:
+            return LimiterSpec()
+        if not isinstance(v, dict):
+            raise self.fail("limiter", f"must be a table or false, got {_show(v)}", "write [limiter] ceiling_db = -1.0, or limiter = false to switch it off")
+        t = v
+        self.keys(t, LIMITER_KEYS, "limiter")
+        return LimiterSpec(
+            ceiling_db=float(self.number(t, "ceiling_db", "limiter.ceiling_db", -20.0, 0.0, -1.0)),
+            release_ms=float(self.number(t, "release_ms", "limiter.release_ms", 1.0, 1000.0, 100.0)),
+        )
+
+
+def _show(v: Any) -> str:
+    return f"{v!r}" if isinstance(v, (str, int, float, bool)) else type(v).__name__

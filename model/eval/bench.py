@@ -1,0 +1,116 @@
+"""Speed of the generator's parts on this machine: the figures `jamstream bench` prints.
+
+Benchmarks measure, tests check behaviour: nothing here asserts a time. Speed does not
+depend on what the weights have learned, so the LM is timed with the shipped weights
+when they exist and freshly initialised ones otherwise (said in the output).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import nullcontext
+
+import torch
+
+from model.codec.network import FRAME_RATE, FRAME_SAMPLES, Codec
+from model.lm.network import DepthformerLM
+from model.lm.sampling import SamplingConfig
+from model.generator import fixed_tempo_timing
+
+
+def _frames_per_second(fn, frames: int, repeats: int, setup=lambda: None) -> float:
+    """frames / median wall time of fn(setup()); setup is not timed."""
+    times = []
+    for _ in range(repeats):
+        arg = setup()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn(arg)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return frames / statistics.median(times)
+
+
+@torch.inference_mode()
+def bench_lm(lm: DepthformerLM, frames: int = 50, repeats: int = 3, context: int = 250) -> list[dict]:
+    """Per-frame latency, tokens/s and LM-only real-time factor for each variant.
+
+    Variants: CFG on/off x KV cache on/off x fp32/bf16. Every variant starts from a cache
+    already holding `context` frames (untimed), so all see a full window. "cache off"
+    recomputes the temporal stack over the whole window for every frame, as a model
+    without a cache would.
+    """
+    c = lm.config
+    device = next(lm.parameters()).device
+    sampling = SamplingConfig()
+    style = torch.zeros(1, c.style_tokens, dtype=torch.long, device=device)
+    timing = fixed_tempo_timing(0, context + frames, 120.0, 4).to(device)
+    history = torch.randint(0, c.codebook_size, (context, c.levels)).to(device)
+    rows = []
+    for guided in (True, False):
+        memory = lm.style_memory(style, 1)
+        if guided:
+            memory = torch.cat([memory, lm.style_memory(None, 1)])
+        primed = lm.new_cache(memory.shape[0], device=device)
+        lm.feed(history, timing[:context], memory, primed)
+        for cached, dtype in ((True, torch.float32), (True, torch.bfloat16), (False, torch.float32)):
+            autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == torch.bfloat16 else nullcontext()
+
+            def run(cache) -> None:
+                gen = torch.Generator(device=device).manual_seed(0)
+                prev = history[-1:]
+                with autocast:
+                    for f in range(frames):
+                        t = timing[context + f : context + f + 1]
+                        if cached:
+                            prev = lm.next_frame(prev, t, memory, cache, sampling, gen)
+                        else:
+                            prev = _uncached_frame(lm, history, prev, t, memory, sampling, gen)
+
+            fps = _frames_per_second(run, frames, repeats, setup=primed.clone)
+            rows.append(
+                {
+                    "cfg": guided,
+                    "kv_cache": cached,
+                    "dtype": "bf16" if dtype == torch.bfloat16 else "fp32",
+                    "frame_ms": 1000.0 / fps,
+                    "tokens_per_s": fps * c.levels,
+                    "rtf_lm_only": fps / FRAME_RATE,
+                }
+            )
+    return rows
+
+
+def _uncached_frame(lm, history, prev, timing, memory, sampling, gen):
+    """What a model without a temporal cache pays: the whole window again, every frame."""
+    window = torch.cat([history, prev], dim=0)[-lm.config.window :]
+    window_timing = torch.cat([torch.zeros(window.shape[0] - 1, 3, device=timing.device), timing]).unsqueeze(0)
+    x = lm.frame_inputs(window.unsqueeze(0), window_timing)
+    h = lm.temporal_forward(x.expand(memory.shape[0], -1, -1), memory)[:, -1]
+    return lm.sample_levels(h, 1, sampling, gen)
+
+
+@torch.inference_mode()
+def bench_codec(codec: Codec, seconds: float = 10.0, levels: int = 16, repeats: int = 5) -> dict:
+    """Encode and decode real-time factors at batch 1, 48 kHz stereo."""
+    torch.manual_seed(0)
+    audio = torch.randn(1, 2, int(seconds * 48_000)) * 0.1
+    codec.encode(audio, levels)  # warm-up
+    tokens = codec.encode(audio, levels)
+    codec.decode(tokens)
+    enc = _frames_per_second(lambda _: codec.encode(audio, levels), 1, repeats)
+    dec = _frames_per_second(lambda _: codec.decode(tokens), 1, repeats)
+    chunk = tokens[:, : 2 * FRAME_RATE]  # a 2 s chunk, as the generator decodes it
+    dec_chunk = _frames_per_second(lambda _: codec.decode(chunk), 1, repeats)
+    return {
+        "levels": levels,
+        "seconds": seconds,
+        "encode_rtf": seconds * enc,
+        "decode_rtf": seconds * dec,
+        "decode_2s_chunk_rtf": 2.0 * dec_chunk,
+        "decode_ms_per_frame": 1000.0 / (dec_chunk * chunk.shape[1]),
+        "frame_samples": FRAME_SAMPLES,
+    }
