@@ -51,7 +51,9 @@ class GeneratorState:
 def check_timing(timing: torch.Tensor, n_frames: int) -> torch.Tensor:
     timing = torch.as_tensor(timing, dtype=torch.float32)
     if timing.shape != (n_frames, 3):
-        raise JamstreamError(f"timing must be [n_frames, 3] = [{n_frames}, 3] (bpm, beat phase, bar phase), got {tuple(timing.shape)}")
+        raise JamstreamError(
+            f"timing must be [n_frames, 3] = [{n_frames}, 3] (bpm, beat phase, bar phase), got {tuple(timing.shape)}"
+        )
     bpm = timing[:, 0]
     if bool((bpm <= 0).any()) or bool((bpm > MAX_BPM).any()):
         raise JamstreamError(f"bpm must be in (0, {MAX_BPM:g}], got {float(bpm.min()):g}..{float(bpm.max()):g}")
@@ -68,8 +70,11 @@ def check_pair(lm: DepthformerLM, codec: Codec) -> None:
         return
     have = codec_fingerprint(codec)
     if have != wanted:
-        raise JamstreamError(f"the LM ({getattr(lm, 'source', 'given')}) learned the tokens of codec {wanted}, but this codec is {have}: "
-                             "pass the codec it was trained with (--codec), or retrain the LM on this codec's tokens")
+        raise JamstreamError(
+            f"the LM ({getattr(lm, 'source', 'given')}) learned the tokens of codec {wanted}, but this codec is "
+            f"{have}: "
+            "pass the codec it was trained with (--codec), or retrain the LM on this codec's tokens"
+        )
 
 
 class Generator:
@@ -110,7 +115,9 @@ class Generator:
         return torch.cat([cond, lm.style_memory(None, 1)], dim=0)
 
     @torch.inference_mode()
-    def prime(self, state: GeneratorState, audio: torch.Tensor, timing: torch.Tensor, style_tokens: torch.Tensor | None = None) -> GeneratorState:
+    def prime(
+        self, state: GeneratorState, audio: torch.Tensor, timing: torch.Tensor, style_tokens: torch.Tensor | None = None
+    ) -> GeneratorState:
         """Feed existing audio (48 kHz stereo) into the context, as Magenta RT's audio prompt."""
         state = state.copy()
         tokens = self.codec.encode(audio, levels=self.levels)[0]
@@ -125,7 +132,9 @@ class Generator:
         return state
 
     @torch.inference_mode()
-    def generate_tokens(self, state: GeneratorState, style_tokens, timing: torch.Tensor, n_frames: int, sampling: SamplingConfig) -> tuple[torch.Tensor, GeneratorState]:
+    def generate_tokens(
+        self, state: GeneratorState, style_tokens, timing: torch.Tensor, n_frames: int, sampling: SamplingConfig
+    ) -> tuple[torch.Tensor, GeneratorState]:
         sampling = sampling.validate()
         timing = check_timing(timing, n_frames)
         state = state.copy()
@@ -154,7 +163,9 @@ class Generator:
         state.decoder = decoder.state()
         return audio
 
-    def generate_chunk(self, state: GeneratorState, style_tokens, timing, n_frames: int, sampling: SamplingConfig = SamplingConfig()) -> tuple[torch.Tensor, GeneratorState]:
+    def generate_chunk(
+        self, state: GeneratorState, style_tokens, timing, n_frames: int, sampling: SamplingConfig = SamplingConfig()
+    ) -> tuple[torch.Tensor, GeneratorState]:
         """(audio [2, n_frames * 1920], new state). The old state is left untouched."""
         if n_frames < 1:
             raise JamstreamError(f"n_frames must be >= 1 (got {n_frames})")
@@ -163,7 +174,9 @@ class Generator:
         return audio, state
 
 
-def fixed_tempo_timing(start_frame: int, n_frames: int, bpm: float, beats_per_bar: int, frame_rate: int = 25) -> torch.Tensor:
+def fixed_tempo_timing(
+    start_frame: int, n_frames: int, bpm: float, beats_per_bar: int, frame_rate: int = 25
+) -> torch.Tensor:
     """[n_frames, 3] timing for a steady tempo, beat 1 of bar 1 at frame 0."""
     t = (torch.arange(n_frames, dtype=torch.float64) + start_frame) / frame_rate
     beats = t * bpm / 60.0
@@ -179,8 +192,14 @@ class Clip:
 
 
 def generate_clip(
-    generator: Generator, style_tokens, bpm: float, beats_per_bar: int, seconds: float, seed: int = 0,
-    sampling: SamplingConfig = SamplingConfig(), bars_per_chunk: int = 1,
+    generator: Generator,
+    style_tokens,
+    bpm: float,
+    beats_per_bar: int,
+    seconds: float,
+    seed: int = 0,
+    sampling: SamplingConfig = SamplingConfig(),
+    bars_per_chunk: int = 1,
 ) -> Clip:
     """A steady-tempo clip in chunks of whole bars (as the engine asks), decoder lead-in removed."""
     import time

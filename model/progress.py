@@ -11,7 +11,9 @@ from __future__ import annotations
 import sys
 
 
-def progress(iterable=None, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "it", enabled: bool = True):
+def progress(
+    iterable=None, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "it", enabled: bool = True
+):
     from tqdm import tqdm
 
     interactive = sys.stderr.isatty()

@@ -42,15 +42,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     from model.adapters import lora
-    from model.io.audio import load_audio, write_audio
     from model.codec.network import load_codec
     from model.corpus import scores
     from model.corpus.generators import ALL_STYLES
-    from model.train.finetune import audio_files, nearest_prompt
+    from model.generator import Generator, generate_clip
+    from model.io.audio import load_audio, write_audio
     from model.lm.network import load_lm
     from model.lm.sampling import SamplingConfig
     from model.style.network import genre_prompt, load_style
-    from model.generator import Generator, generate_clip
+    from model.train.finetune import audio_files, nearest_prompt
 
     style_model = load_style(args.style)
     files, _ = audio_files(Path(args.ref))
@@ -78,8 +78,12 @@ def main(argv=None) -> int:
             cos_r.append(float((refs @ e).mean()))
             if args.out:
                 write_audio(Path(args.out) / f"{tag}-{seed}.wav", clip.audio.numpy())
-        return {"cos_to_ref_centroid": sum(cos_c) / len(cos_c), "cos_to_refs_mean": sum(cos_r) / len(cos_r),
-                "per_seed": [round(c, 4) for c in cos_c], "generation_seconds": round(wall, 1)}
+        return {
+            "cos_to_ref_centroid": sum(cos_c) / len(cos_c),
+            "cos_to_refs_mean": sum(cos_r) / len(cos_r),
+            "per_seed": [round(c, 4) for c in cos_c],
+            "generation_seconds": round(wall, 1),
+        }
 
     start = time.perf_counter()
     result = {

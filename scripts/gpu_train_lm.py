@@ -67,8 +67,8 @@ def load_clips(paths: list[str]):
 
 def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
     """One training run; returns its report (the best state is saved as <name>-best.safetensors)."""
-    from model.io.checkpoint import save_model
     from model.eval.lm import model_nll
+    from model.io.checkpoint import save_model
     from model.lm.network import CONFIGS
     from model.style.network import load_style
     from model.train.lm_task import LMTask, LMTrainConfig
@@ -81,7 +81,11 @@ def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
     train_frames = sum(c.tokens.shape[0] for c in clips if c.split == "train")
     started = time.perf_counter()
     steps = args.steps or max(100, int(v.passes * train_frames / v.frames_per_batch))
-    print(f"[{v.name}] {steps} steps of {v.frames_per_batch} frames ({steps * v.frames_per_batch / train_frames:.1f} passes)", flush=True)
+    print(
+        f"[{v.name}] {steps} steps of {v.frames_per_batch} frames ({steps * v.frames_per_batch / train_frames:.1f} "
+        "passes)",
+        flush=True,
+    )
     curve: list[tuple[int, float]] = []
     best: dict = {"val": float("inf"), "step": 0, "state": None}
 
@@ -96,7 +100,9 @@ def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
             curve.append((step, round(nll, 4)))
             print(f"[{v.name}] step {step}/{steps} val {nll:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
             if nll < best["val"]:
-                best.update(val=nll, step=step, state={k: t.detach().cpu().clone() for k, t in model.state_dict().items()})
+                best.update(
+                    val=nll, step=step, state={k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
+                )
             return out_of_time
 
     task = ValidatedLMTask(config, LMTrainConfig(frames_per_batch=v.frames_per_batch), clips, codebooks)
@@ -104,21 +110,43 @@ def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
     result = Trainer(
         task,
         TrainConfig(
-            out=str(ckpt), steps=steps, lr=v.lr, warmup_steps=args.warmup, checkpoint_every=steps,
-            device=args.device, bf16=args.device == "cuda", seed=args.seed,
+            out=str(ckpt),
+            steps=steps,
+            lr=v.lr,
+            warmup_steps=args.warmup,
+            checkpoint_every=steps,
+            device=args.device,
+            bf16=args.device == "cuda",
+            seed=args.seed,
         ),
     ).fit()
     model = task.build_model()
     model.load_state_dict(best["state"])
     report = {
-        "variant": v.__dict__, "steps_planned": steps, "steps_run": result["step"],
-        "stopped_early": result["stopped_early"], "seconds": round(time.perf_counter() - started, 1),
-        "train_frames": train_frames, "best_val_nll": round(best["val"], 4), "best_step": best["step"],
-        "val_curve": curve, "final_batch": result["metrics"],
+        "variant": v.__dict__,
+        "steps_planned": steps,
+        "steps_run": result["step"],
+        "stopped_early": result["stopped_early"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "train_frames": train_frames,
+        "best_val_nll": round(best["val"], 4),
+        "best_step": best["step"],
+        "val_curve": curve,
+        "final_batch": result["metrics"],
     }
-    save_model(model, out / f"{v.name}-best.safetensors", "lm", task.model_config(), half=True,
-               extra={"step": best["step"], "metrics": {"val_nll": round(best["val"], 4)}, "codec_fingerprint": args.codec_fingerprint,
-                      "recipe": f"scripts/gpu_train_lm.py variant {v.__dict__}, best val at step {best['step']}"})
+    save_model(
+        model,
+        out / f"{v.name}-best.safetensors",
+        "lm",
+        task.model_config(),
+        half=True,
+        extra={
+            "step": best["step"],
+            "metrics": {"val_nll": round(best["val"], 4)},
+            "codec_fingerprint": args.codec_fingerprint,
+            "recipe": f"scripts/gpu_train_lm.py variant {v.__dict__}, best val at step {best['step']}",
+        },
+    )
     ckpt.unlink(missing_ok=True)
     return report
 
@@ -130,12 +158,21 @@ def _run(payload):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokens", required=True, action="append",
-                   help="token cache (.pt or .pt.xz) written by `jamstream train lm`; repeat to train on several corpora")
+    p.add_argument(
+        "--tokens",
+        required=True,
+        action="append",
+        help="token cache (.pt or .pt.xz) written by `jamstream train lm`; repeat to train on several corpora",
+    )
     p.add_argument("--style", default=str(ROOT / "model/weights/style.safetensors"), help="style weights (codebooks)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--variant", action="append", type=parse_variant, required=True,
-                   help="NAME:PASSES:FRAMES_PER_BATCH:LR; variants run at once, one process each")
+    p.add_argument(
+        "--variant",
+        action="append",
+        type=parse_variant,
+        required=True,
+        help="NAME:PASSES:FRAMES_PER_BATCH:LR; variants run at once, one process each",
+    )
     p.add_argument("--config", default="tiny")
     p.add_argument("--minutes", type=float, default=6.0, help="wall-time cap per variant")
     p.add_argument("--warmup", type=int, default=200)
@@ -143,9 +180,13 @@ def main() -> None:
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--val-stride", type=int, default=1, help="score every n-th val clip (faster validation)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--codec-fingerprint", required=True,
-                   help="model.codec.codec_fingerprint of the codec that made the token caches (recorded in the LM, so "
-                   "a mismatched pair is refused): python -c 'from model.codec import *; print(codec_fingerprint(load_codec(PATH)))'")
+    p.add_argument(
+        "--codec-fingerprint",
+        required=True,
+        help="model.codec.codec_fingerprint of the codec that made the token caches (recorded in the LM, so "
+        "a mismatched pair is refused): python -c 'from model.codec import *; "
+        "print(codec_fingerprint(load_codec(PATH)))'",
+    )
     p.add_argument("--device", default="cuda")
     args = p.parse_args()
     out = Path(args.out)
@@ -161,7 +202,16 @@ def main() -> None:
     for r in reports:
         (out / f"{r['variant']['name']}-best.safetensors").unlink()
     (out / "report.json").write_text(json.dumps({"winner": name, "runs": reports}, indent=1))
-    print(json.dumps({"winner": name, "runs": [{k: r[k] for k in ("variant", "best_val_nll", "best_step", "steps_run", "seconds")} for r in reports]}))
+    print(
+        json.dumps(
+            {
+                "winner": name,
+                "runs": [
+                    {k: r[k] for k in ("variant", "best_val_nll", "best_step", "steps_run", "seconds")} for r in reports
+                ],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

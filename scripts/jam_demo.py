@@ -44,8 +44,8 @@ def main() -> int:
     ap.add_argument("--metronome", action="store_true", help="clicks instead of the model")
     args = ap.parse_args()
 
-    from bridge.live.host_sim import HostSim
     from bridge.jam.presets import find_preset
+    from bridge.live.host_sim import HostSim
     from model.io.audio import write_audio
 
     preset = find_preset(args.preset)
@@ -55,8 +55,11 @@ def main() -> int:
     if args.lm:
         jam_args += ["--lm", args.lm]
     elif not args.metronome and not (REPO / "model" / "weights" / "lm.safetensors").is_file():
-        print("jam-demo: no shipped LM weights yet (model/weights/lm.safetensors): playing the metronome instead "
-              "(set JAMSTREAM_LM=path/to/lm.safetensors to hear a trained model)", file=sys.stderr)
+        print(
+            "jam-demo: no shipped LM weights yet (model/weights/lm.safetensors): playing the metronome instead "
+            "(set JAMSTREAM_LM=path/to/lm.safetensors to hear a trained model)",
+            file=sys.stderr,
+        )
         args.metronome = True
     if args.metronome:
         jam_args.append("--metronome")
@@ -67,12 +70,17 @@ def main() -> int:
     if own:
         exe = shutil.which("jackd")
         if exe is None:
-            print("jam-demo: no JACK server is running and jackd is not installed (apt install jackd2)", file=sys.stderr)
+            print(
+                "jam-demo: no JACK server is running and jackd is not installed (apt install jackd2)", file=sys.stderr
+            )
             return 2
         server = f"jamstream-demo-{os.getpid()}"
-        jackd = subprocess.Popen([exe, "-n", server, "-d", "dummy", "-r", "48000", "-p", "256"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 env=dict(os.environ, JACK_NO_AUDIO_RESERVATION="1"))
+        jackd = subprocess.Popen(
+            [exe, "-n", server, "-d", "dummy", "-r", "48000", "-p", "256"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ, JACK_NO_AUDIO_RESERVATION="1"),
+        )
         for _ in range(100):
             if server_running(server):
                 break
@@ -97,8 +105,14 @@ def main() -> int:
             except (FileNotFoundError, json.JSONDecodeError):
                 pass
             time.sleep(0.2)
-        host = HostSim("jamstream-demo-daw", server=server, bpm=preset.bpm, meter=preset.meter,
-                       record_seconds=args.seconds + 5, timebase=own)
+        host = HostSim(
+            "jamstream-demo-daw",
+            server=server,
+            bpm=preset.bpm,
+            meter=preset.meter,
+            record_seconds=args.seconds + 5,
+            timebase=own,
+        )
         host.connect_from()
         host.client.transport_frame = 0
         time.sleep(0.3)
@@ -108,8 +122,11 @@ def main() -> int:
         third = args.seconds / 3
         host.schedule_cc_sweep(a.channel, a.number, third, third, 127, 0)  # A out
         host.schedule_cc_sweep(b.channel, b.number, third, third, 0, 127)  # B in (MSB; 14-bit LSB stays 0)
-        print(f"jam-demo: playing {args.seconds:g} s of {preset.name!r} at {preset.bpm:g} bpm, crossfading "
-              f"{preset.slots[0].name} -> {preset.slots[1].name}...", file=sys.stderr)
+        print(
+            f"jam-demo: playing {args.seconds:g} s of {preset.name!r} at {preset.bpm:g} bpm, crossfading "
+            f"{preset.slots[0].name} -> {preset.slots[1].name}...",
+            file=sys.stderr,
+        )
         time.sleep(args.seconds)
         host.client.transport_stop()
         time.sleep(0.2)
@@ -122,7 +139,10 @@ def main() -> int:
         code = jam.wait(timeout=30)
         keys = ("bar", "bpm", "clock", "weights", "rtf", "underruns", "xruns", "latency_frames", "chunks")
         print(json.dumps({k: status.get(k) for k in keys}))
-        print(f"jam-demo: recorded {song.shape[1] / host.rate:.1f} s to {wav} (jamstream exit code {code})", file=sys.stderr)
+        print(
+            f"jam-demo: recorded {song.shape[1] / host.rate:.1f} s to {wav} (jamstream exit code {code})",
+            file=sys.stderr,
+        )
         return code
     finally:
         if host is not None:

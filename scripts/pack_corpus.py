@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.io.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from model.corpus.manifest import manifest_path  # noqa: E402
+from model.io.audio import SAMPLE_RATE, load_audio  # noqa: E402
 
 
 def main() -> int:

@@ -37,8 +37,14 @@ PACKAGES = {
     "asc-music": ("/usr/share/games/asc/music", "GPL-2+"),
 }
 EVAL_TRACKS = (
-    "hr3-caves.ogg", "hr3-jungle.ogg", "hr-domina-mountain.ogg", "hr-savino-ocean.ogg",
-    "Aberrations.ogg", "Coherence.ogg", "Nebula.ogg", "Awakening.ogg",
+    "hr3-caves.ogg",
+    "hr3-jungle.ogg",
+    "hr-domina-mountain.ogg",
+    "hr-savino-ocean.ogg",
+    "Aberrations.ogg",
+    "Coherence.ogg",
+    "Nebula.ogg",
+    "Awakening.ogg",
 )
 EVAL_SECONDS, TRAIN_SECONDS = 30.0, 20.0
 
@@ -47,8 +53,11 @@ def ensure_packages() -> None:
     missing = [p for p in PACKAGES if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
     if missing:
         print(f"real_music: installing {' '.join(missing)}", file=sys.stderr)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True,
-                       env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            check=True,
+            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,12 +87,19 @@ def main(argv: list[str] | None = None) -> int:
                 rel = Path("audio") / f"{stem}-{k:03d}.flac"
                 if not (args.out / rel).is_file():
                     write_audio(args.out / rel, loudness_normalize(clip, SAMPLE_RATE))
-                rows.append({
-                    "id": f"{stem}-{k:03d}", "path": str(rel), "duration": round(clip.shape[1] / SAMPLE_RATE, 4),
-                    "caption": f"recorded music: {track.stem} ({package}, {licence})",
-                    "tags": {"genre": "recorded", "source": package, "license": licence, "track": track.name},
-                    "beats": [], "downbeats": [], "split": "test" if held_out else "train", "piece_id": stem,
-                })
+                rows.append(
+                    {
+                        "id": f"{stem}-{k:03d}",
+                        "path": str(rel),
+                        "duration": round(clip.shape[1] / SAMPLE_RATE, 4),
+                        "caption": f"recorded music: {track.stem} ({package}, {licence})",
+                        "tags": {"genre": "recorded", "source": package, "license": licence, "track": track.name},
+                        "beats": [],
+                        "downbeats": [],
+                        "split": "test" if held_out else "train",
+                        "piece_id": stem,
+                    }
+                )
     tmp = args.out / ".manifest.partial"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tmp.replace(args.out / "manifest.jsonl")

@@ -26,9 +26,6 @@ import json
 import os
 import random
 import re
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -81,12 +78,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
+    import gc
+
     from jackutil import Jackd, Jam, click_onsets
 
-    from bridge.live.host_sim import HostSim
     from bridge.jam.presets import find_preset
-
-    import gc
+    from bridge.live.host_sim import HostSim
 
     gc.freeze()  # the scripted DAW's callback is Python too: keep full collections off its thread
     gc.disable()
@@ -106,7 +103,9 @@ def main() -> int:
     try:
         jam.wait_for(lambda s: s.get("ready"), 300, "the worker")
         worker_pid = worker_of(jam.proc.pid)
-        host = HostSim("soak-daw", server=jackd.name, bpm=preset.bpm, meter=preset.meter, record_seconds=args.jump_every + 5)
+        host = HostSim(
+            "soak-daw", server=jackd.name, bpm=preset.bpm, meter=preset.meter, record_seconds=args.jump_every + 5
+        )
         host.connect_from()
         rate = host.rate
         host.client.transport_frame = 0
@@ -124,7 +123,15 @@ def main() -> int:
             now = time.monotonic()
             # CC traffic: one second of sweeps at cc_rate (split over both slots), queued ahead
             # CC traffic on a bound knob (the preset's first sampling control, else CC 7), a second queued ahead
-            host.schedule_cc_sweep(traffic.channel, traffic.number, 0.0, 1.0, rng.randrange(64), 64 + rng.randrange(64), rate_hz=args.cc_rate)
+            host.schedule_cc_sweep(
+                traffic.channel,
+                traffic.number,
+                0.0,
+                1.0,
+                rng.randrange(64),
+                64 + rng.randrange(64),
+                rate_hz=args.cc_rate,
+            )
             if step_at is None and now - (next_jump - args.jump_every) > 3.0:
                 # a CC step on the slots (other traffic goes to CC 7/gain... bound or not, it is parsed)
                 hi, lo = (127, 0) if step_state == 0 else (0, 127)
@@ -137,19 +144,49 @@ def main() -> int:
                 s = jam.status()
                 jcpu, jrss = proc_stat(jam.proc.pid)
                 wcpu, wrss = proc_stat(worker_pid) if worker_pid else (0.0, 0.0)
-                samples.append({"t": round(now - start, 1), "jam_cpu_s": jcpu, "jam_rss_mb": round(jrss, 1),
-                                "worker_cpu_s": wcpu, "worker_rss_mb": round(wrss, 1), "underruns": s.get("underruns"),
-                                "xruns": s.get("xruns"), "rtf": s.get("rtf"), "buffer": s.get("buffer_fill")})
+                samples.append(
+                    {
+                        "t": round(now - start, 1),
+                        "jam_cpu_s": jcpu,
+                        "jam_rss_mb": round(jrss, 1),
+                        "worker_cpu_s": wcpu,
+                        "worker_rss_mb": round(wrss, 1),
+                        "underruns": s.get("underruns"),
+                        "xruns": s.get("xruns"),
+                        "rtf": s.get("rtf"),
+                        "buffer": s.get("buffer_fill"),
+                    }
+                )
                 print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
             if now >= next_jump:
                 audio, frames, rolling = host.stop_recording()
                 if step_at is not None:
                     if args.metronome:
-                        latencies.append(measure_latency(audio, host.rec_time[: len(frames)], host.client.blocksize, step_at, rate,
-                                                         click_onsets, dominant_hz))
+                        latencies.append(
+                            measure_latency(
+                                audio,
+                                host.rec_time[: len(frames)],
+                                host.client.blocksize,
+                                step_at,
+                                rate,
+                                click_onsets,
+                                dominant_hz,
+                            )
+                        )
                     else:
-                        latencies.append(mix_latency(jam.status().get("recent_chunks", []), host.rec_time[: len(frames)], frames,
-                                                     rolling, host.client.blocksize, step_at, rate, a_slot, b_slot))
+                        latencies.append(
+                            mix_latency(
+                                jam.status().get("recent_chunks", []),
+                                host.rec_time[: len(frames)],
+                                frames,
+                                rolling,
+                                host.client.blocksize,
+                                step_at,
+                                rate,
+                                a_slot,
+                                b_slot,
+                            )
+                        )
                 step_at = None
                 bar = rng.randrange(1, 200)
                 host.client.transport_frame = host.frame_at_bar(bar)
@@ -172,30 +209,52 @@ def main() -> int:
     minutes = (last["t"] - first["t"]) / 60 or 1.0
     lat = [x for x in latencies if x is not None]
     report = {
-        "minutes": args.minutes, "preset": args.preset, "model": "metronome" if args.metronome else (args.lm or "shipped"),
-        "period": args.period, "cc_per_second": args.cc_rate, "jumps": jumps,
-        "underruns_after_preroll": final.get("underruns"), "starved_periods_incl_preroll": final.get("starved_periods"),
-        "xruns_server": final.get("xruns"), "xruns_blaming_jamstream": ours, "xruns_blaming_other_clients": others,
-        "late_cycles": len(cycles), "late_cycles_only_jamstream": sum(c["clients"] == ["jamstream"] for c in cycles),
+        "minutes": args.minutes,
+        "preset": args.preset,
+        "model": "metronome" if args.metronome else (args.lm or "shipped"),
+        "period": args.period,
+        "cc_per_second": args.cc_rate,
+        "jumps": jumps,
+        "underruns_after_preroll": final.get("underruns"),
+        "starved_periods_incl_preroll": final.get("starved_periods"),
+        "xruns_server": final.get("xruns"),
+        "xruns_blaming_jamstream": ours,
+        "xruns_blaming_other_clients": others,
+        "late_cycles": len(cycles),
+        "late_cycles_only_jamstream": sum(c["clients"] == ["jamstream"] for c in cycles),
         "late_cycles_every_client": sum(len(c["clients"]) > 1 for c in cycles),
         "late_cycles_driver_late": sum(c["driver_late_us"] is not None for c in cycles),
         "late_cycles_detail": cycles,
-        "jam_rss_mb": [first["jam_rss_mb"], last["jam_rss_mb"]], "worker_rss_mb": [first["worker_rss_mb"], last["worker_rss_mb"]],
+        "jam_rss_mb": [first["jam_rss_mb"], last["jam_rss_mb"]],
+        "worker_rss_mb": [first["worker_rss_mb"], last["worker_rss_mb"]],
         "jam_rss_slope_mb_per_min": round((last["jam_rss_mb"] - first["jam_rss_mb"]) / minutes, 3),
         "worker_rss_slope_mb_per_min": round((last["worker_rss_mb"] - first["worker_rss_mb"]) / minutes, 3),
         "jack_process_cpu_percent": round(100 * (last["jam_cpu_s"] - first["jam_cpu_s"]) / (last["t"] - first["t"]), 2),
         "worker_cpu_percent": round(100 * (last["worker_cpu_s"] - first["worker_cpu_s"]) / (last["t"] - first["t"]), 2),
-        "callback_max_us": final.get("callback_max_us"), "callbacks_over_half_period": final.get("callbacks_over_half_period"),
+        "callback_max_us": final.get("callback_max_us"),
+        "callbacks_over_half_period": final.get("callbacks_over_half_period"),
         "callback_entry_max_frames": final.get("callback_entry_max_frames"),
-        "rtf": final.get("rtf"), "chunks": final.get("chunks"), "rejoins": final.get("rejoins"),
-        "cc_counts": final.get("cc"), "midi_overflow": final.get("midi_overflow"),
-        "cc_to_audible_s": {"n": len(lat), "median": round(float(np.median(lat)), 3) if lat else None,
-                            "max": round(float(np.max(lat)), 3) if lat else None},
+        "rtf": final.get("rtf"),
+        "chunks": final.get("chunks"),
+        "rejoins": final.get("rejoins"),
+        "cc_counts": final.get("cc"),
+        "midi_overflow": final.get("midi_overflow"),
+        "cc_to_audible_s": {
+            "n": len(lat),
+            "median": round(float(np.median(lat)), 3) if lat else None,
+            "max": round(float(np.max(lat)), 3) if lat else None,
+        },
         # one chunk + lookahead, + the smoothing's time to half-way (the step's midpoint is
         # what is detected) + one beat (clicks only sound on beats)
-        "bound_s": round(max_chunk_seconds(preset) + preset.lookahead_ms / 1000 + preset.smoothing_ms / 1000 * 0.693
-                         + 60 / preset.bpm, 3),
-        "exit_code": code, "logs": str(tmp),
+        "bound_s": round(
+            max_chunk_seconds(preset)
+            + preset.lookahead_ms / 1000
+            + preset.smoothing_ms / 1000 * 0.693
+            + 60 / preset.bpm,
+            3,
+        ),
+        "exit_code": code,
+        "logs": str(tmp),
     }
     print(json.dumps(report, indent=1))
     return 0

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from netns import install_socket_guard, outside_reason
 
 from bridge.cli import main as jamstream
-from netns import install_socket_guard, outside_reason
 
 install_socket_guard()
 
@@ -19,6 +19,7 @@ def pytest_runtest_setup(item):
         reason = outside_reason()
         if reason is not None:
             pytest.skip(reason)
+
 
 TINY_MINUTES = 2.0
 TINY_SEED = 7
@@ -36,7 +37,9 @@ def run_cli(args: list[str], capsys=None) -> tuple[int, str, str]:
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus") / "tiny"
-    code = jamstream(["corpus", "build", "--out", str(out), "--minutes", str(TINY_MINUTES), "--seed", str(TINY_SEED), "--jobs", "2"])
+    code = jamstream(
+        ["corpus", "build", "--out", str(out), "--minutes", str(TINY_MINUTES), "--seed", str(TINY_SEED), "--jobs", "2"]
+    )
     assert code == 0
     return out
 
@@ -50,8 +53,16 @@ def small_codec_config():
     from model.codec.network import CodecConfig
 
     return CodecConfig(
-        width_fast=32, width_slow=48, expand=2, blocks_fast=1, blocks_slow=1,
-        dec_blocks_fast=1, dec_blocks_slow=1, latent_dim=16, levels=8, codebook_size=64,
+        width_fast=32,
+        width_slow=48,
+        expand=2,
+        blocks_fast=1,
+        blocks_slow=1,
+        dec_blocks_fast=1,
+        dec_blocks_slow=1,
+        latent_dim=16,
+        levels=8,
+        codebook_size=64,
     )
 
 

@@ -37,8 +37,12 @@ class Jackd:
 
     def start(self) -> None:
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
-        self.proc = subprocess.Popen([self.exe, "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
-                                     stdout=subprocess.DEVNULL, stderr=open(os.environ.get("JAMTEST_JACKD_LOG", os.devnull), "a"), env=env)
+        self.proc = subprocess.Popen(
+            [self.exe, "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(os.environ.get("JAMTEST_JACKD_LOG", os.devnull), "a"),
+            env=env,
+        )
         import jack
 
         deadline = time.monotonic() + 10
@@ -76,8 +80,20 @@ class Jam:
         self.status_path = tmp / f"{name}-status.json"
         self.log_path = tmp / f"{name}.log"
         self.status_path.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "bridge.cli", "jam", "--server", server, "--name", name, "--quiet",
-               "--json-status", str(self.status_path), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bridge.cli",
+            "jam",
+            "--server",
+            server,
+            "--name",
+            name,
+            "--quiet",
+            "--json-status",
+            str(self.status_path),
+            *args,
+        ]
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONUNBUFFERED="1")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -92,12 +108,16 @@ class Jam:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"jam exited ({self.proc.returncode}) waiting for {what}: {self.log_path.read_text()[-2000:]}")
+                raise AssertionError(
+                    f"jam exited ({self.proc.returncode}) waiting for {what}: {self.log_path.read_text()[-2000:]}"
+                )
             s = self.status()
             if s and pred(s):
                 return s
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; status {self.status()}; log {self.log_path.read_text()[-2000:]}")
+        raise AssertionError(
+            f"timed out waiting for {what}; status {self.status()}; log {self.log_path.read_text()[-2000:]}"
+        )
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 20) -> int:
         if self.proc.poll() is None:

@@ -30,8 +30,10 @@ def outside_reason() -> str | None:
         return f"cannot list network interfaces ({e}); run the tests via {SCRIPT} (make test does)"
     if found == ["lo"]:
         return None
-    return (f"opens network sockets, so it runs only in a private loopback-only network namespace "
-            f"(interfaces here: {', '.join(found)}); run the tests via {SCRIPT} (make test does)")
+    return (
+        f"opens network sockets, so it runs only in a private loopback-only network namespace "
+        f"(interfaces here: {', '.join(found)}); run the tests via {SCRIPT} (make test does)"
+    )
 
 
 def install_socket_guard() -> None:
@@ -44,8 +46,10 @@ def install_socket_guard() -> None:
 
     def hook(event: str, args: tuple) -> None:
         if event == "socket.__new__" and len(args) > 1 and args[1] in inet:
-            raise PermissionError(f"a test opened an internet socket outside a private network namespace; "
-                                  f"mark it @pytest.mark.network and run the tests via {SCRIPT}")
+            raise PermissionError(
+                f"a test opened an internet socket outside a private network namespace; "
+                f"mark it @pytest.mark.network and run the tests via {SCRIPT}"
+            )
 
     sys.addaudithook(hook)
 

@@ -4,7 +4,6 @@ an unwritable output is refused before any work is done."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
 
 

@@ -111,7 +111,9 @@ def test_cc_events_and_length_are_read_with_times(song):
 
 def test_a_file_without_tempo_uses_the_given_defaults(tmp_path):
     mid = mido.MidiFile(ticks_per_beat=TPQ)
-    mid.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, time=0), mido.Message("note_off", note=60, time=TPQ)]))
+    mid.tracks.append(
+        mido.MidiTrack([mido.Message("note_on", note=60, time=0), mido.Message("note_off", note=60, time=TPQ)])
+    )
     mid.save(tmp_path / "bare.mid")
     assert MidiFileClock.from_file(tmp_path / "bare.mid").position(0).bpm == pytest.approx(120)
     clock = MidiFileClock.from_file(tmp_path / "bare.mid", default_bpm=96, default_meter=(3, 4))
@@ -153,7 +155,13 @@ def test_chunk_boundaries_land_on_bars_and_move_with_the_tempo_change(song):
     chunks = list(chunk_grid(song, ChunkLength(1, "bar"), 0.0, end_seconds=BAR_6))
     starts = [c.start_frame for c in chunks]
     assert starts == [frame_at(t) for t in BAR_STARTS]
-    assert [c.n_frames for c in chunks] == [50, 50, 67, 50, 66]  # 2 s, 2 s, 2.667 s, the 3/4 bar 2 s, 2.667 s (rounded from absolute times)
+    assert [c.n_frames for c in chunks] == [
+        50,
+        50,
+        67,
+        50,
+        66,
+    ]  # 2 s, 2 s, 2.667 s, the 3/4 bar 2 s, 2.667 s (rounded from absolute times)
     assert all(c.on_grid for c in chunks)
     for c in chunks:  # each chunk's timing is the clock's at its frames, starting on a downbeat
         assert c.timing.shape == (c.n_frames, 3)
@@ -164,7 +172,11 @@ def test_chunk_boundaries_land_on_bars_and_move_with_the_tempo_change(song):
 def test_beat_chunks_restart_at_a_meter_change(song):
     chunks = list(chunk_grid(song, ChunkLength(2, "beat"), BAR_STARTS[3], end_seconds=BAR_STARTS[4] + 1.0))
     # the 3/4 bar splits 2 + 1 beats, then the 4/4 bar counts afresh
-    assert [c.start_frame for c in chunks] == [frame_at(BAR_STARTS[3]), frame_at(BAR_STARTS[3] + 2 * BEAT_90), frame_at(BAR_STARTS[4])]
+    assert [c.start_frame for c in chunks] == [
+        frame_at(BAR_STARTS[3]),
+        frame_at(BAR_STARTS[3] + 2 * BEAT_90),
+        frame_at(BAR_STARTS[4]),
+    ]
 
 
 def test_no_drift_over_200_bars():

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import manifest_rows, music_like, run_cli, small_codec, small_codec_config
-from model.io.audio import load_audio, write_audio
-from model.io.checkpoint import load_tensors, save_checkpoint
+
 from model.codec.network import FRAME_SAMPLES, Codec, StreamingDecoder, bitrate, load_codec, save_codec
 from model.errors import JamstreamError
 from model.eval.metrics import mel_distance
+from model.io.audio import load_audio, write_audio
+from model.io.checkpoint import load_tensors, save_checkpoint
 from model.weights import WEIGHTS_DIR
 
 SEAM_SAMPLES = 32
@@ -359,7 +359,9 @@ def eval_inputs(tmp_path_factory) -> dict[str, Path]:
 
 def test_eval_reports_each_level_count_beside_mp3_and_skips_unreadable_files(codec_file, eval_inputs, capsys):
     inputs = [str(eval_inputs[k]) for k in ("good", "empty", "corrupt", "notes", "silent")]
-    code, out, err = run_cli(["eval", "codec", "--checkpoint", str(codec_file), "--levels", "2,4", *inputs, "--json"], capsys)
+    code, out, err = run_cli(
+        ["eval", "codec", "--checkpoint", str(codec_file), "--levels", "2,4", *inputs, "--json"], capsys
+    )
     assert code == 0, err
     result = json.loads(out)
     assert [f["path"] for f in result["files"]] == [inputs[0]]
@@ -375,7 +377,15 @@ def test_eval_reports_each_level_count_beside_mp3_and_skips_unreadable_files(cod
     pitch_keys = ("chroma_corr", "cqt_distance", "dac_mel", "si_sdr_db")
     peer_keys = tuple(f"{peer}_{key}" for peer in ("mp3_32k", "opus_6k", "opus_12k") for key in pitch_keys)
     for lv, m in result["mean"].items():
-        for key in ("si_snr_db", "mel_distance", "mp3_32k_mel_distance", "encode_rtf", "decode_rtf", *pitch_keys, *peer_keys):
+        for key in (
+            "si_snr_db",
+            "mel_distance",
+            "mp3_32k_mel_distance",
+            "encode_rtf",
+            "decode_rtf",
+            *pitch_keys,
+            *peer_keys,
+        ):
             assert math.isfinite(m[key]), (lv, key, m[key])
         assert m["bitrate_bps"] == bitrate(int(lv), 64)
         assert m["mel_distance"] > 0 and m["encode_rtf"] > 0 and m["decode_rtf"] > 0
@@ -387,7 +397,17 @@ def test_eval_reports_each_level_count_beside_mp3_and_skips_unreadable_files(cod
 
 def test_eval_table_names_the_files_evaluated_and_skipped(codec_file, eval_inputs, capsys):
     code, out, err = run_cli(
-        ["eval", "codec", "--checkpoint", str(codec_file), "--levels", "4", str(eval_inputs["good"]), str(eval_inputs["notes"])], capsys
+        [
+            "eval",
+            "codec",
+            "--checkpoint",
+            str(codec_file),
+            "--levels",
+            "4",
+            str(eval_inputs["good"]),
+            str(eval_inputs["notes"]),
+        ],
+        capsys,
     )
     assert code == 0, err
     assert out.startswith("1 files evaluated, 1 skipped") and "notes.txt" in out

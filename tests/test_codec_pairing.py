@@ -4,13 +4,13 @@ shipped default pair must stay consistent at every commit, whichever codec is de
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli, small_codec
-from model.io.checkpoint import read_metadata
+
 from model.codec.network import codec_fingerprint, load_codec, save_codec
 from model.errors import JamstreamError
-from model.lm.network import DepthformerLM, LMConfig, load_lm, save_lm
 from model.generator import Generator
+from model.io.checkpoint import read_metadata
+from model.lm.network import DepthformerLM, LMConfig, load_lm, save_lm
 from model.weights import LEGACY_CODEC_FINGERPRINT
 
 SMALL_LM = LMConfig(width=32, heads=2, temporal_layers=1, depth_layers=1, levels=4, codebook_size=64, window=16)
@@ -51,13 +51,17 @@ def test_a_mismatched_pair_is_refused_in_one_line(tmp_path):
 def test_generate_with_another_codec_exits_2_with_one_line(tmp_path, capsys):
     other = tmp_path / "other.safetensors"
     save_codec(small_codec(5), other)
-    code, out, err = run_cli(["generate", "funk", "--seconds", "1", "-o", str(tmp_path / "x.wav"), "--codec", str(other)], capsys)
+    code, out, err = run_cli(
+        ["generate", "funk", "--seconds", "1", "-o", str(tmp_path / "x.wav"), "--codec", str(other)], capsys
+    )
     assert code == 2 and err.startswith("jamstream: error:") and err.count("\n") == 1, err
     assert not (tmp_path / "x.wav").exists()
 
 
 def test_train_lm_records_the_fingerprint_of_the_codec_it_tokenized_with(tiny_corpus, tmp_path, capsys):
     out = tmp_path / "lm.safetensors"
-    code, _, err = run_cli(["train", "lm", "--corpus", str(tiny_corpus), "--out", str(out), "--steps", "1", "--threads", "1"], capsys)
+    code, _, err = run_cli(
+        ["train", "lm", "--corpus", str(tiny_corpus), "--out", str(out), "--steps", "1", "--threads", "1"], capsys
+    )
     assert code == 0, err
     assert read_metadata(out, "lm")[1]["codec_fingerprint"] == codec_fingerprint(load_codec())

@@ -174,13 +174,16 @@ def test_unknown_cc_and_other_channel_are_counted_and_ignored(controls):
     assert controls.stats["applied"] == 0
 
 
-@pytest.mark.parametrize("raw", [
-    bytes([0xB0, 20]),  # truncated
-    bytes([0xB0, 20, 200]),  # a data byte > 127
-    bytes([20, 127]),  # stray data bytes, no status
-    [0xB0, 20, 300],  # not a byte at all
-    b"",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        bytes([0xB0, 20]),  # truncated
+        bytes([0xB0, 20, 200]),  # a data byte > 127
+        bytes([20, 127]),  # stray data bytes, no status
+        [0xB0, 20, 300],  # not a byte at all
+        b"",
+    ],
+)
 def test_malformed_bytes_are_counted_and_ignored(controls, raw):
     before = controls.target_weights()
     assert controls.feed(raw) == 0

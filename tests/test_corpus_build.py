@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_MINUTES, TINY_SEED, manifest_rows, run_cli
-from model.io.audio import load_audio
+
 from model.corpus.build import ClipSpec, build_clip, build_corpus, plan_clips
 from model.corpus.synth import default_soundfont
+from model.io.audio import load_audio
 
 
 def test_tiny_build_has_rows_with_captions_tags_and_beats(tiny_corpus):
@@ -75,7 +74,17 @@ def test_rerun_is_idempotent_and_redoes_a_half_written_clip(tiny_corpus, capsys)
     rows = manifest_rows(tiny_corpus)
     mtimes = {r["id"]: os.stat(tiny_corpus / r["path"]).st_mtime_ns for r in rows}
     code, out, _ = run_cli(
-        ["corpus", "build", "--out", str(tiny_corpus), "--minutes", str(TINY_MINUTES), "--seed", str(TINY_SEED), "--json"],
+        [
+            "corpus",
+            "build",
+            "--out",
+            str(tiny_corpus),
+            "--minutes",
+            str(TINY_MINUTES),
+            "--seed",
+            str(TINY_SEED),
+            "--json",
+        ],
         capsys,
     )
     assert code == 0
@@ -91,7 +100,17 @@ def test_rerun_is_idempotent_and_redoes_a_half_written_clip(tiny_corpus, capsys)
     original = load_audio(audio_path)
     audio_path.write_bytes(b"half a flac")
     code, out, _ = run_cli(
-        ["corpus", "build", "--out", str(tiny_corpus), "--minutes", str(TINY_MINUTES), "--seed", str(TINY_SEED), "--json"],
+        [
+            "corpus",
+            "build",
+            "--out",
+            str(tiny_corpus),
+            "--minutes",
+            str(TINY_MINUTES),
+            "--seed",
+            str(TINY_SEED),
+            "--json",
+        ],
         capsys,
     )
     assert code == 0
@@ -105,7 +124,9 @@ def test_rerun_is_idempotent_and_redoes_a_half_written_clip(tiny_corpus, capsys)
 def test_annotated_beats_agree_with_audio_onsets_on_drum_heavy_clips(tmp_path, genre):
     import librosa
 
-    spec = ClipSpec(clip_id=f"t-{genre}", index=0, source="generator", genre=genre, seed=11, target_seconds=15.0, split="train")
+    spec = ClipSpec(
+        clip_id=f"t-{genre}", index=0, source="generator", genre=genre, seed=11, target_seconds=15.0, split="train"
+    )
     row = build_clip(spec, tmp_path, default_soundfont())
     audio = load_audio(tmp_path / row["path"]).mean(axis=0)
     sr = 48000
@@ -122,7 +143,16 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys):
         ["corpus", "build", "--out", str(blocker / "corpus"), "--minutes", "1"],
         ["corpus", "build", "--out", str(tmp_path / "c1"), "--minutes", "0"],
         ["corpus", "build", "--out", str(tmp_path / "c2"), "--minutes", "-3"],
-        ["corpus", "build", "--out", str(tmp_path / "c3"), "--minutes", "1", "--soundfont", str(tmp_path / "missing.sf2")],
+        [
+            "corpus",
+            "build",
+            "--out",
+            str(tmp_path / "c3"),
+            "--minutes",
+            "1",
+            "--soundfont",
+            str(tmp_path / "missing.sf2"),
+        ],
         ["corpus", "build", "--out", str(tmp_path / "c4"), "--minutes", "lots"],
         ["corpus", "stats", str(tmp_path / "nowhere")],
         ["corpus", "build", "--out", str(tmp_path / "c5"), "--minutes", "1", "--tempo-spread", "0.5"],
@@ -137,7 +167,9 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys):
 def test_extending_a_corpus_with_another_seed_or_tempo_spread_is_refused_and_changes_nothing(tiny_corpus, capsys):
     manifest = (tiny_corpus / "manifest.jsonl").read_bytes()
     for extra in (["--seed", str(TINY_SEED + 1)], ["--seed", str(TINY_SEED), "--tempo-spread", "1.5"]):
-        code, _, err = run_cli(["corpus", "build", "--out", str(tiny_corpus), "--minutes", str(TINY_MINUTES * 2), *extra], capsys)
+        code, _, err = run_cli(
+            ["corpus", "build", "--out", str(tiny_corpus), "--minutes", str(TINY_MINUTES * 2), *extra], capsys
+        )
         assert code == 2 and err.count("\n") == 1 and "new --out" in err, err
     assert (tiny_corpus / "manifest.jsonl").read_bytes() == manifest
 

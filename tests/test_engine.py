@@ -13,21 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
-from bridge.jam.time.clock import FixedClock, MidiFileClock
 from bridge.jam.conductor import crossfade_ccs, write_conductor
 from bridge.jam.engine import FADE_SAMPLES, SAMPLE_RATE, Engine, SlotStyles
 from bridge.jam.preset_eval import bar_embeddings
 from bridge.jam.presets import find_preset, load_preset
 from bridge.jam.render import bounce
+from bridge.jam.time.clock import FixedClock, MidiFileClock
 from bridge.jam.time.grid import frame_at
 from model.codec.network import FRAME_SAMPLES, load_codec
+from model.generator import Generator
 from model.lm.network import DepthformerLM, LMConfig, load_lm, save_lm
 from model.style.network import load_style
-from model.generator import Generator
 from model.weights import default_weight_path
-
-from conftest import run_cli
 
 SMALL_LM = LMConfig(width=64, heads=4, temporal_layers=2, depth_layers=1, levels=4)
 
@@ -77,7 +76,9 @@ def preset(tmp_path):
     return load_preset(path)
 
 
-def song(path: Path, tempos: list[tuple[float, float]], bars: int, ccs: list[tuple[float, int, int]] = (), meter=(4, 4)) -> Path:
+def song(
+    path: Path, tempos: list[tuple[float, float]], bars: int, ccs: list[tuple[float, int, int]] = (), meter=(4, 4)
+) -> Path:
     """A conductor-only MIDI file: tempos [(quarter, bpm)], CCs [(quarter, cc, value)] on channel 1."""
     return write_conductor(path, tempos, bars, ccs, meter)
 
@@ -161,7 +162,9 @@ def test_render_cli_writes_the_song_and_reports_bars(tmp_path, small_lm_file, ca
 
     path = song(tmp_path / "s.mid", [(0.0, 120.0)], bars=3, ccs=[(0.0, 24, 0), (4.0, 25, 127)])
     out = tmp_path / "out.flac"
-    code, stdout, err = run_cli(["render", str(path), "--preset", "techno-dub", "-o", str(out), "--lm", str(small_lm_file), "--json"], capsys)
+    code, stdout, err = run_cli(
+        ["render", str(path), "--preset", "techno-dub", "-o", str(out), "--lm", str(small_lm_file), "--json"], capsys
+    )
     assert code == 0, err
     report = json.loads(stdout)
     assert report["seconds"] == pytest.approx(6.0)
@@ -190,7 +193,9 @@ def _bad_preset_cases(tmp_path: Path) -> dict[str, Path]:
 def test_every_kind_of_bad_preset_is_one_line_and_exit_2(tmp_path, capsys):
     path = song(tmp_path / "s.mid", [(0.0, 120.0)], bars=1)
     for name, preset_path in _bad_preset_cases(tmp_path).items():
-        code, out, err = run_cli(["render", str(path), "--preset", str(preset_path), "-o", str(tmp_path / "x.wav")], capsys)
+        code, out, err = run_cli(
+            ["render", str(path), "--preset", str(preset_path), "-o", str(tmp_path / "x.wav")], capsys
+        )
         assert code == 2, name
         assert err.count("\n") == 1 and str(preset_path) in err, (name, err)
     assert not (tmp_path / "x.wav").exists()
@@ -205,7 +210,9 @@ def test_malformed_or_truncated_midi_is_one_line_and_exit_2(tmp_path, capsys):
     for bad in (truncated, garbage, tmp_path / "missing.mid"):
         code, out, err = run_cli(["render", str(bad), "--preset", "techno-dub", "-o", str(tmp_path / "x.wav")], capsys)
         assert code == 2 and err.count("\n") == 1 and str(bad) in err, err
-    code, out, err = run_cli(["render", str(tmp_path / "s.mid"), "--preset", "techno-dub", "-o", str(tmp_path / "x.mp4")], capsys)
+    code, out, err = run_cli(
+        ["render", str(tmp_path / "s.mid"), "--preset", "techno-dub", "-o", str(tmp_path / "x.mp4")], capsys
+    )
     assert code == 2 and "wav or .flac" in err
 
 
@@ -224,7 +231,9 @@ def test_a_cc_crossfade_in_the_file_moves_the_output_style_from_a_to_b(tmp_path,
     preset = find_preset("jazz-trio-bossa")
     a, b = preset.slots[0], preset.slots[1]
     bars = 12
-    path = song(tmp_path / "x.mid", [(0.0, preset.bpm)], bars=bars, ccs=crossfade_ccs(a.cc.number, b.cc.number, 16.0, 8.0))
+    path = song(
+        tmp_path / "x.mid", [(0.0, preset.bpm)], bars=bars, ccs=crossfade_ccs(a.cc.number, b.cc.number, 16.0, 8.0)
+    )
     clock = MidiFileClock.from_file(path)
     engine = Engine(trained_generator, style_model, preset, clock, seed=0)
     result = bounce(engine, clock, clock.length_seconds)
@@ -262,7 +271,14 @@ def test_an_adapter_slot_cc_scales_the_lora_and_its_style(tmp_path, monkeypatch,
     path.write_text(PRESET.replace('prompt = "ambient music"', 'adapter = "player"'))
     preset = load_preset(path)
     stack = load_stack(preset, lm=str(small_lm_file))
-    engine = Engine(stack.generator, stack.style_model, preset, FixedClock(120.0), slot_styles=stack.slot_styles, adapters=stack.adapters)
+    engine = Engine(
+        stack.generator,
+        stack.style_model,
+        preset,
+        FixedClock(120.0),
+        slot_styles=stack.slot_styles,
+        adapters=stack.adapters,
+    )
     assert torch.allclose(engine.styles.embeddings[1], style_model.embed_text(["afrobeat music"])[0], atol=1e-3)
     engine.start(0.0)
     engine.next_block()
@@ -280,7 +296,10 @@ def test_a_missing_adapter_is_one_line_and_exit_2(tmp_path, monkeypatch, small_l
     preset = tmp_path / "p.toml"
     preset.write_text(PRESET.replace('prompt = "ambient music"', 'adapter = "nobody"'))
     path = song(tmp_path / "s.mid", [(0.0, 120.0)], bars=1)
-    code, out, err = run_cli(["render", str(path), "--preset", str(preset), "-o", str(tmp_path / "x.wav"), "--lm", str(small_lm_file)], capsys)
+    code, out, err = run_cli(
+        ["render", str(path), "--preset", str(preset), "-o", str(tmp_path / "x.wav"), "--lm", str(small_lm_file)],
+        capsys,
+    )
     assert code == 2 and err.count("\n") == 1 and "nobody" in err, err
 
 

@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli, small_codec
 
 from model.adapters import lora
 from model.lm.network import DepthformerLM, LMConfig, load_lm
 
-from conftest import run_cli, small_codec
-
 # style_features as in the shipped config: the LoRA task must take a base that carries them
-SMALL_LM = LMConfig(levels=4, codebook_size=64, width=64, heads=2, temporal_layers=2, depth_layers=1, mlp_ratio=2, style_features=16)
+SMALL_LM = LMConfig(
+    levels=4, codebook_size=64, width=64, heads=2, temporal_layers=2, depth_layers=1, mlp_ratio=2, style_features=16
+)
 
 
 def _sha(path: Path) -> str:
@@ -45,12 +46,16 @@ def ft(tmp_path_factory, tiny_corpus):
     style_path = default_weight_path("style")
     clips = load_token_clips(tiny_corpus, codec_path, style_path, SMALL_LM.levels)
     base = root / "base.safetensors"
+    from model.codec.network import codec_fingerprint, load_codec
     from model.style.network import load_style
 
-    from model.codec.network import codec_fingerprint, load_codec
-
-    task = LMTask(SMALL_LM, LMTrainConfig(frames_per_batch=256, max_frames=100), clips, load_style(style_path).quantizer.codebooks,
-                  codec_fingerprint=codec_fingerprint(load_codec(codec_path)))
+    task = LMTask(
+        SMALL_LM,
+        LMTrainConfig(frames_per_batch=256, max_frames=100),
+        clips,
+        load_style(style_path).quantizer.codebooks,
+        codec_fingerprint=codec_fingerprint(load_codec(codec_path)),
+    )
     Trainer(task, TrainConfig(out=str(base), steps=60, lr=3e-3, warmup_steps=5, checkpoint_every=60, threads=1)).fit()
     afro = build_corpus(root / "afro", minutes=1.6, seed=3, jobs=1, genres=("afrobeat",))
     recordings = root / "recordings"
@@ -60,9 +65,26 @@ def ft(tmp_path_factory, tiny_corpus):
 
 def _finetune_args(ft, name: str, *extra: str) -> list[str]:
     return [
-        "finetune", str(ft["recordings"]), "--name", name, "--adapters-dir", str(ft["root"] / "adapters"),
-        "--base", str(ft["base"]), "--codec", str(ft["codec"]), "--style", str(ft["style"]),
-        "--frames-per-batch", "256", "--lr", "5e-3", "--threads", "1", "--json", *extra,
+        "finetune",
+        str(ft["recordings"]),
+        "--name",
+        name,
+        "--adapters-dir",
+        str(ft["root"] / "adapters"),
+        "--base",
+        str(ft["base"]),
+        "--codec",
+        str(ft["codec"]),
+        "--style",
+        str(ft["style"]),
+        "--frames-per-batch",
+        "256",
+        "--lr",
+        "5e-3",
+        "--threads",
+        "1",
+        "--json",
+        *extra,
     ]
 
 
@@ -73,13 +95,19 @@ def trained(ft):
     code = run_cli(_finetune_args(ft, "afro", "--epochs", "4", "--patience", "4"))[0]
     assert code == 0
     folder = ft["root"] / "adapters" / "afro"
-    return {"folder": folder, "report": json.loads((folder / "report.json").read_text()), "base_sha": (before, _sha(ft["base"]))}
+    return {
+        "folder": folder,
+        "report": json.loads((folder / "report.json").read_text()),
+        "base_sha": (before, _sha(ft["base"])),
+    }
 
 
 def _batch(seed: int = 0, frames: int = 30):
     g = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, SMALL_LM.codebook_size, (2, frames, SMALL_LM.levels), generator=g)
-    timing = torch.stack([torch.full((2, frames), 112.0), torch.rand(2, frames, generator=g), torch.rand(2, frames, generator=g)], -1)
+    timing = torch.stack(
+        [torch.full((2, frames), 112.0), torch.rand(2, frames, generator=g), torch.rand(2, frames, generator=g)], -1
+    )
     style = torch.randint(0, SMALL_LM.style_codebook, (2, SMALL_LM.style_tokens), generator=g)
     return tokens, timing, style
 
@@ -97,7 +125,9 @@ def test_heldout_style_is_not_in_default_builds_but_renders_on_request():
 
 
 def test_unknown_style_for_corpus_build_is_one_line(tmp_path, capsys):
-    code, _, err = run_cli(["corpus", "build", "--out", str(tmp_path / "c"), "--minutes", "1", "--styles", "polka"], capsys)
+    code, _, err = run_cli(
+        ["corpus", "build", "--out", str(tmp_path / "c"), "--minutes", "1", "--styles", "polka"], capsys
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "polka" in err
 
 
@@ -121,16 +151,42 @@ def test_training_changes_only_the_adapter(ft, trained):
     from model.train.trainer import TrainConfig, Trainer
 
     g = torch.Generator().manual_seed(1)
-    recs = [Recording(Path(f"r{i}.wav"), 8.0, torch.randint(0, 64, (200, 4), generator=g).short(),
-                      torch.tensor([[120.0, 0.0, 0.0]]).repeat(200, 1), torch.zeros(512), 120.0) for i in range(4)]
+    recs = [
+        Recording(
+            Path(f"r{i}.wav"),
+            8.0,
+            torch.randint(0, 64, (200, 4), generator=g).short(),
+            torch.tensor([[120.0, 0.0, 0.0]]).repeat(200, 1),
+            torch.zeros(512),
+            120.0,
+        )
+        for i in range(4)
+    ]
     clips, _ = split_clips(recs, torch.zeros(12, dtype=torch.long))
-    task = LoRATask(ft["base"], "x", SMALL_LM, lora.AdapterConfig(rank=4, alpha=8), LoRATrainConfig(frames_per_batch=128, steps_per_epoch=3),
-                    clips, "t")
+    task = LoRATask(
+        ft["base"],
+        "x",
+        SMALL_LM,
+        lora.AdapterConfig(rank=4, alpha=8),
+        LoRATrainConfig(frames_per_batch=128, steps_per_epoch=3),
+        clips,
+        "t",
+    )
     base = {k: v.clone() for k, v in load_lm(ft["base"]).state_dict().items()}
     built = []
     original_build = task.build_model
     task.build_model = lambda: built.append(original_build()) or built[-1]
-    Trainer(task, TrainConfig(out=str(ft["root"] / "only-adapter.safetensors"), steps=3, lr=1e-2, warmup_steps=1, checkpoint_every=3, threads=1)).fit()
+    Trainer(
+        task,
+        TrainConfig(
+            out=str(ft["root"] / "only-adapter.safetensors"),
+            steps=3,
+            lr=1e-2,
+            warmup_steps=1,
+            checkpoint_every=3,
+            threads=1,
+        ),
+    ).fit()
     lm = built[0].lm
     after = {k.replace(".base_layer", ""): v for k, v in lm.state_dict().items() if "lora_" not in k}
     assert set(after) == set(base)
@@ -178,14 +234,19 @@ def test_fused_adapter_equals_peft_forward(ft, trained):
     tokens, timing, style = _batch(3)
     with torch.no_grad():
         assert torch.allclose(fused(tokens, timing, style), layered(tokens, timing, style), atol=1e-4)
-    assert all(torch.equal(a, b) for a, b in zip(lora.adapter_state(fused, "afro").values(), lora.adapter_state(layered, "afro").values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(lora.adapter_state(fused, "afro").values(), lora.adapter_state(layered, "afro").values())
+    )
 
 
 def test_two_adapters_blend_and_each_has_its_own_strength(ft, trained, tmp_path):
     lm = load_lm(ft["base"])
     ad = lora.load_adapter(trained["folder"])
     twin = tmp_path / "twin"
-    lora.save_adapter(twin, "twin", ad.config, ad.lm_config, {k: -v if "lora_B" in k else v for k, v in ad.tensors.items()})
+    lora.save_adapter(
+        twin, "twin", ad.config, ad.lm_config, {k: -v if "lora_B" in k else v for k, v in ad.tensors.items()}
+    )
     tokens, timing, style = _batch(1)
     with torch.no_grad():
         base = lm(tokens, timing, style)
@@ -219,7 +280,9 @@ def test_adapter_errors_are_one_line(ft, trained, tmp_path):
 
     with pytest.raises(JamstreamError, match="no adapter 'nobody'"):
         lora.load_adapter("nobody", ft["root"] / "adapters")
-    other = DepthformerLM(LMConfig(levels=4, codebook_size=64, width=32, heads=2, temporal_layers=1, depth_layers=1, mlp_ratio=2))
+    other = DepthformerLM(
+        LMConfig(levels=4, codebook_size=64, width=32, heads=2, temporal_layers=1, depth_layers=1, mlp_ratio=2)
+    )
     with pytest.raises(JamstreamError, match="width"):
         lora.apply_adapter(other, trained["folder"])
     bad = tmp_path / "bad"
@@ -256,11 +319,33 @@ def test_quantized_bases_train_through_lora(ft):
 # ------------------------------------------------------------------ CLI
 def test_generate_with_adapter_and_its_captured_style(ft, trained, tmp_path, capsys):
     out = tmp_path / "gen.wav"
-    code, stdout, err = run_cli([
-        "generate", "--adapter", "afro", "--adapters-dir", str(ft["root"] / "adapters"), "--adapter-strength", "0.8",
-        "--lm", str(ft["base"]), "--codec", str(ft["codec"]), "--style", str(ft["style"]),
-        "--seconds", "1", "--bpm", "110", "-o", str(out), "--json", "--threads", "1",
-    ], capsys)
+    code, stdout, err = run_cli(
+        [
+            "generate",
+            "--adapter",
+            "afro",
+            "--adapters-dir",
+            str(ft["root"] / "adapters"),
+            "--adapter-strength",
+            "0.8",
+            "--lm",
+            str(ft["base"]),
+            "--codec",
+            str(ft["codec"]),
+            "--style",
+            str(ft["style"]),
+            "--seconds",
+            "1",
+            "--bpm",
+            "110",
+            "-o",
+            str(out),
+            "--json",
+            "--threads",
+            "1",
+        ],
+        capsys,
+    )
     assert code == 0, err
     report = json.loads(stdout)
     assert report["adapter"] == "afro" and report["style"] == [["adapter:afro", 1.0]] and out.is_file()
@@ -272,8 +357,22 @@ def test_empty_or_unusable_directory_is_one_line_exit_2(ft, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = run_cli(
-        ["finetune", str(empty), "--name", "e1", "--adapters-dir", str(tmp_path / "a"), "--base", str(ft["base"]),
-         "--codec", str(ft["codec"]), "--style", str(ft["style"])], capsys)
+        [
+            "finetune",
+            str(empty),
+            "--name",
+            "e1",
+            "--adapters-dir",
+            str(tmp_path / "a"),
+            "--base",
+            str(ft["base"]),
+            "--codec",
+            str(ft["codec"]),
+            "--style",
+            str(ft["style"]),
+        ],
+        capsys,
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no audio files" in err
     junk = tmp_path / "junk"
     junk.mkdir()
@@ -282,8 +381,22 @@ def test_empty_or_unusable_directory_is_one_line_exit_2(ft, tmp_path, capsys):
     write_audio(junk / "silence.wav", np.zeros((2, 48_000 * 3), dtype=np.float32))
     write_audio(junk / "blip.flac", 0.3 * np.ones((1, 4_800), dtype=np.float32))
     code, _, err = run_cli(
-        ["finetune", str(junk), "--name", "e2", "--adapters-dir", str(tmp_path / "a"), "--base", str(ft["base"]),
-         "--codec", str(ft["codec"]), "--style", str(ft["style"])], capsys)
+        [
+            "finetune",
+            str(junk),
+            "--name",
+            "e2",
+            "--adapters-dir",
+            str(tmp_path / "a"),
+            "--base",
+            str(ft["base"]),
+            "--codec",
+            str(ft["codec"]),
+            "--style",
+            str(ft["style"]),
+        ],
+        capsys,
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no usable audio" in err
     code, _, err = run_cli(["finetune", str(tmp_path / "missing"), "--name", "e3"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1

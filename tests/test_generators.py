@@ -9,8 +9,19 @@ import pytest
 from model.corpus.generators import STYLES, generate, parse_roman, spread_tempo_range, swung
 from model.corpus.piece import DRUM_CHANNEL, PITCH_CLASS_NAMES, to_midi
 
-REQUIRED = ("swing jazz", "bossa nova", "techno", "house", "rock", "funk", "lofi hip hop",
-            "reggae", "drum and bass", "ambient", "synthwave")
+REQUIRED = (
+    "swing jazz",
+    "bossa nova",
+    "techno",
+    "house",
+    "rock",
+    "funk",
+    "lofi hip hop",
+    "reggae",
+    "drum and bass",
+    "ambient",
+    "synthwave",
+)
 
 
 def midi_tempo_and_meter(piece) -> tuple[float, tuple[int, int]]:

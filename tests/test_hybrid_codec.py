@@ -9,16 +9,26 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
-from model.codec.network import CONFIGS, FRAME_SAMPLES, StreamingDecoder, build_codec, load_codec, save_codec
-from model.errors import JamstreamError
-from model.codec.hybrid import HybridCodec
-from model.eval.pitch import chroma_corr
-from model.codec.spectral import frame_stft, overlap_add, peak_locked_phase
 from test_pitch_metrics import harmonic_chords
 
-SMALL = replace(CONFIGS["hybrid"], width_fast=32, width_slow=48, expand=2, blocks_fast=1, blocks_slow=1,
-                dec_blocks_fast=1, dec_blocks_slow=1, levels=4, codebook_size=64)
+from model.codec.hybrid import HybridCodec
+from model.codec.network import CONFIGS, FRAME_SAMPLES, StreamingDecoder, build_codec, load_codec, save_codec
+from model.codec.spectral import frame_stft, overlap_add, peak_locked_phase
+from model.errors import JamstreamError
+from model.eval.pitch import chroma_corr
+
+SMALL = replace(
+    CONFIGS["hybrid"],
+    width_fast=32,
+    width_slow=48,
+    expand=2,
+    blocks_fast=1,
+    blocks_slow=1,
+    dec_blocks_fast=1,
+    dec_blocks_slow=1,
+    levels=4,
+    codebook_size=64,
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from jackutil import Jackd, Jam, click_onsets, need_jackd, onset_errors
 from netns import network_sockets, process_tree
 
@@ -186,7 +185,9 @@ def midi_clock_take(rig, stall: bool) -> None:
         beats = start + np.arange(0, 8) * 60 / 100 * rate
         beats = beats[(beats > start + 0.9 * rate) & (beats < timeline.shape[1] - rate // 10)]
         near_hole = [holes[max(0, int(b) - rate // 50) : int(b) + rate // 50].any() for b in beats]
-        beats = beats[~np.asarray(near_hole, bool)]  # a click lost in a skipped cycle is the server's xrun, counted elsewhere
+        beats = beats[
+            ~np.asarray(near_hole, bool)
+        ]  # a click lost in a skipped cycle is the server's xrun, counted elsewhere
         assert len(beats) >= 4, beats
         err = onset_errors(click_onsets(timeline[0]), beats, rate)
         # one period of the error is the test graph's cycle (host -> jamstream -> host)

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from jackutil import Jackd, Jam, click_onsets, need_jackd, onset_errors
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # Link multicasts: only in a private namespace
@@ -51,10 +50,14 @@ def rig(tmp_path_factory):
         rig.host.client.connect("jamstream:out_L", rig.host.in_l)
         rig.host.client.connect("jamstream:out_R", rig.host.in_r)
         rig.jack_clock = JackClock(rig.host.client)
-        jam.wait_for(lambda s: s.get("clock") == "link" and (s.get("link_peers") or 0) >= 1, 20, "joining the Link session")
+        jam.wait_for(
+            lambda s: s.get("clock") == "link" and (s.get("link_peers") or 0) >= 1, 20, "joining the Link session"
+        )
         peer.tempo = 100.0  # whichever peer's tempo the session kept when they met, this is the session's now
         jam.wait_for(lambda s: s.get("bpm") == pytest.approx(100.0, abs=0.01) and s.get("chunks", 0) > 1, 20, "100 bpm")
-        time.sleep(3.5)  # chunks made before the session settled on 100 bpm have played (a bar at >= 100 bpm + lookahead)
+        time.sleep(
+            3.5
+        )  # chunks made before the session settled on 100 bpm have played (a bar at >= 100 bpm + lookahead)
         yield rig
     finally:
         if rig.host is not None:
@@ -80,7 +83,9 @@ def link_now(rig) -> tuple[float, float, float]:
     return best[1], float(peer.tempo), at
 
 
-def link_beats(reading: tuple[float, float, float], rate: int, first: float, last: float) -> tuple[np.ndarray, np.ndarray]:
+def link_beats(
+    reading: tuple[float, float, float], rate: int, first: float, last: float
+) -> tuple[np.ndarray, np.ndarray]:
     """JACK frame times and Link beat numbers of the whole beats between frames first..last
     on the line through `reading` (one tempo)."""
     beat, tempo, at = reading
@@ -96,13 +101,25 @@ def check_clicks(rig, audio, beats_frames, beat_numbers, label: str, at_least: i
     rate = host.rate
     timeline, holes = host.on_jack_time(audio)
     pos = beats_frames - host.rec_time[0]
-    keep = [not holes[max(0, int(p) - rate // 50) : int(p) + rate // 50].any() for p in pos]  # a skipped cycle is an xrun
+    keep = [
+        not holes[max(0, int(p) - rate // 50) : int(p) + rate // 50].any() for p in pos
+    ]  # a skipped cycle is an xrun
     pos, beat_numbers = pos[np.asarray(keep, bool)], beat_numbers[np.asarray(keep, bool)]
     assert len(pos) >= at_least, (label, pos)
     onsets = click_onsets(timeline[0])
     err = onset_errors(onsets, pos, rate)
-    assert len(err) == len(pos) and np.max(np.abs(err)) <= 0.020, (label, err, pos, onsets, rig.jam.status(), rig.jam.log_path)
-    print(f"{label}: {len(err)} beats, error median {np.median(err) * 1e3:+.2f} ms, max |err| {np.max(np.abs(err)) * 1e3:.2f} ms")
+    assert len(err) == len(pos) and np.max(np.abs(err)) <= 0.020, (
+        label,
+        err,
+        pos,
+        onsets,
+        rig.jam.status(),
+        rig.jam.log_path,
+    )
+    print(
+        f"{label}: {len(err)} beats, error median {np.median(err) * 1e3:+.2f} ms, max |err| "
+        f"{np.max(np.abs(err)) * 1e3:.2f} ms"
+    )
     return err
 
 

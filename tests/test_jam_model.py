@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from jackutil import Jackd, Jam, need_jackd
 from netns import network_sockets, process_tree
 
@@ -61,8 +60,14 @@ def played(tmp_path_factory):
         end = int(frames[rolling.astype(bool)].max())
         timeline = host.on_timeline(audio, frames, rolling, end)
         first = int(np.flatnonzero(rolling)[0])
-        yield {"timeline": timeline, "status": status, "rate": host.rate, "host": host, "first_rolling_period": first,
-               "sockets": sockets}
+        yield {
+            "timeline": timeline,
+            "status": status,
+            "rate": host.rate,
+            "host": host,
+            "first_rolling_period": first,
+            "sockets": sockets,
+        }
     finally:
         if host is not None:
             host.close()
@@ -93,10 +98,12 @@ def test_style_moves_with_the_cc(played):
     tl, rate, s = played["timeline"], played["rate"], played["status"]
     assert s["weights"]["B"] > 0.9 and s["weights"]["A"] < 0.1, s["weights"]
     style = load_style()
-    text = style.embed_text([
-        "gritty rock band, distorted guitars, bass and drums",
-        "laid-back swing jazz trio, piano, upright bass and brushed drums",
-    ])
+    text = style.embed_text(
+        [
+            "gritty rock band, distorted guitars, bass and drums",
+            "laid-back swing jazz trio, piano, upright bass and brushed drums",
+        ]
+    )
     before = style.embed_audio(tl[:, 1 * rate : 6 * rate], rate)
     after = style.embed_audio(tl[:, 13 * rate : 19 * rate], rate)
     lean = lambda e: float(e @ text[1] - e @ text[0])  # noqa: E731  (towards B)
@@ -118,5 +125,10 @@ def test_drum_onsets_land_on_the_host_beats(played):
     beats = host.beat_frames(int(0.5 * rate), tl.shape[1] - rate // 4) / rate
     d = np.array([onsets[np.argmin(np.abs(onsets - b))] - b for b in beats])
     median_ms = float(np.median(np.abs(d)) * 1000)
-    print(f"onset-to-beat median {median_ms:.1f} ms (signed {np.median(d) * 1000:+.1f} ms) over {len(beats)} beats ({len(onsets)} onsets)")
-    assert median_ms <= 20.0, f"median onset-to-beat distance {median_ms:.1f} ms (signed median {np.median(d) * 1000:.1f} ms)"
+    print(
+        f"onset-to-beat median {median_ms:.1f} ms (signed {np.median(d) * 1000:+.1f} ms) over {len(beats)} beats "
+        f"({len(onsets)} onsets)"
+    )
+    assert median_ms <= 20.0, (
+        f"median onset-to-beat distance {median_ms:.1f} ms (signed median {np.median(d) * 1000:.1f} ms)"
+    )

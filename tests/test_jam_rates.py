@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from jackutil import Jackd, Jam, click_onsets, onset_errors
 from test_jam import PRESET, play_from, record
 
@@ -44,7 +43,6 @@ def test_other_rates_and_periods(tmp_path, rate, period):
 
 def test_live_input_ports_and_slot(tmp_path):
     """--input: in_L/in_R exist and a 'live' slot rides its CC like any other."""
-    import time
 
     import jack
 

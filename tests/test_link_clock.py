@@ -12,8 +12,8 @@ import math
 
 import pytest
 
-from bridge.live.link import LinkFollower, LinkSample, jack_frame_at
 from bridge.jam.time.followers import LiveClock
+from bridge.live.link import LinkFollower, LinkSample, jack_frame_at
 
 RATE = 48_000
 REF = (1_000_000, 5_000_000_000_000)  # JACK frame time 1e6 happened at CLOCK_MONOTONIC 5000 s
@@ -50,7 +50,9 @@ def follow(tl: LinkTimeline, follower: LinkFollower, start_ns: int, end_ns: int,
         follower.update(tl.sample(ns), jack_frame_at(ns, REF, RATE))
 
 
-def assert_beats_on_link_grid(tl: "LinkTimeline", clock: LiveClock, follower: LinkFollower, q_from: float, q_to: float) -> None:
+def assert_beats_on_link_grid(
+    tl: "LinkTimeline", clock: LiveClock, follower: LinkFollower, q_from: float, q_to: float
+) -> None:
     """Each whole song quarter in [q_from, q_to), placed by the LiveClock on JACK frames,
     sits within half a frame of Link's beat `origin + q`."""
     for q in range(math.ceil(q_from), math.ceil(q_to)):

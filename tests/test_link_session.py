@@ -82,9 +82,13 @@ def test_a_reading_is_stamped_with_its_monotonic_instant(peers):
 
 @pytest.mark.parametrize("flag", [["--clock", "link"], ["--link"]])
 def test_link_without_aalink_is_a_one_line_error(flag):
-    code = ("import sys; sys.modules['aalink'] = None; from bridge.cli import main; "
-            f"sys.exit(main(['jam', '--preset', 'techno-dub', *{flag!r}]))")
+    code = (
+        "import sys; sys.modules['aalink'] = None; from bridge.cli import main; "
+        f"sys.exit(main(['jam', '--preset', 'techno-dub', *{flag!r}]))"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"{' '.join(flag)} needs Ableton Link support" in lines[0] and "jamstream[link]" in lines[0], r.stderr
+    assert (
+        len(lines) == 1 and f"{' '.join(flag)} needs Ableton Link support" in lines[0] and "jamstream[link]" in lines[0]
+    ), r.stderr

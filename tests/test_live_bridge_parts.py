@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from bridge.live import ring as R
-from bridge.jam.time.clock import FixedClock
-from bridge.jam.time.followers import LiveClock, MidiClockFollower, quarters_from_bbt
-from bridge.live.metronome import MetronomeGenerator
-from bridge.jam.time.grid import chunk_grid
-from bridge.jam.time.clock import ChunkLength
-from bridge.live.worker import RateWriter
 from jackutil import click_onsets
+
+from bridge.jam.time.clock import ChunkLength, FixedClock
+from bridge.jam.time.followers import LiveClock, MidiClockFollower, quarters_from_bbt
+from bridge.jam.time.grid import chunk_grid
+from bridge.live import ring as R
+from bridge.live.metronome import MetronomeGenerator
+from bridge.live.worker import RateWriter
 
 
 def test_live_clock_matches_a_fixed_clock_when_the_host_keeps_one_tempo():

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import run_cli, small_codec
+
 from model.errors import JamstreamError
+from model.generator import Generator, check_timing, fixed_tempo_timing
 from model.lm.network import CONFIGS, DepthformerLM, LMConfig, count_parameters, timing_features
 from model.lm.sampling import SamplingConfig, apply_guidance, sample
-from model.generator import Generator, check_timing, fixed_tempo_timing
 
-SMALL = LMConfig(width=64, heads=4, temporal_layers=2, depth_layers=2, window=64, levels=4, codebook_size=64, style_codebook=64)
+SMALL = LMConfig(
+    width=64, heads=4, temporal_layers=2, depth_layers=2, window=64, levels=4, codebook_size=64, style_codebook=64
+)
 
 
 def small_lm(seed: int = 0, config: LMConfig = SMALL) -> DepthformerLM:
@@ -98,7 +100,12 @@ def test_sampling_respects_top_k_top_p_temperature_and_seed():
     a = sample(logits, SamplingConfig(top_k=0), torch.Generator().manual_seed(3))
     b = sample(logits, SamplingConfig(top_k=0), torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
-    for bad in (SamplingConfig(temperature=-1), SamplingConfig(top_k=-1), SamplingConfig(top_p=0), SamplingConfig(guidance=-1)):
+    for bad in (
+        SamplingConfig(temperature=-1),
+        SamplingConfig(top_k=-1),
+        SamplingConfig(top_p=0),
+        SamplingConfig(guidance=-1),
+    ):
         with pytest.raises(JamstreamError):
             bad.validate()
 
@@ -247,8 +254,15 @@ def test_a_fine_tune_from_a_table_only_lm_starts_where_it_was_with_untrained_cod
     save_model(old, path, "lm", SMALL.__dict__)
     config = LMConfig(**{**SMALL.__dict__, "style_features": 8})
     style = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8])
-    clip = TokenClip("c", "train", "g", torch.zeros(40, SMALL.levels, dtype=torch.int16), _timing(40).float(), style,
-                     torch.stack([style.roll(1), style.roll(2)]))
+    clip = TokenClip(
+        "c",
+        "train",
+        "g",
+        torch.zeros(40, SMALL.levels, dtype=torch.int16),
+        _timing(40).float(),
+        style,
+        torch.stack([style.roll(1), style.roll(2)]),
+    )
     task = LMTask(config, LMTrainConfig(min_frames=10), [clip], torch.randn(12, config.style_codebook, 16))
     new = task.build_model()
     with pytest.raises(JamstreamError, match="missing"):
@@ -260,6 +274,8 @@ def test_a_fine_tune_from_a_table_only_lm_starts_where_it_was_with_untrained_cod
     assert torch.equal(new.style_embed.weight[seen], old.style_embed.weight[seen])
     assert float(new.style_embed.weight[~seen].abs().max()) == 0.0
     with torch.no_grad():
-        assert torch.allclose(new.style_memory(style.view(1, -1)[:, :6], 1), old.style_memory(style.view(1, -1)[:, :6], 1))
+        assert torch.allclose(
+            new.style_memory(style.view(1, -1)[:, :6], 1), old.style_memory(style.view(1, -1)[:, :6], 1)
+        )
     with pytest.raises(ValueError, match="codebooks"):
         LMTask(config, LMTrainConfig(min_frames=10), [clip]).build_model()

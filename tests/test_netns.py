@@ -7,13 +7,15 @@ import subprocess
 import sys
 
 import pytest
-
 from netns import interfaces, network_sockets, outside_reason
 
 
 @pytest.mark.network  # it opens (and binds to 127.0.0.1) the socket it must then find
 def test_socket_listing_finds_an_internet_socket_of_a_child_process():
-    code = "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); print('up', flush=True); sys.stdin.read()"
+    code = (
+        "import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0)); "
+        "print('up', flush=True); sys.stdin.read()"
+    )
     child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "up"

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.jam.controls import STAT_KEYS, Controls
-from bridge.jam.time.followers import MidiClockFollower
 from bridge.jam.presets import load_preset
+from bridge.jam.time.followers import MidiClockFollower
 from model.errors import JamstreamError
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
@@ -52,8 +52,16 @@ def test_a_valid_cc_after_garbage_still_lands(garbage, value):
 
 
 @RUNS
-@given(events=st.lists(st.tuples(st.sampled_from([0xF8, 0xFA, 0xFB, 0xFC, 0xF2, 0xF3, 0x90, 0xB0]),
-                                 st.binary(max_size=3), st.integers(0, 5000)), max_size=120))
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from([0xF8, 0xFA, 0xFB, 0xFC, 0xF2, 0xF3, 0x90, 0xB0]),
+            st.binary(max_size=3),
+            st.integers(0, 5000),
+        ),
+        max_size=120,
+    )
+)
 def test_the_midi_clock_follower_takes_any_event_stream(events):
     follower = MidiClockFollower(48_000)
     t = 0
@@ -76,8 +84,11 @@ KEYS = ["name", "description", "bpm", "meter", "chunk", "lookahead_ms", "smoothi
 SLOT_KEYS = ["prompt", "cc", "weight", "channel", "bits", "lsb", "bogus"]
 CONTROL_KEYS = ["cc", "min", "max", "curve", "initial", "bogus"]
 values = st.one_of(
-    st.integers(-300, 300), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
-    st.text(alphabet="abc 4/bar-xyz", max_size=12), st.lists(st.integers(-3, 200), max_size=3),
+    st.integers(-300, 300),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(alphabet="abc 4/bar-xyz", max_size=12),
+    st.lists(st.integers(-3, 200), max_size=3),
 )
 
 
@@ -85,9 +96,16 @@ def table(keys) -> st.SearchStrategy:
     return st.dictionaries(st.sampled_from(keys), values, max_size=len(keys))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(top=table(KEYS), slots=st.dictionaries(st.sampled_from(["A", "B", "C"]), table(SLOT_KEYS), max_size=3),
-       controls=st.dictionaries(st.sampled_from(["temperature", "guidance", "top_k", "gain", "wobble"]), table(CONTROL_KEYS), max_size=3))
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    top=table(KEYS),
+    slots=st.dictionaries(st.sampled_from(["A", "B", "C"]), table(SLOT_KEYS), max_size=3),
+    controls=st.dictionaries(
+        st.sampled_from(["temperature", "guidance", "top_k", "gain", "wobble"]), table(CONTROL_KEYS), max_size=3
+    ),
+)
 def test_a_random_preset_loads_or_is_one_line_naming_its_file(tmp_path, top, slots, controls):
     path = tmp_path / "random.toml"
     path.write_text(tomli_w.dumps({**top, "slots": slots, "controls": controls}))
@@ -102,13 +120,21 @@ def test_a_random_preset_loads_or_is_one_line_naming_its_file(tmp_path, top, slo
 
 def flat_keys(doc, prefix: tuple = ()) -> list[tuple]:
     """Paths to every scalar of a TOML document (tables and arrays of tables walked)."""
-    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) and doc and isinstance(doc[0], dict) else None
+    items = (
+        doc.items()
+        if isinstance(doc, dict)
+        else enumerate(doc)
+        if isinstance(doc, list) and doc and isinstance(doc[0], dict)
+        else None
+    )
     if items is None:
         return [prefix]
     return [path for k, v in items for path in flat_keys(v, (*prefix, k))]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data(), preset=st.sampled_from(sorted(p.name for p in PRESETS.glob("*.toml"))))
 def test_one_bad_value_in_a_shipped_preset_is_one_line_naming_that_key(tmp_path, data, preset):
     import tomllib

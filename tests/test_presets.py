@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.jam.time.clock import ChunkLength
 from bridge.jam.presets import PRESETS_DIR, Preset, find_preset, load_preset, shipped_preset_names
+from bridge.jam.time.clock import ChunkLength
 from model.errors import JamstreamError
 
 GOOD = """\
@@ -138,7 +138,14 @@ def test_same_cc_on_another_channel_is_fine(tmp_path):
 
 
 def test_14_bit_bindings(tmp_path):
-    preset = load_preset(write(tmp_path, GOOD.replace("cc = 20", "cc = { number = 1, bits = 14 }").replace("cc = 21", "cc = { number = 70, lsb = 90 }")))
+    preset = load_preset(
+        write(
+            tmp_path,
+            GOOD.replace("cc = 20", "cc = { number = 1, bits = 14 }").replace(
+                "cc = 21", "cc = { number = 70, lsb = 90 }"
+            ),
+        )
+    )
     assert preset.slot("A").cc.lsb == 33 and preset.slot("B").cc.lsb == 90 and preset.slot("B").cc.bits == 14
     message = load_error(tmp_path, GOOD.replace("cc = 20", "cc = { number = 40, bits = 14 }"))
     assert "slots.A.cc.number" in message and "lsb" in message
@@ -163,7 +170,7 @@ def test_malformed_toml_gives_the_line_number(tmp_path):
 
 
 def test_no_slots_and_all_zero_weights_are_refused(tmp_path):
-    assert "slots" in load_error(tmp_path, 'bpm = 120\n')
+    assert "slots" in load_error(tmp_path, "bpm = 120\n")
     assert "weight > 0" in load_error(tmp_path, GOOD.replace("weight = 1.0", "weight = 0.0"))
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli
+
+from model.errors import JamstreamError
 from model.io.audio import write_audio
 from model.io.checkpoint import load_tensors, read_metadata
-from model.errors import JamstreamError
 from model.style.network import (
     MINILM_SHA256,
     StyleConfig,
@@ -52,7 +52,10 @@ def _threads():
 def style_file(tiny_corpus, tmp_path_factory) -> Path:
     """A small style model trained 3 steps through the shared Trainer, quantizer fit."""
     out = tmp_path_factory.mktemp("style") / "small.safetensors"
-    task = StyleTask(small_style_config(), StyleTrainConfig(corpus=str(tiny_corpus), genres_per_batch=2, clips_per_genre=2, quantizer_points=400))
+    task = StyleTask(
+        small_style_config(),
+        StyleTrainConfig(corpus=str(tiny_corpus), genres_per_batch=2, clips_per_genre=2, quantizer_points=400),
+    )
     Trainer(task, TrainConfig(out=str(out), steps=3, warmup_steps=1, checkpoint_every=10, threads=1)).fit()
     fit_quantizer(out, task)
     return out
@@ -160,7 +163,9 @@ def test_empty_prompt_in_embed_text_is_a_one_line_error(style):
 
 # ------------------------------------------------------------------ style tokens
 def test_quantization_error_falls_as_levels_rise(style):
-    points = torch.cat([style.embed_text(["funk music", "ambient pads", "a madrigal"]), style.embed_audio(tone(5.0), 48_000)[None]])
+    points = torch.cat(
+        [style.embed_text(["funk music", "ambient pads", "a madrigal"]), style.embed_audio(tone(5.0), 48_000)[None]]
+    )
     errors = []
     for levels in range(1, 13):
         tokens = style.quantize(points, levels)
@@ -191,7 +196,9 @@ def test_caption_variants_include_the_caption_and_the_zero_shot_genre_prompt(tin
 
 def test_features_are_cached_under_the_corpus_and_reused(tiny_corpus, style_file):
     cached = sorted(p.name for p in (tiny_corpus / ".cache").glob("style-*.pt"))
-    assert any(n.startswith("style-mels-train-") for n in cached) and any(n.startswith("style-text-train-") for n in cached)
+    assert any(n.startswith("style-mels-train-") for n in cached) and any(
+        n.startswith("style-text-train-") for n in cached
+    )
     data = load_style_data(tiny_corpus, small_style_config(), show_progress=False)
     assert sorted(p.name for p in (tiny_corpus / ".cache").glob("style-*.pt")) == cached
     assert len(data.mels) == len(data.rows) and data.text_emb.shape == (len(data.texts), 384)
@@ -199,7 +206,9 @@ def test_features_are_cached_under_the_corpus_and_reused(tiny_corpus, style_file
 
 def test_batches_are_genre_stratified_with_same_caption_positives(tiny_corpus):
     data = load_style_data(tiny_corpus, small_style_config(), show_progress=False)
-    task = StyleTask(small_style_config(), StyleTrainConfig(corpus=str(tiny_corpus), genres_per_batch=2, clips_per_genre=3), data)
+    task = StyleTask(
+        small_style_config(), StyleTrainConfig(corpus=str(tiny_corpus), genres_per_batch=2, clips_per_genre=3), data
+    )
     batch = task.batch(0, 0, 1, torch.Generator().manual_seed(0), torch.device("cpu"))
     assert batch["mels"].shape == (6, 64, 500) and batch["text"].shape == (6, 384)
     assert torch.equal(batch["positives"], batch["positives"].T) and bool(batch["positives"].diagonal().all())
@@ -209,13 +218,36 @@ def test_batches_are_genre_stratified_with_same_caption_positives(tiny_corpus):
 def test_train_style_cli_then_eval_json_keys_and_export_keeps_codebooks(tiny_corpus, tmp_path, capsys):
     ckpt = tmp_path / "style.safetensors"
     code, out, err = run_cli(
-        ["train", "style", "--corpus", str(tiny_corpus), "--out", str(ckpt), "--steps", "2", "--warmup", "1",
-         "--genres-per-batch", "2", "--clips-per-genre", "2", "--codes", "16", "--quantizer-points", "300", "--threads", "1", "--json"],
+        [
+            "train",
+            "style",
+            "--corpus",
+            str(tiny_corpus),
+            "--out",
+            str(ckpt),
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--genres-per-batch",
+            "2",
+            "--clips-per-genre",
+            "2",
+            "--codes",
+            "16",
+            "--quantizer-points",
+            "300",
+            "--threads",
+            "1",
+            "--json",
+        ],
         capsys,
     )
     assert code == 0, err
     assert json.loads(out)["quantizer"]["points"] >= 300
-    code, out, err = run_cli(["eval", "style", "--corpus", str(tiny_corpus), "--split", "train", "--checkpoint", str(ckpt), "--json"], capsys)
+    code, out, err = run_cli(
+        ["eval", "style", "--corpus", str(tiny_corpus), "--split", "train", "--checkpoint", str(ckpt), "--json"], capsys
+    )
     assert code == 0, err
     result = json.loads(out)
     assert {"r_at_1", "r_at_5", "mrr", "genre_accuracy"} <= set(result)
@@ -237,8 +269,20 @@ def test_eval_audio_prompts_scores_files_and_skips_unreadable_ones(style_file, t
     bad.write_bytes(b"not audio at all")
     missing = tmp_path / "missing.flac"
     code, out, err = run_cli(
-        ["eval", "style", "--checkpoint", str(style_file), "--audio", str(good), str(bad), str(missing),
-         "--prompts", "techno music", "a string quartet", "--json"],
+        [
+            "eval",
+            "style",
+            "--checkpoint",
+            str(style_file),
+            "--audio",
+            str(good),
+            str(bad),
+            str(missing),
+            "--prompts",
+            "techno music",
+            "a string quartet",
+            "--json",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -253,7 +297,9 @@ def test_eval_audio_prompts_scores_files_and_skips_unreadable_ones(style_file, t
 def test_eval_with_an_empty_prompt_exits_2_with_one_stderr_line(style_file, tmp_path, capsys, prompts):
     good = tmp_path / "a.wav"
     write_audio(good, tone(1.0))
-    code, out, err = run_cli(["eval", "style", "--checkpoint", str(style_file), "--audio", str(good), "--prompts", *prompts], capsys)
+    code, out, err = run_cli(
+        ["eval", "style", "--checkpoint", str(style_file), "--audio", str(good), "--prompts", *prompts], capsys
+    )
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "prompt" in err
 

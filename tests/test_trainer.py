@@ -11,18 +11,17 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import music_like, run_cli, small_codec_config
-from model.io.checkpoint import load_tensors, read_metadata
+
 from model.codec.network import FRAME_SAMPLES, load_codec
 from model.errors import JamstreamError
+from model.io.checkpoint import load_tensors, read_metadata
 from model.train.codec_task import CodecTask, CodecTrainConfig
 from model.train.trainer import TrainConfig, Trainer
 
@@ -30,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def task(corpus: Path, model_config=None) -> CodecTask:
-    return CodecTask(model_config or small_codec_config(), CodecTrainConfig(corpus=str(corpus), batch_size=2, crop_frames=5))
+    return CodecTask(
+        model_config or small_codec_config(), CodecTrainConfig(corpus=str(corpus), batch_size=2, crop_frames=5)
+    )
 
 
 def train(corpus: Path, out: Path, steps: int, resume: bool = False, model_config=None, **kw) -> dict:
@@ -92,7 +93,9 @@ def test_resume_with_another_model_config_is_refused(two_step_checkpoint, tiny_c
         (["--logfreq-weight", "-1"], "must be >= 0"),
     ],
 )
-def test_train_cli_bad_input_exits_2_with_one_stderr_line(two_step_checkpoint, tiny_corpus, tmp_path, capsys, extra, message):
+def test_train_cli_bad_input_exits_2_with_one_stderr_line(
+    two_step_checkpoint, tiny_corpus, tmp_path, capsys, extra, message
+):
     extra = [str(tmp_path / "missing.safetensors") if a == "@missing" else a for a in extra]
     args = ["train", "codec", "--corpus", str(tiny_corpus), "--out", str(two_step_checkpoint), "--steps", "3", *extra]
     code, out, err = run_cli(args, capsys)
@@ -161,7 +164,11 @@ say(f"RESULT {{result['step']}} {{result['stopped_early']}}")
 
 def write_script(tmp_path: Path, corpus: Path, out: Path, steps: int, every: int) -> Path:
     script = tmp_path / "train_small.py"
-    script.write_text(SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"), corpus=str(corpus), out=str(out), steps=steps, every=every))
+    script.write_text(
+        SCRIPT.format(
+            root=str(ROOT), tests=str(ROOT / "tests"), corpus=str(corpus), out=str(out), steps=steps, every=every
+        )
+    )
     return script
 
 
@@ -169,7 +176,9 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tiny_corpus, tmp_path):
     out = tmp_path / "codec.safetensors"
     steps = 1000
     script = write_script(tmp_path, tiny_corpus, out, steps=steps, every=10_000)
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    )
     try:
         deadline = time.monotonic() + 120
         for line in proc.stdout:
@@ -204,7 +213,11 @@ def test_ddp_under_torchrun_with_two_cpu_processes_trains_and_checkpoints(tiny_c
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     proc = subprocess.run(
         [str(torchrun), "--nproc_per_node", "2", "--standalone", str(script)],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "STEP 1 RANK 0 WORLD 2" in proc.stdout and "STEP 1 RANK 1 WORLD 2" in proc.stdout
@@ -218,9 +231,13 @@ def test_ddp_under_torchrun_with_two_cpu_processes_trains_and_checkpoints(tiny_c
 
 
 # ------------------------------------------------------------------ export
-def test_export_writes_half_precision_inference_weights_that_decode_like_the_checkpoint(two_step_checkpoint, tmp_path, capsys):
+def test_export_writes_half_precision_inference_weights_that_decode_like_the_checkpoint(
+    two_step_checkpoint, tmp_path, capsys
+):
     weights = tmp_path / "codec.safetensors"
-    code, out, err = run_cli(["export", "codec", str(two_step_checkpoint), "--out", str(weights), "--recipe", "2 steps", "--json"], capsys)
+    code, out, err = run_cli(
+        ["export", "codec", str(two_step_checkpoint), "--out", str(weights), "--recipe", "2 steps", "--json"], capsys
+    )
     assert code == 0, err
     # Two steps are enough for every level's codebook to be k-means-initialised.
     assert all(bool(v) for k, v in load_tensors(two_step_checkpoint).items() if k.endswith("initted"))
@@ -258,12 +275,28 @@ def test_train_lm_reads_every_corpus_given_and_names_a_bad_one(tiny_corpus, tmp_
     """`--corpus A B` trains on both corpora's train splits; a bad second one fails before model work."""
     out = tmp_path / "lm.safetensors"
     missing = tmp_path / "no-corpus"
-    code, _, err = run_cli(["train", "lm", "--corpus", str(tiny_corpus), str(missing), "--out", str(out), "--steps", "1"], capsys)
+    code, _, err = run_cli(
+        ["train", "lm", "--corpus", str(tiny_corpus), str(missing), "--out", str(out), "--steps", "1"], capsys
+    )
     assert code == 2 and str(missing) in err and err.count("\n") == 1, err
     assert not out.exists()
     code, _, err = run_cli(
-        ["train", "lm", "--corpus", str(tiny_corpus), str(tiny_corpus), "--out", str(out), "--steps", "1",
-         "--frames-per-batch", "64", "--threads", "1", "--json"],
+        [
+            "train",
+            "lm",
+            "--corpus",
+            str(tiny_corpus),
+            str(tiny_corpus),
+            "--out",
+            str(out),
+            "--steps",
+            "1",
+            "--frames-per-batch",
+            "64",
+            "--threads",
+            "1",
+            "--json",
+        ],
         capsys,
     )
     assert code == 0, err

@@ -13,9 +13,8 @@ import errno
 import sys
 from typing import Callable, Sequence
 
-from model.errors import JamstreamError
-
 from bridge.cli.common import Formatter, Parser
+from model.errors import JamstreamError
 
 EXIT_BAD_INPUT = 2
 # A full disk, a file-size limit, a read-only or forbidden place: the machine's state, not a
@@ -75,8 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         where = f" writing {exc.filename}" if exc.filename else ""
         if exc.errno in FULL_DISK:
-            print(f"jamstream: error: no space left{where} ({exc.strerror}); free some and re-run the same command: "
-                  "finished work is kept", file=sys.stderr)
+            print(
+                f"jamstream: error: no space left{where} ({exc.strerror}); free some and re-run the same command: "
+                "finished work is kept",
+                file=sys.stderr,
+            )
         else:
             print(f"jamstream: error: cannot write{where} ({exc.strerror})", file=sys.stderr)
         return EXIT_BAD_INPUT

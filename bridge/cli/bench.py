@@ -27,8 +27,8 @@ def cmd_bench_style(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from model.io.audio import SAMPLE_RATE
     from model.errors import JamstreamError
+    from model.io.audio import SAMPLE_RATE
     from model.style.network import load_style
 
     if args.runs < 1:
@@ -48,13 +48,17 @@ def cmd_bench_style(args: argparse.Namespace) -> int:
             torch.set_num_threads(n)
             results["threads"][str(n)] = {
                 "audio_10s_ms": round(_median_ms(lambda: model.embed_audio(audio, SAMPLE_RATE), args.runs), 2),
-                "prompt_ms": round(_median_ms(lambda: model.embed_text(["dusty lofi hip hop with mellow piano"]), args.runs), 2),
+                "prompt_ms": round(
+                    _median_ms(lambda: model.embed_text(["dusty lofi hip hop with mellow piano"]), args.runs), 2
+                ),
             }
     finally:
         torch.set_num_threads(before)
     lines = [f"style model loaded in {load_ms:.0f} ms (first call, text encoder included); median of {args.runs} runs:"]
     for n, r in results["threads"].items():
-        lines.append(f"  {n} thread(s): 10 s of 48 kHz stereo {r['audio_10s_ms']:.1f} ms, one prompt {r['prompt_ms']:.1f} ms")
+        lines.append(
+            f"  {n} thread(s): 10 s of 48 kHz stereo {r['audio_10s_ms']:.1f} ms, one prompt {r['prompt_ms']:.1f} ms"
+        )
     emit(results, args.json, "\n".join(lines))
     return 0
 
@@ -68,15 +72,16 @@ def _set_threads(n: int | None):
 
 
 def cmd_bench_codec(args: argparse.Namespace) -> int:
-    from model.eval.bench import bench_codec
     from model.codec.network import load_codec
+    from model.eval.bench import bench_codec
 
     threads = _set_threads(args.codec_threads)
     r = bench_codec(load_codec(args.codec), seconds=10.0, levels=16)
     r["threads"] = threads
     text = (
         f"codec, batch 1, 48 kHz stereo, 16 levels, {threads} thread(s): encode {r['encode_rtf']:.0f}x real time, "
-        f"decode {r['decode_rtf']:.0f}x (10 s), {r['decode_2s_chunk_rtf']:.0f}x per 2 s chunk ({r['decode_ms_per_frame']:.2f} ms/frame)"
+        f"decode {r['decode_rtf']:.0f}x (10 s), {r['decode_2s_chunk_rtf']:.0f}x per 2 s chunk "
+        f"({r['decode_ms_per_frame']:.2f} ms/frame)"
     )
     emit(r, args.json, text)
     return 0
@@ -98,10 +103,9 @@ def _load_lm_for_bench(path: str | None, config: str):
 
 
 def cmd_bench_lm(args: argparse.Namespace) -> int:
-    import torch
 
-    from model.eval.bench import bench_codec, bench_lm
     from model.codec.network import FRAME_RATE, load_codec
+    from model.eval.bench import bench_codec, bench_lm
     from model.lm.network import count_parameters
 
     threads = _set_threads(args.lm_threads)
@@ -111,18 +115,30 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
         lm = lm.to(device)
     rows = bench_lm(lm, frames=args.frames)
     try:
-        codec_ms = bench_codec(load_codec(args.codec), seconds=2.0, levels=lm.config.levels, repeats=3)["decode_ms_per_frame"]
+        codec_ms = bench_codec(load_codec(args.codec), seconds=2.0, levels=lm.config.levels, repeats=3)[
+            "decode_ms_per_frame"
+        ]
     except Exception:  # no codec weights yet: report the LM alone
         codec_ms = None
     for r in rows:
         r["rtf_with_codec"] = None if codec_ms is None else 1000.0 / FRAME_RATE / (r["frame_ms"] + codec_ms)
-    out = {"lm": source, "config": args.config, "parameters": count_parameters(lm), "threads": threads, "codec_decode_ms_per_frame": codec_ms, "variants": rows}
-    lines = [f"LM: {source}, {out['parameters'] / 1e6:.1f} M parameters, {threads} thread(s), batch 1; a frame is 40 ms"]
+    out = {
+        "lm": source,
+        "config": args.config,
+        "parameters": count_parameters(lm),
+        "threads": threads,
+        "codec_decode_ms_per_frame": codec_ms,
+        "variants": rows,
+    }
+    lines = [
+        f"LM: {source}, {out['parameters'] / 1e6:.1f} M parameters, {threads} thread(s), batch 1; a frame is 40 ms"
+    ]
     lines.append("CFG   cache  dtype   ms/frame   tokens/s   RTF (LM)   RTF (+codec)")
     for r in rows:
         rtf_c = "-" if r["rtf_with_codec"] is None else f"{r['rtf_with_codec']:.2f}"
         lines.append(
-            f"{'on ' if r['cfg'] else 'off'}   {'on ' if r['kv_cache'] else 'off'}    {r['dtype']:<5}  {r['frame_ms']:>8.2f}  {r['tokens_per_s']:>9.0f}  {r['rtf_lm_only']:>9.2f}  {rtf_c:>12}"
+            f"{'on ' if r['cfg'] else 'off'}   {'on ' if r['kv_cache'] else 'off'}    {r['dtype']:<5}  "
+            f"{r['frame_ms']:>8.2f}  {r['tokens_per_s']:>9.0f}  {r['rtf_lm_only']:>9.2f}  {rtf_c:>12}"
         )
     emit(out, args.json, "\n".join(lines))
     return 0
@@ -132,13 +148,12 @@ def cmd_bench_render(args: argparse.Namespace) -> int:
     """A bounce of a preset at a steady tempo with a CC sweep, as fast as the CPU allows."""
     import time
 
-    from model.errors import JamstreamError
-
     from bridge.jam.conductor import sweep_clock
     from bridge.jam.engine import Engine
     from bridge.jam.presets import DEFAULT_PRESET, find_preset
     from bridge.jam.render import bounce
     from bridge.jam.stack import load_stack
+    from model.errors import JamstreamError
 
     if not 0 < args.minutes <= 60:
         raise JamstreamError(f"--minutes must be in (0, 60] (got {args.minutes:g})")
@@ -153,10 +168,22 @@ def cmd_bench_render(args: argparse.Namespace) -> int:
     result = bounce(engine, clock, clock.length_seconds)
     wall = time.perf_counter() - start
     seconds = result.audio.shape[1] / 48_000
-    out = {"preset": preset.name, "bpm": args.bpm, "seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
-           "rtf": round(seconds / wall, 3), "generation_rtf": round(engine.stats.rtf(), 3), "chunks": result.blocks, "threads": threads}
-    emit(out, args.json, f"render: {seconds:.0f} s of '{preset.name}' at {args.bpm:g} bpm in {wall:.1f} s = {out['rtf']:.2f}x real time "
-         f"(generation alone {out['generation_rtf']:.2f}x; {result.blocks} chunks, {threads} thread(s))")
+    out = {
+        "preset": preset.name,
+        "bpm": args.bpm,
+        "seconds": round(seconds, 2),
+        "wall_seconds": round(wall, 2),
+        "rtf": round(seconds / wall, 3),
+        "generation_rtf": round(engine.stats.rtf(), 3),
+        "chunks": result.blocks,
+        "threads": threads,
+    }
+    emit(
+        out,
+        args.json,
+        f"render: {seconds:.0f} s of '{preset.name}' at {args.bpm:g} bpm in {wall:.1f} s = {out['rtf']:.2f}x real time "
+        f"(generation alone {out['generation_rtf']:.2f}x; {result.blocks} chunks, {threads} thread(s))",
+    )
     return 0
 
 
@@ -210,20 +237,43 @@ def add(sub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     b.add_argument("--json", action="store_true", help="print JSON")
-    b.add_argument("--frames", type=positive_int, default=50, help="frames the LM generates per timing (after a full 10 s context)")
+    b.add_argument(
+        "--frames", type=positive_int, default=50, help="frames the LM generates per timing (after a full 10 s context)"
+    )
     b.add_argument("--config", default="tiny", help="LM config timed when no LM weights exist")
-    b.set_defaults(func=cmd_bench_all, lm=None, codec=None, checkpoint=None, runs=20, threads=[1, 2], device="cpu", lm_threads=None, codec_threads=None)
+    b.set_defaults(
+        func=cmd_bench_all,
+        lm=None,
+        codec=None,
+        checkpoint=None,
+        runs=20,
+        threads=[1, 2],
+        device="cpu",
+        lm_threads=None,
+        codec_threads=None,
+    )
     bsub = b.add_subparsers(dest="model", metavar="{codec,lm,style,render}", parser_class=Parser)
     bsub.required = False
-    cb = bsub.add_parser("codec", help="encode/decode real-time factors at batch 1, 16 levels", formatter_class=Formatter,
-                         description="Median real-time factors of encoding and decoding 10 s of 48 kHz stereo at 16 levels, and of decoding one 2 s chunk.")
+    cb = bsub.add_parser(
+        "codec",
+        help="encode/decode real-time factors at batch 1, 16 levels",
+        formatter_class=Formatter,
+        description=(
+            "Median real-time factors of encoding and decoding 10 s of 48 kHz stereo at 16 levels, and of "
+            "decoding one 2 s chunk."
+        ),
+    )
     cb.add_argument("--codec", default=None, help="codec weights (default: shipped)")
     cb.add_argument("--codec-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     cb.add_argument("--json", action="store_true", help="print JSON")
     cb.set_defaults(func=cmd_bench_codec)
-    lb = bsub.add_parser("lm", help="per-frame latency, tokens/s, RTF: CFG on/off, KV cache on/off, fp32/bf16", formatter_class=Formatter,
-                         description="Generate frames after a full 10 s context at batch 1 and report per-frame latency, tokens/s "
-                         "and real-time factor for CFG on/off, KV cache on/off and fp32/bf16, with and without codec decoding.")
+    lb = bsub.add_parser(
+        "lm",
+        help="per-frame latency, tokens/s, RTF: CFG on/off, KV cache on/off, fp32/bf16",
+        formatter_class=Formatter,
+        description="Generate frames after a full 10 s context at batch 1 and report per-frame latency, tokens/s "
+        "and real-time factor for CFG on/off, KV cache on/off and fp32/bf16, with and without codec decoding.",
+    )
     lb.add_argument("--lm", default=None, help="LM weights (default: shipped, else an untrained --config)")
     lb.add_argument("--config", default="tiny", help="LM config timed when no weights exist (large: use --device cuda)")
     lb.add_argument("--codec", default=None, help="codec weights (default: shipped)")
@@ -245,9 +295,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--threads", type=_threads, default=[1, 2], help="torch thread counts to measure")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_bench_style)
-    rb = bsub.add_parser("render", help="offline bounce speed: a preset at a steady tempo with a CC sweep", formatter_class=Formatter,
-                         description="Bounce a preset (default: the default preset) for --minutes at --bpm with a slot crossfade "
-                         "half-way, through the whole engine (style mixing, LM, codec, effects, limiter), and report the real-time factor.")
+    rb = bsub.add_parser(
+        "render",
+        help="offline bounce speed: a preset at a steady tempo with a CC sweep",
+        formatter_class=Formatter,
+        description="Bounce a preset (default: the default preset) for --minutes at --bpm with a slot crossfade "
+        "half-way, through the whole engine (style mixing, LM, codec, effects, limiter), and report the real-time "
+        "factor.",
+    )
     rb.add_argument("--preset", default=None, help="preset name or path (default: the default preset)")
     rb.add_argument("--minutes", type=float, default=2.0, help="length of the bounce")
     rb.add_argument("--bpm", type=float, default=120.0, help="tempo")

@@ -38,5 +38,3 @@ def positive_int(text: str) -> int:
 def emit(obj: dict, as_json: bool, text: str) -> None:
     """Machine-readable JSON on stdout with --json, else the human text."""
     print(json.dumps(obj) if as_json else text)
-
-

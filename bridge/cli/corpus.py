@@ -31,7 +31,9 @@ def cmd_corpus_build(args: argparse.Namespace) -> int:
         "failed": result.failed,
         "audio_minutes": round(result.audio_seconds / 60.0, 3),
         "wall_seconds": round(wall, 2),
-        "audio_minutes_per_wall_minute": round(result.audio_seconds / 60.0 / (wall / 60.0), 2) if result.built else None,
+        "audio_minutes_per_wall_minute": round(result.audio_seconds / 60.0 / (wall / 60.0), 2)
+        if result.built
+        else None,
     }
     text = (
         f"{result.clips} clips, {summary['audio_minutes']:.2f} min of audio in {result.out_dir} "

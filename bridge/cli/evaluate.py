@@ -80,7 +80,14 @@ def cmd_eval_style(args: argparse.Namespace) -> int:
     text: list[str] = []
     if args.corpus:
         r = evaluate_corpus(model, args.corpus, args.split)
-        out.update(r_at_1=r.r_at_1, r_at_5=r.r_at_5, mrr=r.mrr, genre_accuracy=r.genre_accuracy, clips=r.clips, genres=len(r.genres))
+        out.update(
+            r_at_1=r.r_at_1,
+            r_at_5=r.r_at_5,
+            mrr=r.mrr,
+            genre_accuracy=r.genre_accuracy,
+            clips=r.clips,
+            genres=len(r.genres),
+        )
         text.append(
             f"{args.split} split, {r.clips} clips, {len(r.genres)} genres\n"
             f"text->audio  R@1 {r.r_at_1:.3f}  R@5 {r.r_at_5:.3f}  MRR {r.mrr:.3f}\n"
@@ -104,7 +111,8 @@ def cmd_eval_lm(args: argparse.Namespace) -> int:
     result = evaluate_lm(model, clips, args.split)
     text = (
         f"{result['split']} split, {result['clips']} clips: NLL {result['nll']:.3f} nats/token "
-        f"(perplexity {result['perplexity']:.1f}) vs unigram {result['unigram_nll']:.3f} ({result['unigram_perplexity']:.1f})"
+        f"(perplexity {result['perplexity']:.1f}) vs unigram {result['unigram_nll']:.3f} "
+        f"({result['unigram_perplexity']:.1f})"
     )
     emit(result, args.json, text)
     return 0
@@ -131,10 +139,24 @@ def corpus_genres(corpus: str | None) -> dict[str, float]:
 # The genres of the corpus the shipped models trained on (model/weights/RECIPES.md), at
 # their median tempo there: the style check's default when no corpus is given.
 DEFAULT_GENRES = {
-    "ambient": 68.0, "blues shuffle": 113.0, "bossa nova": 123.0, "celtic folk": 120.0, "chorale": 78.5,
-    "drum and bass": 168.0, "funk": 106.0, "house": 122.0, "jazz waltz": 144.5, "lofi hip hop": 80.0,
-    "madrigal": 75.4, "reggae": 81.0, "renaissance polyphony": 67.9, "rock": 124.5, "string quartet": 104.6,
-    "swing jazz": 126.0, "synthwave": 103.0, "techno": 134.0,
+    "ambient": 68.0,
+    "blues shuffle": 113.0,
+    "bossa nova": 123.0,
+    "celtic folk": 120.0,
+    "chorale": 78.5,
+    "drum and bass": 168.0,
+    "funk": 106.0,
+    "house": 122.0,
+    "jazz waltz": 144.5,
+    "lofi hip hop": 80.0,
+    "madrigal": 75.4,
+    "reggae": 81.0,
+    "renaissance polyphony": 67.9,
+    "rock": 124.5,
+    "string quartet": 104.6,
+    "swing jazz": 126.0,
+    "synthwave": 103.0,
+    "techno": 134.0,
 }
 
 
@@ -143,12 +165,12 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
 
     from model.codec.network import load_codec
     from model.errors import JamstreamError
-    from model.eval.generation import TEMPO_BPMS, DRUM_PROMPTS, evaluate_generation
-    from model.lm.network import load_lm
-    from model.progress import progress
-    from model.lm.sampling import SamplingConfig
-    from model.style.network import load_style
+    from model.eval.generation import DRUM_PROMPTS, TEMPO_BPMS, evaluate_generation
     from model.generator import Generator
+    from model.lm.network import load_lm
+    from model.lm.sampling import SamplingConfig
+    from model.progress import progress
+    from model.style.network import load_style
 
     checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
     unknown = sorted(set(checks) - {"tempo", "style", "seams"})
@@ -168,26 +190,43 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     style_model = load_style(args.style)
     generator = Generator(load_lm(args.checkpoint), load_codec(args.codec))
     seeds = tuple(range(args.seeds))
-    tempo_clips = len(TEMPO_BPMS) * len(DRUM_PROMPTS) if "tempo" in checks else len(TEMPO_BPMS) if "seams" in checks else 0
+    tempo_clips = (
+        len(TEMPO_BPMS) * len(DRUM_PROMPTS) if "tempo" in checks else len(TEMPO_BPMS) if "seams" in checks else 0
+    )
     total = len(seeds) * (tempo_clips + (len(genres) if "style" in checks else 0))
     bar = progress(total=total, desc="eval generation", unit="clip")
-    report = evaluate_generation(generator, style_model, genres, seconds=args.seconds, seeds=seeds,
-                                 sampling=SamplingConfig(guidance=args.guidance), checks=checks, on_clip=lambda: bar.update(1),
-                                 reference=reference)
+    report = evaluate_generation(
+        generator,
+        style_model,
+        genres,
+        seconds=args.seconds,
+        seeds=seeds,
+        sampling=SamplingConfig(guidance=args.guidance),
+        checks=checks,
+        on_clip=lambda: bar.update(1),
+        reference=reference,
+    )
     bar.close()
     out = report.summary()
     lines = []
     if "tempo_ok_share" in out:
-        lines.append(f"tempo within 4% (or an octave): {out['tempo_ok_share']:.0%} of {len(report.tempo)} runs; "
-                     f"median beat-to-grid distance {out['grid_ms_median']:.1f} ms")
+        lines.append(
+            f"tempo within 4% (or an octave): {out['tempo_ok_share']:.0%} of {len(report.tempo)} runs; "
+            f"median beat-to-grid distance {out['grid_ms_median']:.1f} ms"
+        )
         if out.get("reference_grid_ms_median") is not None:
-            lines.append(f"  the same tracker on {out['reference_clips']} corpus test clips against their exact beats: "
-                         f"{out['reference_grid_ms_median']:.1f} ms (signed {out['reference_signed_ms_median']:+.1f} ms): its floor")
+            lines.append(
+                f"  the same tracker on {out['reference_clips']} corpus test clips against their exact beats: "
+                f"{out['reference_grid_ms_median']:.1f} ms (signed {out['reference_signed_ms_median']:+.1f} ms): its "
+                "floor"
+            )
     if "style_own_genre_share" in out:
         lines.append(f"style: nearest its own genre in {out['style_own_genre_share']:.0%} of {len(report.style)} runs")
     if "seam_flux_percentile" in out:
-        lines.append(f"seams: flux at chunk joins / at bar lines that are not joins = {out['seam_to_bar_line_ratio']:.2f}; "
-                     f"join flux sits at the {out['seam_flux_percentile']:.0f}th percentile of flux elsewhere")
+        lines.append(
+            f"seams: flux at chunk joins / at bar lines that are not joins = {out['seam_to_bar_line_ratio']:.2f}; "
+            f"join flux sits at the {out['seam_flux_percentile']:.0f}th percentile of flux elsewhere"
+        )
     emit(out, args.json, "\n".join(lines))
     return 0
 
@@ -195,11 +234,10 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
 def cmd_eval_presets(args: argparse.Namespace) -> int:
     import torch
 
-    from model.progress import progress
-
     from bridge.jam.preset_eval import evaluate_preset
     from bridge.jam.presets import find_preset, shipped_preset_names
     from bridge.jam.stack import load_stack
+    from model.progress import progress
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -208,18 +246,31 @@ def cmd_eval_presets(args: argparse.Namespace) -> int:
     rows = []
     for preset in progress(presets, desc="eval presets", unit="preset"):
         stack = load_stack(preset, lm=args.checkpoint, codec=args.codec, style=args.style)
-        rows.append(evaluate_preset(stack.generator, stack.style_model, preset, seed=args.seed, slot_styles=stack.slot_styles).__dict__)
+        rows.append(
+            evaluate_preset(
+                stack.generator, stack.style_model, preset, seed=args.seed, slot_styles=stack.slot_styles
+            ).__dict__
+        )
     share = sum(r["nearer_b"] for r in rows) / max(1, sum(r["bars_after_sweep"] for r in rows))
     for r in rows:  # how far the sweep moved the music: a bar already nearer B on slot A proves nothing
         r["shift"] = r["mean_margin"] - r["before_margin"]
-    out = {"presets": rows, "share_nearer_b": share, "presets_at_80": sum(r["share_nearer_b"] >= 0.8 for r in rows),
-           "presets_moved_toward_b": sum(r["shift"] > 0 for r in rows)}
+    out = {
+        "presets": rows,
+        "share_nearer_b": share,
+        "presets_at_80": sum(r["share_nearer_b"] >= 0.8 for r in rows),
+        "presets_moved_toward_b": sum(r["shift"] > 0 for r in rows),
+    }
     lines = [f"{'preset':<34} bars>B  margin after  margin before   shift  rtf"]
     for r in rows:
-        lines.append(f"{r['preset']:<34} {r['nearer_b']:>2}/{r['bars_after_sweep']:<3} {r['mean_margin']:>+12.3f} {r['before_margin']:>+14.3f}"
-                     f" {r['shift']:>+7.3f} {r['rtf']:>5.2f}")
-    lines.append(f"bars after the sweep nearer B than A: {share:.0%}; presets at >= 80%: {out['presets_at_80']}/{len(rows)}; "
-                 f"presets whose margin moved toward B: {out['presets_moved_toward_b']}/{len(rows)}")
+        lines.append(
+            f"{r['preset']:<34} {r['nearer_b']:>2}/{r['bars_after_sweep']:<3} {r['mean_margin']:>+12.3f} "
+            f"{r['before_margin']:>+14.3f}"
+            f" {r['shift']:>+7.3f} {r['rtf']:>5.2f}"
+        )
+    lines.append(
+        f"bars after the sweep nearer B than A: {share:.0%}; presets at >= 80%: {out['presets_at_80']}/{len(rows)}; "
+        f"presets whose margin moved toward B: {out['presets_moved_toward_b']}/{len(rows)}"
+    )
     emit(out, args.json, "\n".join(lines))
     return 0
 
@@ -268,7 +319,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--audio", nargs="+", default=None, metavar="FILE", help="audio files to score against --prompts")
     s.add_argument("--prompts", nargs="+", default=None, metavar="TEXT", help="text prompts to score --audio against")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    s.add_argument("--json", action="store_true", help="one JSON object: r_at_1, r_at_5, mrr, genre_accuracy (+ cosine, files, skipped)")
+    s.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: r_at_1, r_at_5, mrr, genre_accuracy (+ cosine, files, skipped)",
+    )
     s.set_defaults(func=cmd_eval_style)
 
     m = esub.add_parser(
@@ -298,16 +353,24 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog="example: jamstream eval generation --corpus corpus --json > gen.json   # ~5 min on 2 CPU cores",
         formatter_class=Formatter,
     )
-    g.add_argument("--corpus", default=None, help="corpus whose genre tags the style check uses (default: the shipped recipe's 18)")
+    g.add_argument(
+        "--corpus", default=None, help="corpus whose genre tags the style check uses (default: the shipped recipe's 18)"
+    )
     g.add_argument("--checks", default="tempo,style,seams", help="comma-separated subset of tempo,style,seams")
     g.add_argument("--seeds", type=int, default=1, help="runs per setting (seeds 0..N-1)")
     g.add_argument("--seconds", type=float, default=30.0, help="length of each tempo clip")
-    g.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance weight (default = SamplingConfig's)")
+    g.add_argument(
+        "--guidance", type=float, default=3.0, help="classifier-free guidance weight (default = SamplingConfig's)"
+    )
     g.add_argument("--checkpoint", default=None, help="LM weights (default: shipped)")
     g.add_argument("--codec", default=None, help="codec weights (default: shipped)")
     g.add_argument("--style", default=None, help="style-model weights (default: shipped)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    g.add_argument("--json", action="store_true", help="one JSON object: tempo_ok_share, grid_ms_median, style_own_genre_share, seam_flux_percentile, ...")
+    g.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object: tempo_ok_share, grid_ms_median, style_own_genre_share, seam_flux_percentile, ...",
+    )
     g.set_defaults(func=cmd_eval_generation)
 
     p = esub.add_parser(
@@ -319,11 +382,20 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog="example: jamstream eval presets --json   # every shipped preset, ~4 min on 2 CPU cores",
         formatter_class=Formatter,
     )
-    p.add_argument("--presets", default=None, help="comma-separated preset names or paths (default: every shipped preset)")
+    p.add_argument(
+        "--presets", default=None, help="comma-separated preset names or paths (default: every shipped preset)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default=None, help="LM weights (default: shipped)")
     p.add_argument("--codec", default=None, help="codec weights (default: shipped)")
     p.add_argument("--style", default=None, help="style-model weights (default: shipped)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--json", action="store_true", help="one JSON object: presets (each with shift = margin after - margin before), share_nearer_b, presets_at_80, presets_moved_toward_b")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help=(
+            "one JSON object: presets (each with shift = margin after - margin before), share_nearer_b, "
+            "presets_at_80, presets_moved_toward_b"
+        ),
+    )
     p.set_defaults(func=cmd_eval_presets)

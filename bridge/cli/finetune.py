@@ -58,7 +58,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         f"(best {report['best_epoch']}, {report['seconds_per_epoch']:.1f} s/epoch"
         f"{', stopped early' if report['early_stopped'] else ''})",
         f"{report['recordings']} recordings, {report['audio_seconds'] / 60:.1f} min; "
-        f"{report['trainable_parameters']:,} trainable parameters ({100 * report['trainable_share']:.2f}% of the base); "
+        f"{report['trainable_parameters']:,} trainable parameters ({100 * report['trainable_share']:.2f}% of the "
+        "base); "
         f"peak memory {report['peak_rss_megabytes']:.0f} MB",
     ]
     if skipped:
@@ -82,17 +83,32 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=Formatter,
     )
-    f.add_argument("dir", help="folder of recordings (wav/flac/mp3/ogg/aiff; any rate or channel count; searched recursively)")
-    f.add_argument("--name", required=True, help="adapter name (letters, digits, _ - .); `--adapter NAME` and `adapter:NAME` use it")
-    f.add_argument("--prompt", default=None, help="a few words mixed into the captured style (the recordings' own embedding leads)")
+    f.add_argument(
+        "dir", help="folder of recordings (wav/flac/mp3/ogg/aiff; any rate or channel count; searched recursively)"
+    )
+    f.add_argument(
+        "--name",
+        required=True,
+        help="adapter name (letters, digits, _ - .); `--adapter NAME` and `adapter:NAME` use it",
+    )
+    f.add_argument(
+        "--prompt", default=None, help="a few words mixed into the captured style (the recordings' own embedding leads)"
+    )
     f.add_argument("--prompt-weight", type=number, default=0.25, help="share of --prompt in the captured style")
     f.add_argument("--rank", type=int, default=8, help="LoRA rank")
     f.add_argument("--alpha", type=number, default=16.0, help="LoRA alpha (scaling = alpha / rank)")
     f.add_argument("--epochs", type=int, default=20, help="most epochs (passes over the training audio)")
-    f.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better validation NLL")
+    f.add_argument(
+        "--patience", type=int, default=3, help="stop after this many epochs without a better validation NLL"
+    )
     f.add_argument("--lr", type=number, default=2e-3, help="peak learning rate (AdamW, warmup then cosine)")
     f.add_argument("--frames-per-batch", type=int, default=512, help="25 Hz frames per step")
-    f.add_argument("--quantize", default="none", choices=["none", "int8", "nf4"], help="quantize the frozen base while training (QLoRA)")
+    f.add_argument(
+        "--quantize",
+        default="none",
+        choices=["none", "int8", "nf4"],
+        help="quantize the frozen base while training (QLoRA)",
+    )
     f.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train")
     f.add_argument("--base", default=None, help="base LM weights or training checkpoint (default: shipped)")
     f.add_argument("--codec", default=None, help="codec weights (default: shipped)")
@@ -100,7 +116,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--adapters-dir", default="adapters", help="where adapter folders live")
     f.add_argument("--seed", type=int, default=0, help="same seed, same adapter")
     f.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    f.add_argument("--max-minutes", type=number, default=None, help="stop (with a checkpoint) after this much training time")
+    f.add_argument(
+        "--max-minutes", type=number, default=None, help="stop (with a checkpoint) after this much training time"
+    )
     f.add_argument("--resume", action="store_true", help="continue the run in ADAPTERS-DIR/NAME")
     f.add_argument("--json", action="store_true", help="print the training report as JSON")
     f.set_defaults(func=cmd_finetune)

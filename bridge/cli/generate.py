@@ -22,7 +22,9 @@ def parse_mix(text: str) -> list[tuple[str, float]]:
     pairs = []
     for item in text.split(","):
         if ":" not in item:
-            raise JamstreamError(f"--mix entry {item.strip()!r} is not PROMPT:WEIGHT (e.g. \"dub techno:0.7,jazz piano:0.3\")")
+            raise JamstreamError(
+                f'--mix entry {item.strip()!r} is not PROMPT:WEIGHT (e.g. "dub techno:0.7,jazz piano:0.3")'
+            )
         prompt, weight = item.rsplit(":", 1)
         try:
             w = float(weight)
@@ -49,19 +51,19 @@ def parse_meter(text: str) -> tuple[int, int]:
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from model.io.audio import check_writable, write_audio
-    from model.codec.network import load_codec
     from model.adapters import lora
+    from model.codec.network import load_codec
     from model.errors import JamstreamError
+    from model.generator import MAX_BPM, Generator, generate_clip
+    from model.io.audio import check_writable, write_audio
     from model.lm.network import load_lm
     from model.lm.sampling import SamplingConfig
     from model.style.network import load_style
-    from model.generator import MAX_BPM, Generator, generate_clip
 
     if args.prompt is not None and args.mix is not None:
-        raise JamstreamError("give a PROMPT or --mix \"a:0.7,b:0.3\" (one of them)")
+        raise JamstreamError('give a PROMPT or --mix "a:0.7,b:0.3" (one of them)')
     if args.prompt is None and args.mix is None and not args.adapter:
-        raise JamstreamError("give a PROMPT, --mix \"a:0.7,b:0.3\" or --adapter NAME (its captured style)")
+        raise JamstreamError('give a PROMPT, --mix "a:0.7,b:0.3" or --adapter NAME (its captured style)')
     if not 0 < args.bpm <= MAX_BPM:
         raise JamstreamError(f"--bpm must be in (0, {MAX_BPM:g}] (got {args.bpm:g})")
     if not 0 < args.seconds <= 3600:
@@ -73,7 +75,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:  # no prompt with --adapter: the adapter's own captured style
         pairs = [(args.prompt if args.prompt is not None else f"{lora.STYLE_PREFIX}{args.adapter}", 1.0)]
     if any(not p.strip() for p, _ in pairs):
-        raise JamstreamError("the prompt is empty: describe a style, e.g. \"bossa nova guitar\"")
+        raise JamstreamError('the prompt is empty: describe a style, e.g. "bossa nova guitar"')
     if any(w < 0 for _, w in pairs) or not any(w > 0 for _, w in pairs):
         raise JamstreamError("--mix weights must be >= 0 and not all zero")
     sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.guidance).validate()
@@ -104,7 +106,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "adapter": args.adapter,
         "adapter_strength": args.adapter_strength if args.adapter else None,
     }
-    emit(report, args.json, f"wrote {args.output}: {seconds:.1f} s in {wall:.1f} s (real-time factor {report['rtf']:.2f}, {report['tokens_per_s']:.0f} tokens/s)")
+    emit(
+        report,
+        args.json,
+        f"wrote {args.output}: {seconds:.1f} s in {wall:.1f} s (real-time factor {report['rtf']:.2f}, "
+        f"{report['tokens_per_s']:.0f} tokens/s)",
+    )
     return 0
 
 
@@ -117,8 +124,8 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=Formatter,
     )
-    g.add_argument("prompt", nargs="?", default=None, help="a style prompt, e.g. \"bossa nova guitar\", or adapter:NAME")
-    g.add_argument("--mix", default=None, help="weighted prompts: \"dub techno:0.7,jazz piano:0.3\"")
+    g.add_argument("prompt", nargs="?", default=None, help='a style prompt, e.g. "bossa nova guitar", or adapter:NAME')
+    g.add_argument("--mix", default=None, help='weighted prompts: "dub techno:0.7,jazz piano:0.3"')
     g.add_argument("--bpm", type=number, default=120.0, help="tempo in beats of the meter's denominator")
     g.add_argument("--meter", default="4/4", help="time signature; chunks are one bar")
     g.add_argument("--seconds", type=number, default=30.0, help="length of the clip")
@@ -126,10 +133,19 @@ def add(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--temperature", type=number, default=1.1)
     g.add_argument("--top-k", type=int, default=40)
     g.add_argument("--top-p", type=number, default=1.0)
-    g.add_argument("--guidance", type=number, default=3.0, help="classifier-free guidance weight (0: off; default = SamplingConfig's, see model/lm/sampling.py)")
+    g.add_argument(
+        "--guidance",
+        type=number,
+        default=3.0,
+        help="classifier-free guidance weight (0: off; default = SamplingConfig's, see model/lm/sampling.py)",
+    )
     g.add_argument("--adapter", default=None, help="a fine-tuned LoRA adapter (name under --adapters-dir, or a folder)")
-    g.add_argument("--adapter-strength", type=number, default=1.0, help="LoRA scaling of --adapter (0: the base model exactly)")
-    g.add_argument("--adapters-dir", default=None, help="where adapters live (default: $JAMSTREAM_ADAPTERS or ./adapters)")
+    g.add_argument(
+        "--adapter-strength", type=number, default=1.0, help="LoRA scaling of --adapter (0: the base model exactly)"
+    )
+    g.add_argument(
+        "--adapters-dir", default=None, help="where adapters live (default: $JAMSTREAM_ADAPTERS or ./adapters)"
+    )
     g.add_argument("--lm", default=None, help="LM weights (default: shipped)")
     g.add_argument("--codec", default=None, help="codec weights (default: shipped)")
     g.add_argument("--style", default=None, help="style-model weights (default: shipped)")

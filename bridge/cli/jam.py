@@ -42,18 +42,19 @@ STATUS_KEYS = ("bar", "beat", "bpm", "clock", "weights", "buffer_fill", "rtf", "
 def cmd_jam(args: argparse.Namespace) -> int:
     import multiprocessing as mp
 
-    from model.errors import JamstreamError
-
+    from bridge.jam.presets import find_preset
     from bridge.live import ring as R
     from bridge.live.callback import JackBridge
     from bridge.live.jack_time import JackClock, post_reference
     from bridge.live.link import AALINK_HINT, aalink_available
-    from bridge.jam.presets import find_preset
     from bridge.live.worker import WorkerConfig, worker_main
+    from model.errors import JamstreamError
 
     preset = find_preset(args.preset)  # bad presets fail here, before JACK or the model
     if (args.clock == "link" or args.link) and not aalink_available():
-        raise JamstreamError(f"{'--clock link' if args.clock == 'link' else '--link'} needs Ableton Link support: {AALINK_HINT}")
+        raise JamstreamError(
+            f"{'--clock link' if args.clock == 'link' else '--link'} needs Ableton Link support: {AALINK_HINT}"
+        )
     if args.bpm is not None and not 1 <= args.bpm <= 400:
         raise JamstreamError(f"--bpm {args.bpm:g}: give a tempo in 1..400")
     if args.seconds is not None and args.seconds <= 0:
@@ -86,9 +87,17 @@ def cmd_jam(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.disable()
     shared = R.Shared(capacity=1 << 21)  # 43 s at 48 kHz, 21 s at 96 kHz: far above any lookahead
-    bridge = JackBridge(shared, name=args.name, server=args.server, live_input=args.input,
-                        lookahead_s=preset.lookahead_ms / 1000.0, connect=args.connect, midi_from=args.midi_from,
-                        input_from=args.input_from, sync_timeout_s=args.sync_timeout)
+    bridge = JackBridge(
+        shared,
+        name=args.name,
+        server=args.server,
+        live_input=args.input,
+        lookahead_s=preset.lookahead_ms / 1000.0,
+        connect=args.connect,
+        midi_from=args.midi_from,
+        input_from=args.input_from,
+        sync_timeout_s=args.sync_timeout,
+    )
     stop = {"signal": None}
     reload_requests = [0]
 
@@ -113,9 +122,11 @@ def cmd_jam(args: argparse.Namespace) -> int:
     if not connect():
         if not args.reconnect:
             shared.close()
-            raise JamstreamError(f"no JACK server{' named ' + repr(args.server) if args.server else ''} is running: start one "
-                                 "(e.g. `jackd -d dummy -r 48000 -p 256`, or your audio interface in qjackctl/PipeWire), "
-                                 "or pass --reconnect to wait for it")
+            raise JamstreamError(
+                f"no JACK server{' named ' + repr(args.server) if args.server else ''} is running: start one "
+                "(e.g. `jackd -d dummy -r 48000 -p 256`, or your audio interface in qjackctl/PipeWire), "
+                "or pass --reconnect to wait for it"
+            )
         log("waiting for the JACK server...")
         while stop["signal"] is None and not connect():
             time.sleep(1.0)
@@ -124,16 +135,31 @@ def cmd_jam(args: argparse.Namespace) -> int:
             return 0
 
     rt_main = _lift_priority() and rt_main  # again, now that libjack's threads exist
-    cfg = WorkerConfig(preset=str(preset.path), lm=args.lm, codec=args.codec, style=args.style, adapter=args.adapter,
-                       seed=args.seed, bpm=args.bpm, clock=args.clock, link=args.link, metronome=args.metronome,
-                       threads=args.threads, live_input=args.input, live_cc=args.input_cc)
+    cfg = WorkerConfig(
+        preset=str(preset.path),
+        lm=args.lm,
+        codec=args.codec,
+        style=args.style,
+        adapter=args.adapter,
+        seed=args.seed,
+        bpm=args.bpm,
+        clock=args.clock,
+        link=args.link,
+        metronome=args.metronome,
+        threads=args.threads,
+        live_input=args.input,
+        live_cc=args.input_cc,
+    )
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     worker = ctx.Process(target=worker_main, args=(cfg, shared.spec(), queue), name="jamstream-worker", daemon=True)
     worker.start()
-    log(f"jamstream: client {bridge.client.name!r} on {bridge.rate} Hz, period {bridge.period}"
-        f"{'' if rt_main else ' (could not raise the main thread to SCHED_FIFO: expect more xruns under load)'}; loading "
-        f"{'the metronome' if args.metronome else 'the models'} for preset {preset.name!r}...")
+    log(
+        f"jamstream: client {bridge.client.name!r} on {bridge.rate} Hz, period {bridge.period}"
+        f"{'' if rt_main else ' (could not raise the main thread to SCHED_FIFO: expect more xruns under load)'}; "
+        "loading "
+        f"{'the metronome' if args.metronome else 'the models'} for preset {preset.name!r}..."
+    )
 
     status = StatusBoard(args.json_status, quiet=args.quiet)
     worker_status: dict = {}
@@ -178,8 +204,14 @@ def cmd_jam(args: argparse.Namespace) -> int:
                 reason = bridge.shutdown_reason
                 bridge.close()
                 status.connected = False
-                log(f"jamstream: the JACK server shut down ({reason}); "
-                    + ("waiting for it to come back (--reconnect)" if args.reconnect else "exiting (use --reconnect to wait for it)"))
+                log(
+                    f"jamstream: the JACK server shut down ({reason}); "
+                    + (
+                        "waiting for it to come back (--reconnect)"
+                        if args.reconnect
+                        else "exiting (use --reconnect to wait for it)"
+                    )
+                )
                 if not args.reconnect:
                     exit_code = 1
                     break
@@ -259,23 +291,52 @@ def snapshot(shared, bridge, worker_status: dict) -> dict:
     lookahead_frames = int(round(bridge.lookahead_s * rate))
     buffer_frames = max(0, int(ctl[R.VALID_END] - ctl[R.PLAY_FRAME]))
     out = {
-        "bar": worker_status.get("bar"), "beat": worker_status.get("beat"), "bpm": worker_status.get("bpm"),
-        "clock": worker_status.get("clock", "loading"), "weights": worker_status.get("weights", {}),
+        "bar": worker_status.get("bar"),
+        "beat": worker_status.get("beat"),
+        "bpm": worker_status.get("bpm"),
+        "clock": worker_status.get("clock", "loading"),
+        "weights": worker_status.get("weights", {}),
         "buffer_fill": round(buffer_frames / rate, 3),
         "rtf": worker_status.get("rtf", 0.0),
-        "underruns": int(ctl[R.UNDERRUNS]), "xruns": int(ctl[R.XRUNS]),
+        "underruns": int(ctl[R.UNDERRUNS]),
+        "xruns": int(ctl[R.XRUNS]),
         "latency_frames": lookahead_frames + int(ctl[R.PERIOD]),
-        "sample_rate": rate, "period": int(ctl[R.PERIOD]), "rolling": bool(ctl[R.ROLLING]),
-        "song_frame": int(ctl[R.PLAY_FRAME]), "starved_periods": int(ctl[R.STARVED_PERIODS]),
-        "locates": int(ctl[R.LOCATES]), "starts": int(ctl[R.STARTS]), "sync_waits": int(ctl[R.SYNC_WAITS]),
-        "midi_overflow": int(ctl[R.MIDI_OVERFLOW]), "periods": int(ctl[R.PERIODS]),
-        "callback_max_us": int(ctl[R.CB_MAX_US]), "callbacks_over_half_period": int(ctl[R.CB_SLOW]),
+        "sample_rate": rate,
+        "period": int(ctl[R.PERIOD]),
+        "rolling": bool(ctl[R.ROLLING]),
+        "song_frame": int(ctl[R.PLAY_FRAME]),
+        "starved_periods": int(ctl[R.STARVED_PERIODS]),
+        "locates": int(ctl[R.LOCATES]),
+        "starts": int(ctl[R.STARTS]),
+        "sync_waits": int(ctl[R.SYNC_WAITS]),
+        "midi_overflow": int(ctl[R.MIDI_OVERFLOW]),
+        "periods": int(ctl[R.PERIODS]),
+        "callback_max_us": int(ctl[R.CB_MAX_US]),
+        "callbacks_over_half_period": int(ctl[R.CB_SLOW]),
         "callback_entry_max_frames": int(ctl[R.CB_ENTRY_MAX]),
-        "ready": bool(ctl[R.WORKER_READY]), "connected": bridge.client is not None, "pid": os.getpid(),
+        "ready": bool(ctl[R.WORKER_READY]),
+        "connected": bridge.client is not None,
+        "pid": os.getpid(),
     }
-    for key in ("chunks", "rejoins", "streams", "cc", "preset", "reloads", "error", "target_weights", "meter",
-                "max_chunk_seconds", "clock_reanchors", "seconds", "recent_chunks", "link_peers", "link_placements",
-                "link_offset", "link_last"):
+    for key in (
+        "chunks",
+        "rejoins",
+        "streams",
+        "cc",
+        "preset",
+        "reloads",
+        "error",
+        "target_weights",
+        "meter",
+        "max_chunk_seconds",
+        "clock_reanchors",
+        "seconds",
+        "recent_chunks",
+        "link_peers",
+        "link_placements",
+        "link_offset",
+        "link_last",
+    ):
         if key in worker_status:
             out[key] = worker_status[key]
     return out
@@ -308,8 +369,10 @@ class StatusBoard:
         if clock == "link" and s.get("link_peers") is not None:
             clock = f"link, {s['link_peers']} peer{'' if s['link_peers'] == 1 else 's'}"
         ms = s["latency_frames"] / s["sample_rate"] * 1000
-        return (f"{where:>7} {bpm} bpm [{clock}] {weights} | buf {s['buffer_fill']:.2f}s rtf {s['rtf']:.2f} "
-                f"| underruns {s['underruns']} xruns {s['xruns']} | latency {s['latency_frames']} fr ({ms:.0f} ms)")
+        return (
+            f"{where:>7} {bpm} bpm [{clock}] {weights} | buf {s['buffer_fill']:.2f}s rtf {s['rtf']:.2f} "
+            f"| underruns {s['underruns']} xruns {s['xruns']} | latency {s['latency_frames']} fr ({ms:.0f} ms)"
+        )
 
     def update(self, s: dict) -> None:
         s = dict(s, reconnects=self.reconnects)
@@ -337,32 +400,71 @@ def add(sub: argparse._SubParsersAction) -> None:
         "jam",
         help="play a preset live as a JACK client, locked to the host's transport and tempo",
         description="Run jamstream inside your DAW: a JACK client with stereo audio out and a MIDI in, generating the "
-        "preset's music ahead of the playhead in a separate process, on the host's beats and bars, with MIDI CC blending "
+        "preset's music ahead of the playhead in a separate process, on the host's beats and bars, with MIDI CC "
+        "blending "
         "the style slots.",
         epilog=EPILOG,
         formatter_class=Formatter,
     )
     j.add_argument("--preset", required=True, help="shipped preset name (see presets/) or a .toml path")
-    j.add_argument("--clock", choices=("auto", "jack", "midi", "link", "free"), default="auto",
-                   help="time source: auto = JACK transport when it moves, else MIDI clock on midi_in, else Link with --link; "
-                   "link = an Ableton Link session; free = play now at --bpm")
-    j.add_argument("--link", action="store_true",
-                   help="join the Ableton Link session: in auto, Link drives while the JACK transport is stopped and no MIDI clock runs")
+    j.add_argument(
+        "--clock",
+        choices=("auto", "jack", "midi", "link", "free"),
+        default="auto",
+        help="time source: auto = JACK transport when it moves, else MIDI clock on midi_in, else Link with --link; "
+        "link = an Ableton Link session; free = play now at --bpm",
+    )
+    j.add_argument(
+        "--link",
+        action="store_true",
+        help=(
+            "join the Ableton Link session: in auto, Link drives while the JACK transport is stopped and no MIDI "
+            "clock runs"
+        ),
+    )
     j.add_argument("--bpm", type=number, default=None, help="tempo when the source gives none (default: the preset's)")
-    j.add_argument("--connect", action="append", default=[], metavar="REGEX",
-                   help="connect out_L/out_R to the first two audio inputs matching REGEX ('system' = the physical outputs)")
-    j.add_argument("--midi-from", action="append", default=[], metavar="REGEX", help="connect MIDI outputs matching REGEX to midi_in")
-    j.add_argument("--input", action="store_true", help="add in_L/in_R: their sound is a 'live' style slot (CC --input-cc)")
-    j.add_argument("--input-cc", type=int, default=22, help="CC number (preset's channel) for the live input slot's weight")
-    j.add_argument("--input-from", action="append", default=[], metavar="REGEX", help="connect audio outputs matching REGEX to in_L/in_R")
+    j.add_argument(
+        "--connect",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="connect out_L/out_R to the first two audio inputs matching REGEX ('system' = the physical outputs)",
+    )
+    j.add_argument(
+        "--midi-from",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="connect MIDI outputs matching REGEX to midi_in",
+    )
+    j.add_argument(
+        "--input", action="store_true", help="add in_L/in_R: their sound is a 'live' style slot (CC --input-cc)"
+    )
+    j.add_argument(
+        "--input-cc", type=int, default=22, help="CC number (preset's channel) for the live input slot's weight"
+    )
+    j.add_argument(
+        "--input-from",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="connect audio outputs matching REGEX to in_L/in_R",
+    )
     j.add_argument("--name", default="jamstream", help="JACK client name")
     j.add_argument("--server", default=None, help="JACK server name (default: $JACK_DEFAULT_SERVER or 'default')")
     j.add_argument("--reconnect", action="store_true", help="when the server is gone or shuts down, wait and rejoin it")
-    j.add_argument("--sync-timeout", type=number, default=None, metavar="S",
-                   help="set the server's slow-sync timeout (how long a transport start may wait for the first chunk)")
+    j.add_argument(
+        "--sync-timeout",
+        type=number,
+        default=None,
+        metavar="S",
+        help="set the server's slow-sync timeout (how long a transport start may wait for the first chunk)",
+    )
     j.add_argument("--json-status", default=None, metavar="FILE", help="write the status as JSON to FILE every second")
     j.add_argument("--seconds", type=number, default=None, help="stop after this many seconds (demos, soaks)")
-    j.add_argument("--metronome", action="store_true", help="play clicks on the beats instead of the model (check a rig)")
+    j.add_argument(
+        "--metronome", action="store_true", help="play clicks on the beats instead of the model (check a rig)"
+    )
     j.add_argument("--quiet", action="store_true", help="no status line")
     j.add_argument("--seed", type=int, default=0, help="generation seed")
     j.add_argument("--adapter", default=None, help="fine-tuned adapter (name under adapters/ or a directory)")

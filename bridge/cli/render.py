@@ -24,15 +24,14 @@ OUTPUT_SUFFIXES = (".wav", ".flac")
 def cmd_render(args: argparse.Namespace) -> int:
     import torch
 
-    from model.io.audio import write_audio
-    from model.errors import JamstreamError
-    from model.progress import progress
-
-    from bridge.jam.time.clock import MidiFileClock
     from bridge.jam.engine import SAMPLE_RATE, Engine
     from bridge.jam.presets import find_preset
     from bridge.jam.render import bounce
     from bridge.jam.stack import load_stack
+    from bridge.jam.time.clock import MidiFileClock
+    from model.errors import JamstreamError
+    from model.io.audio import write_audio
+    from model.progress import progress
 
     out = Path(args.output)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -44,11 +43,21 @@ def cmd_render(args: argparse.Namespace) -> int:
     clock = MidiFileClock.from_file(args.song, default_bpm=preset.bpm, default_meter=preset.meter)
     seconds = args.seconds if args.seconds is not None else clock.length_seconds
     if not 0 < seconds <= 3 * 3600:
-        raise JamstreamError(f"{args.song}: the song is {seconds:g} s long; give --seconds (0 < s <= 10800) to render a length")
+        raise JamstreamError(
+            f"{args.song}: the song is {seconds:g} s long; give --seconds (0 < s <= 10800) to render a length"
+        )
     if args.threads:
         torch.set_num_threads(args.threads)
     stack = load_stack(preset, lm=args.lm, codec=args.codec, style=args.style, adapter=args.adapter)
-    engine = Engine(stack.generator, stack.style_model, preset, clock, seed=args.seed, slot_styles=stack.slot_styles, adapters=stack.adapters)
+    engine = Engine(
+        stack.generator,
+        stack.style_model,
+        preset,
+        clock,
+        seed=args.seed,
+        slot_styles=stack.slot_styles,
+        adapters=stack.adapters,
+    )
     frames = int(round(seconds * 25))
     bar = progress(total=frames, desc="render", unit="frame")
     start = time.perf_counter()
@@ -67,7 +76,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         "cc": engine.stats.cc,
         "bars": result.bars,
     }
-    emit(report, args.json, f"wrote {out}: {report['seconds']:.1f} s in {wall:.1f} s (real-time factor {report['rtf']:.2f}, {result.blocks} chunks)")
+    emit(
+        report,
+        args.json,
+        f"wrote {out}: {report['seconds']:.1f} s in {wall:.1f} s (real-time factor {report['rtf']:.2f}, "
+        f"{result.blocks} chunks)",
+    )
     return 0
 
 

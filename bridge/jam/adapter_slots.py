@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from model.adapters import lora
-
 from bridge.jam.presets import Preset
+from model.adapters import lora
 
 
 class AdapterSet:
@@ -43,7 +42,10 @@ class AdapterSet:
         for name in self._slots.values():
             style = self._loaded[name].style
             if style is None:
-                raise JamstreamError(f"adapter {name!r} has no captured style ({self._loaded[name].path}/style.safetensors); fine-tune it again")
+                raise JamstreamError(
+                    f"adapter {name!r} has no captured style ({self._loaded[name].path}/style.safetensors); fine-tune "
+                    "it again"
+                )
             out[name] = style
         return out
 

@@ -26,7 +26,9 @@ def write_conductor(
 
     events = [(float(q), 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))) for q, bpm in tempos]
     events.append((0.0, 0, mido.MetaMessage("time_signature", numerator=meter[0], denominator=meter[1])))
-    events += [(float(q), 1, mido.Message("control_change", channel=channel - 1, control=n, value=v)) for q, n, v in ccs]
+    events += [
+        (float(q), 1, mido.Message("control_change", channel=channel - 1, control=n, value=v)) for q, n, v in ccs
+    ]
     events.append((bars * meter[0] * 4.0 / meter[1], 2, mido.MetaMessage("end_of_track")))
     track, last = mido.MidiTrack(), 0
     for q, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
@@ -40,7 +42,9 @@ def write_conductor(
     return path
 
 
-def crossfade_ccs(a_cc: int, b_cc: int, start_quarter: float, quarters: float, steps: int = 32) -> list[tuple[float, int, int]]:
+def crossfade_ccs(
+    a_cc: int, b_cc: int, start_quarter: float, quarters: float, steps: int = 32
+) -> list[tuple[float, int, int]]:
     """A full sweep from slot A (127 -> 0) to slot B (0 -> 127), starting at start_quarter."""
     out = [(0.0, a_cc, 127), (0.0, b_cc, 0)]
     for i in range(steps + 1):
@@ -61,5 +65,7 @@ def sweep_clock(preset, bpm: float, bars: int, sweep_start_quarter: float, sweep
     den = preset.meter[1]
     ccs = crossfade_ccs(a.cc.number, b.cc.number, sweep_start_quarter, sweep_quarters)
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_conductor(Path(tmp) / "sweep.mid", [(0.0, bpm * 4.0 / den)], bars, ccs, preset.meter, channel=a.cc.channel)
+        path = write_conductor(
+            Path(tmp) / "sweep.mid", [(0.0, bpm * 4.0 / den)], bars, ccs, preset.meter, channel=a.cc.channel
+        )
         return MidiFileClock.from_file(path)

@@ -24,14 +24,20 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from model.lm.sampling import SamplingConfig
-
 from bridge.jam.presets import ParamControl, Preset
+from model.lm.sampling import SamplingConfig
 
 # Data bytes after a status byte: channel messages by high nibble, system common by byte.
 _CHANNEL_DATA = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
 _SYSTEM_DATA = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0}
-STAT_KEYS = ("applied", "program_change", "ignored_unknown_cc", "ignored_other_channel", "ignored_other_type", "malformed")
+STAT_KEYS = (
+    "applied",
+    "program_change",
+    "ignored_unknown_cc",
+    "ignored_other_channel",
+    "ignored_other_type",
+    "malformed",
+)
 
 
 class _Input:
@@ -199,7 +205,9 @@ class Controls:
     def sampling(self) -> SamplingConfig:
         """The sampling knobs as they stand now (read once per chunk)."""
         base = self.preset.sampling
-        return SamplingConfig(self._params["temperature"], int(round(self._params["top_k"])), base.top_p, self._params["guidance"])
+        return SamplingConfig(
+            self._params["temperature"], int(round(self._params["top_k"])), base.top_p, self._params["guidance"]
+        )
 
     def gain_db(self) -> float:
         """The smoothed output gain in dB."""

@@ -39,14 +39,13 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from bridge.jam.controls import Controls
+from bridge.jam.presets import Preset
+from bridge.jam.time.clock import Clock
+from bridge.jam.time.grid import Chunk, chunk_grid
 from model.codec.network import FRAME_RATE, FRAME_SAMPLES
 from model.errors import JamstreamError
 from model.generator import Generator, GeneratorState, flush
-
-from bridge.jam.time.clock import Clock
-from bridge.jam.controls import Controls
-from bridge.jam.presets import Preset
-from bridge.jam.time.grid import Chunk, chunk_grid
 
 SAMPLE_RATE = 48_000
 MAX_CHUNK_FRAMES = 250  # the LM's 10 s context: a very slow bar is cut there
@@ -102,7 +101,9 @@ class SlotStyles:
                 rows.append(style_model.embed_audio(load_audio(slot.value), SAMPLE_RATE))
             else:
                 if adapter_styles is None or slot.value not in adapter_styles:
-                    raise JamstreamError(f"{preset.path}: slot {slot.name!r} names adapter {slot.value!r}, which is not loaded")
+                    raise JamstreamError(
+                        f"{preset.path}: slot {slot.name!r} names adapter {slot.value!r}, which is not loaded"
+                    )
                 rows.append(torch.as_tensor(adapter_styles[slot.value], dtype=torch.float32).reshape(-1))
         self.embeddings = torch.stack([torch.nn.functional.normalize(r.float(), dim=0) for r in rows])
 
@@ -203,7 +204,10 @@ class Engine:
     def late(self, playhead_seconds: float, margin_seconds: float = 0.0) -> bool:
         """Whether the next chunk's audio would begin before the playhead (+ a margin)."""
         chunk = self.peek()
-        return chunk is not None and chunk.start_seconds() - FRAME_SAMPLES / SAMPLE_RATE < playhead_seconds + margin_seconds
+        return (
+            chunk is not None
+            and chunk.start_seconds() - FRAME_SAMPLES / SAMPLE_RATE < playhead_seconds + margin_seconds
+        )
 
     def rejoin(self, playhead_seconds: float, margin_seconds: float = 0.0) -> Chunk:
         """Move the grid to the first boundary whose audio starts after playhead + margin.
@@ -212,7 +216,9 @@ class Engine:
         not be ready in time is skipped whole, so the stream lands back on the grid."""
         self.stats.rejoins += 1
         length = self.preset.chunk
-        t = self.clock.next_boundary(playhead_seconds + margin_seconds + FRAME_SAMPLES / SAMPLE_RATE, length.unit, length.count)
+        t = self.clock.next_boundary(
+            playhead_seconds + margin_seconds + FRAME_SAMPLES / SAMPLE_RATE, length.unit, length.count
+        )
         self._grid = self._new_grid(t)
         self._pending = None
         self._fresh = True
@@ -230,8 +236,15 @@ class Engine:
         first = pieces[0]
         if len(pieces) == 1:
             return first
-        return Block(first.chunk, first.start_sample, np.concatenate([b.audio for b in pieces], axis=1), first.weights,
-                     first.bar, first.fresh, sum(b.gen_seconds for b in pieces))
+        return Block(
+            first.chunk,
+            first.start_sample,
+            np.concatenate([b.audio for b in pieces], axis=1),
+            first.weights,
+            first.bar,
+            first.fresh,
+            sum(b.gen_seconds for b in pieces),
+        )
 
     def next_pieces(self) -> Iterator[Block]:
         """The next chunk as consecutive pieces of PIECE_FRAMES frames.
@@ -265,22 +278,34 @@ class Engine:
             audio, self._state = self.generator.generate_chunk(self._state, tokens, timing[f0:f1], f1 - f0, sampling)
             elapsed = time.perf_counter() - start
             total += elapsed
-            yield self._finish_piece(chunk, f0, audio.numpy(), ramp[f0 * FRAME_SAMPLES : f1 * FRAME_SAMPLES], weights, bar, elapsed)
+            yield self._finish_piece(
+                chunk, f0, audio.numpy(), ramp[f0 * FRAME_SAMPLES : f1 * FRAME_SAMPLES], weights, bar, elapsed
+            )
         self.stats.chunks += 1
         self.stats.frames += chunk.n_frames
         self.stats.gen_seconds += total
         self.stats.cc = dict(self.controls.stats)
         self._last_end_sample = chunk.start_sample + chunk.n_samples
 
-    def _finish_piece(self, chunk: Chunk, f0: int, audio: np.ndarray, ramp: np.ndarray, weights: dict[str, float],
-                      bar: int, elapsed: float) -> Block:
+    def _finish_piece(
+        self,
+        chunk: Chunk,
+        f0: int,
+        audio: np.ndarray,
+        ramp: np.ndarray,
+        weights: dict[str, float],
+        bar: int,
+        elapsed: float,
+    ) -> Block:
         audio = np.array(audio, dtype=np.float32)
         fresh = self._fresh and f0 == 0
         if fresh:  # the held-back frame is silence (new stream) or belongs before a gap
             audio[:, :FRAME_SAMPLES] = 0.0
             n = min(FADE_SAMPLES, audio.shape[1] - FRAME_SAMPLES)
             if n > 0:
-                audio[:, FRAME_SAMPLES : FRAME_SAMPLES + n] *= np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
+                audio[:, FRAME_SAMPLES : FRAME_SAMPLES + n] *= np.linspace(
+                    0.0, 1.0, n, endpoint=False, dtype=np.float32
+                )
             self._fresh = False
         audio *= ramp
         audio = self.chain(audio, SAMPLE_RATE, reset=False)

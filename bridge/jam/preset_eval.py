@@ -37,7 +37,16 @@ def bar_embeddings(style_model, audio: np.ndarray, bar_samples: int) -> torch.Te
         return torch.stack([style_model.embed_audio(audio[:, s : s + bar_samples], SAMPLE_RATE) for s in starts])
 
 
-def evaluate_preset(generator, style_model, preset: Preset, seed: int = 0, a_bars: int = 4, sweep_bars: int = 2, b_bars: int = 8, slot_styles: SlotStyles | None = None) -> PresetResult:
+def evaluate_preset(
+    generator,
+    style_model,
+    preset: Preset,
+    seed: int = 0,
+    a_bars: int = 4,
+    sweep_bars: int = 2,
+    b_bars: int = 8,
+    slot_styles: SlotStyles | None = None,
+) -> PresetResult:
     num, den = preset.meter
     bar_q = num * 4.0 / den
     clock = sweep_clock(preset, preset.bpm, a_bars + sweep_bars + b_bars, a_bars * bar_q, sweep_bars * bar_q)
@@ -48,5 +57,12 @@ def evaluate_preset(generator, style_model, preset: Preset, seed: int = 0, a_bar
     slots = torch.nn.functional.normalize(engine.styles.embeddings[:2], dim=1)
     margin = (emb @ slots[1] - emb @ slots[0]).numpy()
     after = margin[a_bars + sweep_bars + 1 :]
-    return PresetResult(preset.name, int(after.size), int((after > 0).sum()), float((after > 0).mean()),
-                        float(after.mean()), float(margin[1:a_bars].mean()), engine.stats.rtf())
+    return PresetResult(
+        preset.name,
+        int(after.size),
+        int((after > 0).sum()),
+        float((after > 0).mean()),
+        float(after.mean()),
+        float(margin[1:a_bars].mean()),
+        engine.stats.rtf(),
+    )

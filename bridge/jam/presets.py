@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bridge.jam.time.clock import MAX_BPM, ChunkLength
 from model.errors import JamstreamError
 from model.lm.sampling import SamplingConfig
-
-from bridge.jam.time.clock import MAX_BPM, ChunkLength
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 DEFAULT_PRESET = "techno-dub"  # what jam and bench use when no preset is named: strong beats show the lock
@@ -44,9 +43,24 @@ PARAMS: dict[str, tuple[float, float, float]] = {
 EFFECTS: dict[str, tuple[str, dict[str, tuple[float, float]]]] = {
     "highpass": ("HighpassFilter", {"cutoff_frequency_hz": (1.0, 20_000.0)}),
     "lowpass": ("LowpassFilter", {"cutoff_frequency_hz": (1.0, 24_000.0)}),
-    "compressor": ("Compressor", {"threshold_db": (-60.0, 0.0), "ratio": (1.0, 100.0), "attack_ms": (0.01, 1000.0), "release_ms": (1.0, 5000.0)}),
-    "reverb": ("Reverb", {k: (0.0, 1.0) for k in ("room_size", "damping", "wet_level", "dry_level", "width", "freeze_mode")}),
-    "chorus": ("Chorus", {"rate_hz": (0.01, 100.0), "depth": (0.0, 1.0), "centre_delay_ms": (0.1, 100.0), "feedback": (-0.95, 0.95), "mix": (0.0, 1.0)}),
+    "compressor": (
+        "Compressor",
+        {"threshold_db": (-60.0, 0.0), "ratio": (1.0, 100.0), "attack_ms": (0.01, 1000.0), "release_ms": (1.0, 5000.0)},
+    ),
+    "reverb": (
+        "Reverb",
+        {k: (0.0, 1.0) for k in ("room_size", "damping", "wet_level", "dry_level", "width", "freeze_mode")},
+    ),
+    "chorus": (
+        "Chorus",
+        {
+            "rate_hz": (0.01, 100.0),
+            "depth": (0.0, 1.0),
+            "centre_delay_ms": (0.1, 100.0),
+            "feedback": (-0.95, 0.95),
+            "mix": (0.0, 1.0),
+        },
+    ),
     "delay": ("Delay", {"delay_seconds": (0.0, 10.0), "feedback": (0.0, 0.99), "mix": (0.0, 1.0)}),
     "gain": ("Gain", {"gain_db": (-60.0, 24.0)}),
 }
@@ -57,8 +71,22 @@ EFFECTS: dict[str, tuple[str, dict[str, tuple[float, float]]]] = {
 # gives unity gain below the threshold and moves the 0 dBFS clip down to the ceiling.
 LIMITER_MAKEUP_DB = 3.75
 
-TOP_KEYS = ("name", "description", "bpm", "meter", "chunk", "lookahead_ms", "smoothing_ms", "channel", "gain_db",
-            "sampling", "slots", "controls", "effects", "limiter")
+TOP_KEYS = (
+    "name",
+    "description",
+    "bpm",
+    "meter",
+    "chunk",
+    "lookahead_ms",
+    "smoothing_ms",
+    "channel",
+    "gain_db",
+    "sampling",
+    "slots",
+    "controls",
+    "effects",
+    "limiter",
+)
 SLOT_KEYS = ("prompt", "audio", "adapter", "cc", "weight")
 CC_KEYS = ("number", "channel", "bits", "lsb")
 CONTROL_KEYS = ("cc", "min", "max", "curve", "initial")
@@ -248,14 +276,21 @@ class _Reader:
             raise self.fail(key, f"must be a table, got {_show(value)}", f"write it as [{key}] with keys below it")
         return value
 
-    def number(self, table: dict, k: str, key: str, lo: float, hi: float, default: float | None = None, integer: bool = False) -> float:
+    def number(
+        self, table: dict, k: str, key: str, lo: float, hi: float, default: float | None = None, integer: bool = False
+    ) -> float:
         if k not in table:
             if default is None:
                 raise self.fail(key, "missing", f"add {k} = <a number from {lo:g} to {hi:g}>")
             return default
         v = table[k]
         kind = "a whole number" if integer else "a number"
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)) or not math.isfinite(v):
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or (integer and not isinstance(v, int))
+            or not math.isfinite(v)
+        ):
             raise self.fail(key, f"must be {kind}, got {_show(v)}", f"write {k} = <{kind} from {lo:g} to {hi:g}>")
         if not lo <= v <= hi:
             raise self.fail(key, f"{v:g} is out of range {lo:g}..{hi:g}", f"use a value from {lo:g} to {hi:g}")
@@ -293,10 +328,16 @@ class _Reader:
 
         slots_table = self.table(data.get("slots"), "slots") if "slots" in data else None
         if not slots_table:
-            raise self.fail("slots", "no style slots", 'add at least one, e.g. [slots.A] prompt = "swing jazz" cc = 20 weight = 1.0')
+            raise self.fail(
+                "slots", "no style slots", 'add at least one, e.g. [slots.A] prompt = "swing jazz" cc = 20 weight = 1.0'
+            )
         slots = tuple(self.slot(n, self.table(t, f"slots.{n}"), channel) for n, t in slots_table.items())
         if not any(s.weight > 0 for s in slots):
-            raise self.fail("slots", "every slot's initial weight is 0", "give at least one slot weight > 0 (e.g. weight = 1.0) so the music starts somewhere")
+            raise self.fail(
+                "slots",
+                "every slot's initial weight is 0",
+                "give at least one slot weight > 0 (e.g. weight = 1.0) so the music starts somewhere",
+            )
 
         controls = {}
         for pname, t in self.table(data.get("controls", {}), "controls").items():
@@ -309,8 +350,22 @@ class _Reader:
 
         effects = self.effects(data.get("effects", []))
         limiter = self.limiter(data.get("limiter", True))
-        return Preset(self.path, name, description, slots, controls, sampling, float(bpm), meter, chunk,
-                      float(lookahead), float(smoothing), float(gain_db), effects, limiter)
+        return Preset(
+            self.path,
+            name,
+            description,
+            slots,
+            controls,
+            sampling,
+            float(bpm),
+            meter,
+            chunk,
+            float(lookahead),
+            float(smoothing),
+            float(gain_db),
+            effects,
+            limiter,
+        )
 
     def meter(self, v: Any) -> tuple[int, int]:
         fix = 'write it like meter = "4/4", "3/4" or "6/8" (numerator 1-16; denominator 1, 2, 4, 8 or 16)'
@@ -338,22 +393,46 @@ class _Reader:
         given = [k for k in ("prompt", "audio", "adapter") if k in t]
         if len(given) != 1:
             problem = "has no style" if not given else f"has {' and '.join(given)}"
-            raise self.fail(where, problem, 'give exactly one of prompt = "...", audio = "file.wav" (relative to the preset) or adapter = "NAME"')
+            raise self.fail(
+                where,
+                problem,
+                'give exactly one of prompt = "...", audio = "file.wav" (relative to the preset) or adapter = "NAME"',
+            )
         kind = given[0]
         value = self.text(t, kind, f"{where}.{kind}")
         if not value.strip():
-            raise self.fail(f"{where}.{kind}", "is empty", f"give the {kind}" + (', e.g. prompt = "bossa nova guitar trio"' if kind == "prompt" else ""))
+            raise self.fail(
+                f"{where}.{kind}",
+                "is empty",
+                f"give the {kind}" + (', e.g. prompt = "bossa nova guitar trio"' if kind == "prompt" else ""),
+            )
         if kind == "audio":
             file = (self.path.parent / value).resolve()
             if not file.is_file():
-                raise self.fail(f"{where}.audio", f"audio file {value!r} not found (looked for {file})", "audio paths are relative to the preset file; fix the path or copy the file there")
+                raise self.fail(
+                    f"{where}.audio",
+                    f"audio file {value!r} not found (looked for {file})",
+                    "audio paths are relative to the preset file; fix the path or copy the file there",
+                )
             if file.suffix.lower() not in AUDIO_SUFFIXES:
-                raise self.fail(f"{where}.audio", f"{value!r} is not a readable audio type", f"use one of {', '.join(AUDIO_SUFFIXES)}")
+                raise self.fail(
+                    f"{where}.audio",
+                    f"{value!r} is not a readable audio type",
+                    f"use one of {', '.join(AUDIO_SUFFIXES)}",
+                )
             value = str(file)
         elif kind == "adapter" and not _ADAPTER_NAME.match(value):
-            raise self.fail(f"{where}.adapter", f"{value!r} is not an adapter name", "use the name you gave the fine-tuned style: letters, digits, '_', '.', '-'")
+            raise self.fail(
+                f"{where}.adapter",
+                f"{value!r} is not an adapter name",
+                "use the name you gave the fine-tuned style: letters, digits, '_', '.', '-'",
+            )
         if "cc" not in t:
-            raise self.fail(f"{where}.cc", "missing", "bind the slot's weight to a CC: cc = 20, or cc = { channel = 2, number = 20 }")
+            raise self.fail(
+                f"{where}.cc",
+                "missing",
+                "bind the slot's weight to a CC: cc = 20, or cc = { channel = 2, number = 20 }",
+            )
         cc = self.binding(t["cc"], f"{where}.cc", channel)
         weight = self.number(t, "weight", f"{where}.weight", 0.0, 1.0, 0.0)
         return StyleSlot(name, kind, value, cc, float(weight))  # type: ignore[arg-type]
@@ -368,13 +447,21 @@ class _Reader:
         vmin = self.number(t, "min", f"{where}.min", lo, hi, integer=False)
         vmax = self.number(t, "max", f"{where}.max", lo, hi, integer=False)
         if vmin == vmax:
-            raise self.fail(where, f"min and max are both {vmin:g}", "make them differ (max < min turns the knob around)")
+            raise self.fail(
+                where, f"min and max are both {vmin:g}", "make them differ (max < min turns the knob around)"
+            )
         curve_name = self.text(t, "curve", f"{where}.curve", "linear")
         if curve_name not in CURVES:
-            raise self.fail(f"{where}.curve", f"unknown curve {curve_name!r}", "use \"linear\" or \"exponential\" (also spelled \"log\")")
+            raise self.fail(
+                f"{where}.curve", f"unknown curve {curve_name!r}", 'use "linear" or "exponential" (also spelled "log")'
+            )
         curve = CURVES[curve_name]
         if curve == "exponential" and (vmin <= 0 or vmax <= 0):
-            raise self.fail(f"{where}.curve", f"an exponential curve needs min and max > 0 (got {vmin:g}..{vmax:g})", "raise min above 0 or use curve = \"linear\"" + (" (gain is already in dB)" if pname == "gain" else ""))
+            raise self.fail(
+                f"{where}.curve",
+                f"an exponential curve needs min and max > 0 (got {vmin:g}..{vmax:g})",
+                'raise min above 0 or use curve = "linear"' + (" (gain is already in dB)" if pname == "gain" else ""),
+            )
         low, high = min(vmin, vmax), max(vmin, vmax)
         initial = self.number(t, "initial", f"{where}.initial", low, high, min(high, max(low, default)))
         return ParamControl(pname, cc, float(vmin), float(vmax), curve, float(initial))  # type: ignore[arg-type]
@@ -383,21 +470,37 @@ class _Reader:
         if isinstance(v, int) and not isinstance(v, bool):
             v = {"number": v}
         if not isinstance(v, dict):
-            raise self.fail(key, f"must be a CC number or a table, got {_show(v)}", "write cc = 20, or cc = { channel = 1, number = 20, bits = 14 }")
+            raise self.fail(
+                key,
+                f"must be a CC number or a table, got {_show(v)}",
+                "write cc = 20, or cc = { channel = 1, number = 20, bits = 14 }",
+            )
         self.keys(v, CC_KEYS, key)
         number = int(self.number(v, "number", f"{key}.number", 0, 127, integer=True))
         ch = int(self.number(v, "channel", f"{key}.channel", 1, 16, default_channel, integer=True))
         bits = int(self.number(v, "bits", f"{key}.bits", 7, 14, 14 if "lsb" in v else 7, integer=True))
         if bits not in (7, 14):
-            raise self.fail(f"{key}.bits", f"{bits} bits is not a CC resolution", "use bits = 7 (one CC) or bits = 14 (an MSB/LSB pair)")
+            raise self.fail(
+                f"{key}.bits",
+                f"{bits} bits is not a CC resolution",
+                "use bits = 7 (one CC) or bits = 14 (an MSB/LSB pair)",
+            )
         lsb = None
         if bits == 14:
             if "lsb" in v:
                 lsb = int(self.number(v, "lsb", f"{key}.lsb", 0, 127, integer=True))
                 if lsb == number:
-                    raise self.fail(f"{key}.lsb", f"the LSB is the MSB's own number {number}", "give a different CC number for the LSB (by convention number + 32)")
+                    raise self.fail(
+                        f"{key}.lsb",
+                        f"the LSB is the MSB's own number {number}",
+                        "give a different CC number for the LSB (by convention number + 32)",
+                    )
             elif number > 31:
-                raise self.fail(f"{key}.number", f"14-bit CC {number} has no conventional LSB (number + 32 > 63)", "use an MSB from 0 to 31, or give lsb = N explicitly")
+                raise self.fail(
+                    f"{key}.number",
+                    f"14-bit CC {number} has no conventional LSB (number + 32 > 63)",
+                    "use an MSB from 0 to 31, or give lsb = N explicitly",
+                )
             else:
                 lsb = number + 32
         elif "lsb" in v:
@@ -406,13 +509,21 @@ class _Reader:
         for i, pair in enumerate(binding.keys()):
             role = f"{key} (LSB)" if i else key
             if pair in self.bound:
-                raise self.fail(role, f"channel {pair[0]} CC {pair[1]} is already bound to {self.bound[pair]}", "each CC drives one thing; pick a free CC number (a 14-bit pair also takes number + 32)")
+                raise self.fail(
+                    role,
+                    f"channel {pair[0]} CC {pair[1]} is already bound to {self.bound[pair]}",
+                    "each CC drives one thing; pick a free CC number (a 14-bit pair also takes number + 32)",
+                )
             self.bound[pair] = role
         return binding
 
     def effects(self, v: Any) -> tuple[EffectSpec, ...]:
         if not isinstance(v, list):
-            raise self.fail("effects", f"must be a list of tables, got {_show(v)}", 'write each effect as [[effects]] with type = "reverb" and its parameters')
+            raise self.fail(
+                "effects",
+                f"must be a list of tables, got {_show(v)}",
+                'write each effect as [[effects]] with type = "reverb" and its parameters',
+            )
         out = []
         for i, t in enumerate(v):
             where = f"effects[{i}]"
@@ -434,7 +545,11 @@ class _Reader:
         if v is True:
             return LimiterSpec()
         if not isinstance(v, dict):
-            raise self.fail("limiter", f"must be a table or false, got {_show(v)}", "write [limiter] ceiling_db = -1.0, or limiter = false to switch it off")
+            raise self.fail(
+                "limiter",
+                f"must be a table or false, got {_show(v)}",
+                "write [limiter] ceiling_db = -1.0, or limiter = false to switch it off",
+            )
         t = v
         self.keys(t, LIMITER_KEYS, "limiter")
         return LimiterSpec(

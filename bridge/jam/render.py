@@ -13,8 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from bridge.jam.time.clock import MidiFileClock
 from bridge.jam.engine import SAMPLE_RATE, Block, Engine
+from bridge.jam.time.clock import MidiFileClock
 
 
 @dataclass
@@ -24,7 +24,9 @@ class Bounce:
     blocks: int
 
 
-def bounce(engine: Engine, clock: MidiFileClock, end_seconds: float, on_block: Callable[[Block], None] | None = None) -> Bounce:
+def bounce(
+    engine: Engine, clock: MidiFileClock, end_seconds: float, on_block: Callable[[Block], None] | None = None
+) -> Bounce:
     """Render [0, end_seconds) of the song through `engine`."""
     engine.start(0.0, end_seconds)  # first: a start applies whatever is already queued
     for ev in clock.cc_events:
@@ -36,8 +38,14 @@ def bounce(engine: Engine, clock: MidiFileClock, end_seconds: float, on_block: C
     while engine.peek() is not None:
         block = engine.next_block()
         _place(out, block.audio, block.start_sample)
-        bars.setdefault(block.bar, {"bar": block.bar, "seconds": round(block.chunk.start_seconds(), 4),
-                                    "weights": {k: round(v, 4) for k, v in block.weights.items()}})
+        bars.setdefault(
+            block.bar,
+            {
+                "bar": block.bar,
+                "seconds": round(block.chunk.start_seconds(), 4),
+                "weights": {k: round(v, 4) for k, v in block.weights.items()},
+            },
+        )
         blocks += 1
         if on_block is not None:
             on_block(block)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.generator import Generator
-
 from bridge.jam.engine import SlotStyles
 from bridge.jam.presets import Preset
+from model.generator import Generator
 
 
 @dataclass
@@ -23,7 +22,14 @@ class Stack:
     adapters: object | None  # AdapterSet when the preset or --adapter uses one
 
 
-def load_stack(preset: Preset, lm: str | None = None, codec: str | None = None, style: str | None = None, adapter: str | None = None, device: str = "cpu") -> Stack:
+def load_stack(
+    preset: Preset,
+    lm: str | None = None,
+    codec: str | None = None,
+    style: str | None = None,
+    adapter: str | None = None,
+    device: str = "cpu",
+) -> Stack:
     from model.codec.network import load_codec
     from model.lm.network import load_lm
     from model.style.network import load_style

@@ -54,9 +54,18 @@ class JackBridge:
     """One JACK client "jamstream" over a `Shared` block; `open()` / `close()` may repeat
     (reconnect) with the same shared memory and worker."""
 
-    def __init__(self, shared: R.Shared, name: str = "jamstream", server: str | None = None, live_input: bool = False,
-                 lookahead_s: float = 0.4, connect: list[str] | None = None, midi_from: list[str] | None = None,
-                 input_from: list[str] | None = None, sync_timeout_s: float | None = None):
+    def __init__(
+        self,
+        shared: R.Shared,
+        name: str = "jamstream",
+        server: str | None = None,
+        live_input: bool = False,
+        lookahead_s: float = 0.4,
+        connect: list[str] | None = None,
+        midi_from: list[str] | None = None,
+        input_from: list[str] | None = None,
+        sync_timeout_s: float | None = None,
+    ):
         self.sh = shared
         self.ctl = shared.ctl
         self.name = name
@@ -73,8 +82,8 @@ class JackBridge:
         # preallocated for the callback
         self._g = np.zeros(MAX_PERIOD, np.float32)
         self._h = np.zeros(MAX_PERIOD, np.float32)
-        self._ramp1 = (np.arange(1, MAX_PERIOD + 1, dtype=np.float32) / FADE_SAMPLES)
-        self._ramp0 = (np.arange(0, MAX_PERIOD, dtype=np.float32) / FADE_SAMPLES)
+        self._ramp1 = np.arange(1, MAX_PERIOD + 1, dtype=np.float32) / FADE_SAMPLES
+        self._ramp0 = np.arange(0, MAX_PERIOD, dtype=np.float32) / FADE_SAMPLES
         self._reset_callback_state()
         import time
 
@@ -169,7 +178,9 @@ class JackBridge:
             return [p for p in client.get_ports(**kw) if re.search(pattern, p.name)]
 
         for pattern in self.connect_to:
-            targets = [p for p in matches(pattern, is_audio=True, is_input=True) if not p.name.startswith(client.name + ":")]
+            targets = [
+                p for p in matches(pattern, is_audio=True, is_input=True) if not p.name.startswith(client.name + ":")
+            ]
             for src, dst in zip((self.out_l, self.out_r), targets[:2]):
                 client.connect(src, dst)
         for pattern in self.midi_from:
@@ -178,7 +189,11 @@ class JackBridge:
                     client.connect(src, self.midi_in)
         if self.live_input:
             for pattern in self.input_from:
-                sources = [p for p in matches(pattern, is_audio=True, is_output=True) if not p.name.startswith(client.name + ":")]
+                sources = [
+                    p
+                    for p in matches(pattern, is_audio=True, is_output=True)
+                    if not p.name.startswith(client.name + ":")
+                ]
                 for src, dst in zip(sources[:2], (self.in_l, self.in_r)):
                     client.connect(src, dst)
 

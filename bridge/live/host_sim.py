@@ -20,8 +20,15 @@ TICKS_PER_BEAT = 1920.0
 
 
 class HostSim:
-    def __init__(self, name: str = "host", server: str | None = None, bpm: float = 120.0, meter: tuple[int, int] = (4, 4),
-                 record_seconds: float = 60.0, timebase: bool = True):
+    def __init__(
+        self,
+        name: str = "host",
+        server: str | None = None,
+        bpm: float = 120.0,
+        meter: tuple[int, int] = (4, 4),
+        record_seconds: float = 60.0,
+        timebase: bool = True,
+    ):
         import jack
 
         self.jack = jack
@@ -162,12 +169,26 @@ class HostSim:
     def send(self, data: bytes, delay_s: float = 0.0) -> None:
         self._queue([(self.client.frame_time + int(delay_s * self.rate), bytes(data))])
 
-    def schedule_cc_sweep(self, channel: int, number: int, start_s: float, seconds: float, lo: int = 0, hi: int = 127, rate_hz: float = 20.0):
+    def schedule_cc_sweep(
+        self,
+        channel: int,
+        number: int,
+        start_s: float,
+        seconds: float,
+        lo: int = 0,
+        hi: int = 127,
+        rate_hz: float = 20.0,
+    ):
         """Queue a linear CC ramp lo -> hi starting `start_s` from now, `rate_hz` messages a second."""
         t0 = self.client.frame_time + int(start_s * self.rate)
         n = max(2, int(seconds * rate_hz))
-        self._queue((t0 + int(i * seconds / (n - 1) * self.rate), bytes([0xB0 | (channel - 1), number, int(round(lo + (hi - lo) * i / (n - 1)))]))
-                    for i in range(n))
+        self._queue(
+            (
+                t0 + int(i * seconds / (n - 1) * self.rate),
+                bytes([0xB0 | (channel - 1), number, int(round(lo + (hi - lo) * i / (n - 1)))]),
+            )
+            for i in range(n)
+        )
 
     def connect_from(self, client_name: str = "jamstream") -> None:
         self.client.connect(f"{client_name}:out_L", self.in_l)

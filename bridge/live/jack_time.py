@@ -23,6 +23,8 @@ uint64_t jack_get_time(void);
 uint64_t jack_frames_to_time(void *client, uint32_t frames);
 uint32_t jack_time_to_frames(void *client, uint64_t usecs);
 """
+
+
 @functools.cache
 def libjack(cdef: str):
     """(ffi, lib): libjack (the library JACK-Client loaded) with declarations JACK-Client

@@ -105,7 +105,9 @@ class LinkSession:
             beat = link.beat
             m1 = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             if m1 - m0 <= MAX_BRACKET_NS:
-                return LinkSample(float(beat), float(link.tempo), (m0 + m1) // 2, bool(link.playing), int(link.num_peers))
+                return LinkSample(
+                    float(beat), float(link.tempo), (m0 + m1) // 2, bool(link.playing), int(link.num_peers)
+                )
         return None
 
     def close(self) -> None:
@@ -162,8 +164,12 @@ class LinkFollower:
         self.rolling = s.playing or not self.follows_start_stop
         if not (math.isfinite(s.beat) and math.isfinite(s.tempo) and s.tempo > 0):
             return
-        if (self.offset is None or self.clock.meter != self._meter or jack_frame + self.offset < 0
-                or (started and self.placements > 0)):
+        if (
+            self.offset is None
+            or self.clock.meter != self._meter
+            or jack_frame + self.offset < 0
+            or (started and self.placements > 0)
+        ):
             self._place(s.beat, s.tempo, jack_frame)  # first reading, meter change, new JACK server, a start
             return
         clock = self.clock
@@ -187,4 +193,6 @@ class LinkFollower:
         if abs(error) * spb > REPLACE_S or s.beat < self.origin:
             self._place(s.beat, s.tempo, jack_frame)
         elif abs(error) * spb > PHASE_TOLERANCE_S:
-            clock.observe(seconds, (s.beat - self.origin) * qpb, s.tempo, clock.meter)  # small drift: re-anchor in place
+            clock.observe(
+                seconds, (s.beat - self.origin) * qpb, s.tempo, clock.meter
+            )  # small drift: re-anchor in place

@@ -75,7 +75,9 @@ REF_MONO_NS = 34  # ... and its CLOCK_MONOTONIC instant, ns
 N_CTL = 40
 
 # tp slots
-TP_STATE, TP_FRAME, TP_JACK_TIME, TP_BBT, TP_BAR, TP_BEAT, TP_TICK, TP_TPB, TP_BPB, TP_BEAT_TYPE, TP_BPM, TP_RATE = range(12)
+TP_STATE, TP_FRAME, TP_JACK_TIME, TP_BBT, TP_BAR, TP_BEAT, TP_TICK, TP_TPB, TP_BPB, TP_BEAT_TYPE, TP_BPM, TP_RATE = (
+    range(12)
+)
 N_TP = 16
 
 MIDI_BYTES = 16
@@ -105,7 +107,9 @@ class Shared:
         ]
         size = sum(int(np.prod(shape)) * np.dtype(dt).itemsize for _, dt, shape in layout)
         self.owner = name is None
-        self.shm = shared_memory.SharedMemory(create=True, size=size) if self.owner else shared_memory.SharedMemory(name=name)
+        self.shm = (
+            shared_memory.SharedMemory(create=True, size=size) if self.owner else shared_memory.SharedMemory(name=name)
+        )
         offset = 0
         for field, dt, shape in layout:
             arr = np.ndarray(shape, dtype=dt, buffer=self.shm.buf, offset=offset)
@@ -120,7 +124,12 @@ class Shared:
 
     def spec(self) -> dict:
         """What a worker needs to attach: pass to `Shared(**spec)`."""
-        return {"capacity": self.capacity, "midi_slots": self.midi_slots, "live_capacity": self.live_capacity, "name": self.name}
+        return {
+            "capacity": self.capacity,
+            "midi_slots": self.midi_slots,
+            "live_capacity": self.live_capacity,
+            "name": self.name,
+        }
 
     # -------------------------------------------------------------- worker side
     def transport(self) -> np.ndarray | None:
@@ -172,7 +181,7 @@ class Shared:
         """The last `frames` frames of the live input (a copy)."""
         w = int(self.ctl[LIVE_W])
         frames = min(frames, self.live_capacity, w)
-        idx = (np.arange(w - frames, w) & (self.live_capacity - 1))
+        idx = np.arange(w - frames, w) & (self.live_capacity - 1)
         return self.live[:, idx].copy()
 
     # -------------------------------------------------------------- main side

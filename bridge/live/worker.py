@@ -33,7 +33,6 @@ playhead - and answers with audio placed at song frames:
 from __future__ import annotations
 
 import dataclasses
-import math
 import signal
 import time
 import traceback
@@ -42,9 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bridge.jam.time.followers import LiveClock, MidiClockFollower
 from bridge.live import ring as R
 from bridge.live.link import LinkFollower, LinkSession, jack_frame_at
-from bridge.jam.time.followers import LiveClock, MidiClockFollower
 
 SAMPLE_RATE = 48_000
 FRAME_SAMPLES = 1920
@@ -115,7 +114,9 @@ class Worker:
         self.preset_path = str(self.preset.path)
         self.clock = LiveClock(cfg.bpm or self.preset.bpm, self.preset.meter)
         self.midi_clock = MidiClockFollower(self.rate)
-        self.link = LinkSession(cfg.bpm or self.preset.bpm, self.preset.meter[0]) if cfg.link or cfg.clock == "link" else None
+        self.link = (
+            LinkSession(cfg.bpm or self.preset.bpm, self.preset.meter[0]) if cfg.link or cfg.clock == "link" else None
+        )
         self.link_follower = LinkFollower(self.clock, self.rate)
         self._load_models()
         self._warm_up()
@@ -166,7 +167,12 @@ class Worker:
         torch.set_num_threads(max(1, self.cfg.threads))
         from bridge.jam.stack import load_stack
 
-        base = dataclasses.replace(self.preset, slots=tuple(s for s in self.preset.slots if s.name != LIVE_SLOT) if self.cfg.live_input else self.preset.slots)
+        base = dataclasses.replace(
+            self.preset,
+            slots=tuple(s for s in self.preset.slots if s.name != LIVE_SLOT)
+            if self.cfg.live_input
+            else self.preset.slots,
+        )
         stack = load_stack(base, lm=self.cfg.lm, codec=self.cfg.codec, style=self.cfg.style, adapter=self.cfg.adapter)
         self.generator, self.style_model, self.adapters = stack.generator, stack.style_model, stack.adapters
         self._stack_styles = stack.slot_styles
@@ -176,11 +182,18 @@ class Worker:
         slow, and the real-time factor the scheduler plans with should not count them."""
         if self.cfg.metronome:
             return
-        from bridge.jam.time.clock import FixedClock
         from bridge.jam.engine import Engine
+        from bridge.jam.time.clock import FixedClock
 
-        warm = Engine(self.generator, self.style_model, self.preset, FixedClock(self.preset.bpm, self.preset.meter),
-                      seed=self.cfg.seed, slot_styles=self._slot_styles(self.preset), adapters=self.adapters)
+        warm = Engine(
+            self.generator,
+            self.style_model,
+            self.preset,
+            FixedClock(self.preset.bpm, self.preset.meter),
+            seed=self.cfg.seed,
+            slot_styles=self._slot_styles(self.preset),
+            adapters=self.adapters,
+        )
         warm.start(0.0, 1.0)
         while warm.peek() is not None:
             warm.next_block()
@@ -204,8 +217,15 @@ class Worker:
     def _new_engine(self, preset):
         from bridge.jam.engine import Engine
 
-        return Engine(self.generator, self.style_model, preset, self.clock, seed=self.cfg.seed,
-                      slot_styles=self._slot_styles(preset), adapters=self.adapters)
+        return Engine(
+            self.generator,
+            self.style_model,
+            preset,
+            self.clock,
+            seed=self.cfg.seed,
+            slot_styles=self._slot_styles(preset),
+            adapters=self.adapters,
+        )
 
     # ------------------------------------------------------------------ helpers
     def seconds(self, frame: int) -> float:
@@ -237,7 +257,9 @@ class Worker:
     def _restart(self, frame: int, rolling: bool = False) -> None:
         """A new stream at `frame`; while rolling, from where its first chunk can be ready
         (mid-bar is fine: the grid picks up at the next boundary), not a whole chunk later."""
-        seconds = max(0.0, self.seconds(frame) + (min(self._margin(self._first_piece_s()) + 0.06, 10.0) if rolling else 0.0))  # + held frame, rounding
+        seconds = max(
+            0.0, self.seconds(frame) + (min(self._margin(self._first_piece_s()) + 0.06, 10.0) if rolling else 0.0)
+        )  # + held frame, rounding
         self.engine.start(seconds)
         self.stream_live = True
         self.stream_chunks = 0
@@ -288,8 +310,16 @@ class Worker:
             ctl[R.MODE] = 0
             frame = int(tp[R.TP_FRAME])
             if tp[R.TP_BBT] > 0 and tp[R.TP_BPM] > 0:
-                self.clock.observe_bbt(self.seconds(frame), int(tp[R.TP_BAR]), int(tp[R.TP_BEAT]), tp[R.TP_TICK], tp[R.TP_TPB],
-                                       tp[R.TP_BPB], tp[R.TP_BEAT_TYPE], tp[R.TP_BPM])
+                self.clock.observe_bbt(
+                    self.seconds(frame),
+                    int(tp[R.TP_BAR]),
+                    int(tp[R.TP_BEAT]),
+                    tp[R.TP_TICK],
+                    tp[R.TP_TPB],
+                    tp[R.TP_BPB],
+                    tp[R.TP_BEAT_TYPE],
+                    tp[R.TP_BPM],
+                )
                 self._source = "jack-bbt"
             else:
                 bpm = self.midi_clock.bpm if self.midi_clock.active(int(tp[R.TP_JACK_TIME])) else None
@@ -370,9 +400,8 @@ class Worker:
         if seq == self._reload_seq and program == self._program_seen:
             return
         self._reload_seq, self._program_seen = seq, program
-        from model.errors import JamstreamError
-
         from bridge.jam.presets import find_preset
+        from model.errors import JamstreamError
 
         try:
             preset = self._with_live_slot(find_preset(self.preset_path))
@@ -408,7 +437,9 @@ class Worker:
         import torch
 
         emb = self.style_model.embed_audio(audio, self.rate)
-        self.engine.styles.embeddings[-1] = torch.nn.functional.normalize(torch.as_tensor(emb, dtype=torch.float32).reshape(-1), dim=0)
+        self.engine.styles.embeddings[-1] = torch.nn.functional.normalize(
+            torch.as_tensor(emb, dtype=torch.float32).reshape(-1), dim=0
+        )
 
     # ------------------------------------------------------------------ generation
     def _maybe_generate(self, rolling: bool, playhead: float) -> bool:
@@ -448,9 +479,13 @@ class Worker:
         self.max_gen = max(self.max_gen, gen)
         self.last_weights = block.weights
         c = block.chunk
-        self.chunk_log.append((int(self.writer.frame(c.start_sample - FRAME_SAMPLES)),
-                               int(self.writer.frame(c.start_sample - FRAME_SAMPLES + c.n_samples)),
-                               {k: round(v, 3) for k, v in block.weights.items()}))
+        self.chunk_log.append(
+            (
+                int(self.writer.frame(c.start_sample - FRAME_SAMPLES)),
+                int(self.writer.frame(c.start_sample - FRAME_SAMPLES + c.n_samples)),
+                {k: round(v, 3) for k, v in block.weights.items()},
+            )
+        )
         self.stream_chunks += 1
         if not rolling:
             self._prepared_changes = self.clock.changes
@@ -477,18 +512,30 @@ class Worker:
         ve = int(self.ctl[R.VALID_END])
         stats = self.engine.stats
         return {
-            "bar": pos.bar, "beat": pos.beat, "bpm": round(pos.bpm, 3), "meter": f"{pos.meter[0]}/{pos.meter[1]}",
+            "bar": pos.bar,
+            "beat": pos.beat,
+            "bpm": round(pos.bpm, 3),
+            "meter": f"{pos.meter[0]}/{pos.meter[1]}",
             "clock": self._source if rolling or self._source != "jack" else "stopped",
-            "rolling": bool(rolling), "seconds": round(seconds, 3),
+            "rolling": bool(rolling),
+            "seconds": round(seconds, 3),
             "weights": {k: round(v, 3) for k, v in self.last_weights.items()},
             "target_weights": {k: round(v, 3) for k, v in self.engine.controls.target_weights().items()},
             "buffer_seconds": round(max(0, ve - playhead_frame) / self.rate, 3),
-            "rtf": round(stats.rtf(), 3), "chunks": stats.chunks, "rejoins": stats.rejoins, "streams": int(self.ctl[R.STREAM]),
-            "max_chunk_seconds": round(self.max_gen, 3), "cc": dict(self.engine.controls.stats),
-            "preset": self.preset.name, "reloads": self.reloads, "error": self.last_error,
-            "clock_reanchors": self.clock.reanchors, "sample_rate": self.rate,
+            "rtf": round(stats.rtf(), 3),
+            "chunks": stats.chunks,
+            "rejoins": stats.rejoins,
+            "streams": int(self.ctl[R.STREAM]),
+            "max_chunk_seconds": round(self.max_gen, 3),
+            "cc": dict(self.engine.controls.stats),
+            "preset": self.preset.name,
+            "reloads": self.reloads,
+            "error": self.last_error,
+            "clock_reanchors": self.clock.reanchors,
+            "sample_rate": self.rate,
             "link_peers": self.link_follower.peers if self.link is not None else None,
-            "link_placements": self.link_follower.placements, "link_offset": self.link_follower.offset,
+            "link_placements": self.link_follower.placements,
+            "link_offset": self.link_follower.offset,
             "link_last": self.link_follower.last,
             "recent_chunks": [list(c) for c in self.chunk_log],
         }
@@ -522,8 +569,13 @@ class Worker:
                     self._restart(target, rolling)
             elif not self.stream_live and (rolling or int(tp[R.TP_STATE]) == JACK_STARTING):
                 self._restart(playhead, rolling)
-            if (not rolling and self.stream_live and self.stream_chunks > 0 and int(tp[R.TP_STATE]) != JACK_STARTING
-                    and self._prepared_changes != self.clock.changes):
+            if (
+                not rolling
+                and self.stream_live
+                and self.stream_chunks > 0
+                and int(tp[R.TP_STATE]) != JACK_STARTING
+                and self._prepared_changes != self.clock.changes
+            ):
                 self._restart(playhead)  # the tempo map moved since the start was prepared: prepare again
             self.clock.set_transport(rolling, self.seconds(playhead))
             worked = self._maybe_generate(rolling, self.seconds(playhead))

@@ -66,8 +66,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.io.checkpoint import load_tensors, read_metadata, save_checkpoint
 from model.errors import JamstreamError
+from model.io.checkpoint import load_tensors, read_metadata, save_checkpoint
 
 TARGET_MODULES: tuple[str, ...] = ("attn.qkv", "attn.out", "cross.q", "cross.kv", "cross.out", "mlp.up", "mlp.down")
 ADAPTER_FILE = "adapter.safetensors"
@@ -79,7 +79,17 @@ STYLE_KIND = "captured-style"
 STYLE_PREFIX = "adapter:"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # LM config fields that decide tensor shapes (the others, e.g. style_dropout, do not).
-SHAPE_FIELDS = ("levels", "codebook_size", "width", "heads", "temporal_layers", "depth_layers", "mlp_ratio", "style_tokens", "style_codebook")
+SHAPE_FIELDS = (
+    "levels",
+    "codebook_size",
+    "width",
+    "heads",
+    "temporal_layers",
+    "depth_layers",
+    "mlp_ratio",
+    "style_tokens",
+    "style_codebook",
+)
 
 
 def default_adapters_dir() -> Path:
@@ -88,7 +98,9 @@ def default_adapters_dir() -> Path:
 
 def check_name(name: str) -> str:
     if not NAME_RE.match(name or ""):
-        raise JamstreamError(f"adapter name {name!r}: use letters, digits, '_', '-' or '.', starting with a letter or digit")
+        raise JamstreamError(
+            f"adapter name {name!r}: use letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
     return name
 
 
@@ -134,7 +146,12 @@ class AdapterConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AdapterConfig":
-        return cls(rank=int(d["rank"]), alpha=float(d["alpha"]), dropout=float(d.get("dropout", 0.0)), targets=tuple(d["targets"]))
+        return cls(
+            rank=int(d["rank"]),
+            alpha=float(d["alpha"]),
+            dropout=float(d.get("dropout", 0.0)),
+            targets=tuple(d["targets"]),
+        )
 
 
 @dataclass
@@ -216,7 +233,9 @@ def load_adapter_state(model: nn.Module, name: str, tensors: dict[str, torch.Ten
     with torch.no_grad():
         for key, value in tensors.items():
             if own[key].shape != value.shape:
-                raise JamstreamError(f"{source} does not fit this LM ({key}: {tuple(value.shape)} vs {tuple(own[key].shape)})")
+                raise JamstreamError(
+                    f"{source} does not fit this LM ({key}: {tuple(value.shape)} vs {tuple(own[key].shape)})"
+                )
             own[key].copy_(value.to(own[key].dtype))
 
 
@@ -228,7 +247,12 @@ def _activate(model: nn.Module, strengths: dict[str, float], train: bool = False
     if layers is None or train or previous is None or set(previous) != set(strengths):
         layers = [layer for _, layer in lora_layers(model)]  # adapters came or went: look again
         model._jamstream_layers = layers
-    if not train and previous is not None and set(previous) == set(strengths) and {n for n, s in previous.items() if s != 0.0} == set(active):
+    if (
+        not train
+        and previous is not None
+        and set(previous) == set(strengths)
+        and {n for n, s in previous.items() if s != 0.0} == set(active)
+    ):
         for layer in layers:  # the same adapters stay on: only the scaling moves (a CC)
             for n, s in strengths.items():
                 layer.set_scale(n, float(s))
@@ -268,12 +292,15 @@ def check_fits(adapter: Adapter, model: nn.Module) -> None:
     for key in SHAPE_FIELDS:
         if key in adapter.lm_config and adapter.lm_config[key] != mine.get(key):
             raise JamstreamError(
-                f"adapter {adapter.name!r} was trained on an LM with {key}={adapter.lm_config[key]}, this LM has {key}={mine.get(key)}; "
+                f"adapter {adapter.name!r} was trained on an LM with {key}={adapter.lm_config[key]}, this LM has "
+                f"{key}={mine.get(key)}; "
                 "fine-tune it again on this base"
             )
 
 
-def apply_adapter(model: nn.Module, adapter: Adapter | str | os.PathLike, strength: float = 1.0, adapters_dir=None, fuse: bool = True) -> Adapter:
+def apply_adapter(
+    model: nn.Module, adapter: Adapter | str | os.PathLike, strength: float = 1.0, adapters_dir=None, fuse: bool = True
+) -> Adapter:
     """Inject `adapter` (an Adapter, a name or a folder) into a loaded LM at `strength`.
 
     Re-applying an adapter that is already in the LM only sets its strength. With `fuse`
@@ -311,7 +338,9 @@ def set_strength(model: nn.Module, name: str, strength: float) -> None:
     _check_strength(strength)
     current = strengths(model)
     if name not in current:
-        raise JamstreamError(f"no adapter named {name!r} is applied to this LM (applied: {', '.join(current) or 'none'})")
+        raise JamstreamError(
+            f"no adapter named {name!r} is applied to this LM (applied: {', '.join(current) or 'none'})"
+        )
     if current[name] == float(strength):
         return  # unchanged (the engine sets every slot before every chunk): nothing to redo
     current[name] = float(strength)
@@ -396,7 +425,9 @@ def _refresh(model: nn.Module) -> None:
         weight.copy_(w0)
         for n in active:
             if n in layer.lora_A:
-                weight.add_((layer.lora_B[n].weight @ layer.lora_A[n].weight).to(weight.dtype), alpha=float(layer.scaling[n]))
+                weight.add_(
+                    (layer.lora_B[n].weight @ layer.lora_A[n].weight).to(weight.dtype), alpha=float(layer.scaling[n])
+                )
 
 
 @torch.no_grad()
@@ -423,23 +454,46 @@ def adapter_dir(name_or_path, adapters_dir=None) -> Path:
         if (root / p / ADAPTER_FILE).is_file():
             return root / p
         known = sorted(d.name for d in root.glob("*") if (d / ADAPTER_FILE).is_file()) if root.is_dir() else []
-        hint = f"; known: {', '.join(known)}" if known else f"; train one with `jamstream finetune DIR --name {name_or_path}`"
+        hint = (
+            f"; known: {', '.join(known)}"
+            if known
+            else f"; train one with `jamstream finetune DIR --name {name_or_path}`"
+        )
         raise JamstreamError(f"no adapter {str(name_or_path)!r} in {root}{hint}")
     raise JamstreamError(f"{name_or_path}: not an adapter folder (no {ADAPTER_FILE})")
 
 
-def save_adapter(folder, name: str, config: AdapterConfig, lm_config: dict, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> Path:
+def save_adapter(
+    folder,
+    name: str,
+    config: AdapterConfig,
+    lm_config: dict,
+    tensors: dict[str, torch.Tensor],
+    meta: dict | None = None,
+) -> Path:
     """Write adapter.safetensors (atomic) and adapter.json into `folder`."""
     folder = Path(folder)
     header = {"name": name, "lora": {**asdict(config), "targets": list(config.targets)}, "lm": lm_config}
-    save_checkpoint(folder / ADAPTER_FILE, ADAPTER_KIND, header, {f"lora.{k}": v.detach().float().cpu() for k, v in tensors.items()}, meta or {})
+    save_checkpoint(
+        folder / ADAPTER_FILE,
+        ADAPTER_KIND,
+        header,
+        {f"lora.{k}": v.detach().float().cpu() for k, v in tensors.items()},
+        meta or {},
+    )
     write_json(folder / CONFIG_FILE, {**header, **(meta or {})})
     return folder / ADAPTER_FILE
 
 
 def save_style(folder, embedding: torch.Tensor, tokens: torch.Tensor, meta: dict | None = None) -> Path:
     path = Path(folder) / STYLE_FILE
-    save_checkpoint(path, STYLE_KIND, {"dim": int(embedding.numel())}, {"embedding": embedding.float().reshape(-1), "tokens": tokens.long().reshape(-1)}, meta or {})
+    save_checkpoint(
+        path,
+        STYLE_KIND,
+        {"dim": int(embedding.numel())},
+        {"embedding": embedding.float().reshape(-1), "tokens": tokens.long().reshape(-1)},
+        meta or {},
+    )
     return path
 
 
@@ -485,7 +539,7 @@ def is_adapter_style(spec) -> bool:
 def style_embedding(spec, style_model, adapters_dir=None) -> torch.Tensor:
     """A preset/--mix style: "adapter:NAME" -> the adapter's captured style; text -> the text tower."""
     if is_adapter_style(spec):
-        name = spec.strip()[len(STYLE_PREFIX):].strip()
+        name = spec.strip()[len(STYLE_PREFIX) :].strip()
         if not name:
             raise JamstreamError("style 'adapter:' needs a name, e.g. 'adapter:ohhalim'")
         return adapter_style(name, adapters_dir)
@@ -549,7 +603,9 @@ def _nf4_linear(linear: nn.Linear, device: str) -> nn.Module:
     try:
         import bitsandbytes as bnb
     except ImportError as exc:
-        raise JamstreamError("--quantize nf4 needs bitsandbytes (pip install 'jamstream[qlora]' or pip install bitsandbytes)") from exc
+        raise JamstreamError(
+            "--quantize nf4 needs bitsandbytes (pip install 'jamstream[qlora]' or pip install bitsandbytes)"
+        ) from exc
 
     class NF4Linear(bnb.nn.Linear4bit):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -564,7 +620,10 @@ def _nf4_linear(linear: nn.Linear, device: str) -> nn.Module:
         return q.to(device)  # Params4bit quantizes on its first move to a device
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise JamstreamError(f"--quantize nf4 on {device}: this bitsandbytes build cannot ({first}); use --quantize int8 or --device cuda") from exc
+        raise JamstreamError(
+            f"--quantize nf4 on {device}: this bitsandbytes build cannot ({first}); use --quantize int8 or --device "
+            "cuda"
+        ) from exc
 
 
 def quantize_base(model: nn.Module, mode: str, targets=TARGET_MODULES, device: str = "cpu") -> int:

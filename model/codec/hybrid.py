@@ -20,9 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.io.audio import CHANNELS, SAMPLE_RATE
 from model.codec.network import FRAME_SAMPLES, Codec, CodecConfig
-from model.errors import JamstreamError
 from model.codec.spectral import (
     BALANCE_BANDS_PER_OCTAVE,
     BALANCE_SPLIT_HZ,
@@ -32,6 +30,8 @@ from model.codec.spectral import (
     overlap_add,
     peak_locked_phase,
 )
+from model.errors import JamstreamError
+from model.io.audio import CHANNELS, SAMPLE_RATE
 
 LOG_FLOOR = 1e-5
 MAX_LOG_MAGNITUDE = 6.0
@@ -46,7 +46,9 @@ class HybridCodec(Codec):
 
     def _build_encoder(self, c: CodecConfig) -> None:
         if c.latent_dim != _latent_dim(c):
-            raise JamstreamError(f"a hybrid codec's latent_dim follows from its spectrum: {_latent_dim(c)}, not {c.latent_dim}")
+            raise JamstreamError(
+                f"a hybrid codec's latent_dim follows from its spectrum: {_latent_dim(c)}, not {c.latent_dim}"
+            )
         if FRAME_SAMPLES % c.hop:
             raise JamstreamError(f"hop {c.hop} must divide the 1920-sample frame")
         self.register_buffer("window", torch.hann_window(c.synth_fft), persistent=False)
@@ -93,7 +95,9 @@ class HybridCodec(Codec):
         return self.decode_latent_phased(latent)[0]
 
     @torch.inference_mode()
-    def decode_stream(self, tokens: torch.Tensor, start_turns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_stream(
+        self, tokens: torch.Tensor, start_turns: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens [B, frames, L] -> (audio, turns [frames, B*2, bins]: the phase track after
         each frame), continuing the phase track `start_turns` of an earlier window."""
         self._check_tokens(tokens)
@@ -107,7 +111,9 @@ class HybridCodec(Codec):
         per = self.config.stft_per_frame
         return audio[..., : frames * FRAME_SAMPLES], turns[:, per - 1 : frames * per : per].transpose(0, 1)
 
-    def decode_latent_phased(self, latent: torch.Tensor, start_turns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_latent_phased(
+        self, latent: torch.Tensor, start_turns: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
         b, frames, _ = latent.shape
         h = self.dec_slow(self.dec_in(latent.transpose(1, 2)))

@@ -27,10 +27,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from model.codec.spectral import frame_stft, hybrid_latent_dim, overlap_add
+from model.errors import JamstreamError
 from model.io.audio import CHANNELS, SAMPLE_RATE
 from model.io.checkpoint import load_model, save_model
-from model.errors import JamstreamError
-from model.codec.spectral import frame_stft, hybrid_latent_dim, overlap_add
 
 FRAME_RATE = 25
 FRAME_SAMPLES = SAMPLE_RATE // FRAME_RATE  # 1920
@@ -156,7 +156,9 @@ class Codec(nn.Module):
     def _build_decoder(self, c: CodecConfig) -> None:
         self.dec_in = nn.Conv1d(c.latent_dim, c.width_slow, 3, padding=1)
         self.dec_slow = nn.Sequential(*[ConvNeXtBlock(c.width_slow, expand=c.expand) for _ in range(c.dec_blocks_slow)])
-        self.dec_up = nn.ConvTranspose1d(c.width_slow, c.width_fast, kernel_size=c.stft_per_frame, stride=c.stft_per_frame)
+        self.dec_up = nn.ConvTranspose1d(
+            c.width_slow, c.width_fast, kernel_size=c.stft_per_frame, stride=c.stft_per_frame
+        )
         self.dec_fast = nn.Sequential(*[ConvNeXtBlock(c.width_fast, expand=c.expand) for _ in range(c.dec_blocks_fast)])
         self.dec_norm = nn.LayerNorm(c.width_fast)
         self.dec_head = nn.Linear(c.width_fast, CHANNELS * 2 * c.bins)

@@ -53,7 +53,9 @@ def overlap_add(spec: torch.Tensor, samples: int, hop: int, window: torch.Tensor
     return (out.reshape(n, -1) / env.reshape(-1).clamp_min(1e-3))[:, start : start + samples]
 
 
-def peak_locked_phase(mag: torch.Tensor, hop: int, n_fft: int, start_turns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def peak_locked_phase(
+    mag: torch.Tensor, hop: int, n_fft: int, start_turns: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Phase for magnitudes [N, bins, frames] with none of their own (a phase vocoder's
     peak locking, Laroche & Dolson): every bin belongs to its nearest spectral peak, whose
     frequency is refined by a parabola through the log-magnitudes; the peak's phase
@@ -74,7 +76,9 @@ def peak_locked_phase(mag: torch.Tensor, hop: int, n_fft: int, start_turns: torc
     curve = left - 2 * mid + right
     curved = curve.abs() > 1e-9
     delta = torch.zeros_like(logm)
-    delta[..., 1:-1] = (0.5 * (left - right) / torch.where(curved, curve, torch.ones_like(curve))).clamp(-0.5, 0.5) * curved
+    delta[..., 1:-1] = (0.5 * (left - right) / torch.where(curved, curve, torch.ones_like(curve))).clamp(
+        -0.5, 0.5
+    ) * curved
     index = torch.arange(bins, device=mag.device, dtype=logm.dtype)
     far = float(bins * 10)
     before = torch.where(peak, index, -far).cummax(dim=-1).values
@@ -90,7 +94,9 @@ def peak_locked_phase(mag: torch.Tensor, hop: int, n_fft: int, start_turns: torc
     return phase.transpose(1, 2), turns
 
 
-def hybrid_dims(n_fft: int, sample_rate: int, split_hz: float, bands_per_octave: int, fmax: float = 20_000.0) -> tuple[int, int]:
+def hybrid_dims(
+    n_fft: int, sample_rate: int, split_hz: float, bands_per_octave: int, fmax: float = 20_000.0
+) -> tuple[int, int]:
     """(linear bins, bands) of a HybridSpectrum: what a codec's latent width follows from."""
     return int(split_hz / (sample_rate / n_fft)), int(bands_per_octave * math.log2(fmax / split_hz)) + 1
 
@@ -128,7 +134,9 @@ class HybridSpectrum(nn.Module):
         tri = torch.tensor(tri, dtype=torch.float32)
         self.centres = np.concatenate([freqs[: self.linear_bins], centres])  # Hz of each value
         self.register_buffer("analysis", tri / tri.sum(1, keepdim=True).clamp_min(1e-9), persistent=False)
-        self.register_buffer("spread", (tri / tri.sum(0, keepdim=True).clamp_min(1e-9)).T.contiguous(), persistent=False)
+        self.register_buffer(
+            "spread", (tri / tri.sum(0, keepdim=True).clamp_min(1e-9)).T.contiguous(), persistent=False
+        )
         self.dim = self.linear_bins + count
 
     def bands(self, mag: torch.Tensor) -> torch.Tensor:

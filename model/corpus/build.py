@@ -17,13 +17,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.io.audio import SAMPLE_RATE, loudness_normalize, write_audio
-from model.errors import JamstreamError
-from model.progress import progress
 from model.corpus import scores
 from model.corpus.manifest import MANIFEST_NAME
 from model.corpus.piece import Piece, beat_times, to_midi
 from model.corpus.synth import check_synth, render_midi
+from model.errors import JamstreamError
+from model.io.audio import SAMPLE_RATE, loudness_normalize, write_audio
+from model.progress import progress
 
 BUILD_VERSION = 1
 VAL_SLOT, TEST_SLOT = 4, 9  # of every ten planned clips: one to validation, one to test

@@ -211,8 +211,9 @@ class Ctx:
         dur = min(dur, self.total - start)
         self.notes.append(Note(start, max(0.05, dur), int(pitch), self._vel(vel), track))
 
-    def chord(self, track: int, start: float, dur: float, pitches: Sequence[int], vel: float,
-              strum: float = 0.0) -> None:
+    def chord(
+        self, track: int, start: float, dur: float, pitches: Sequence[int], vel: float, strum: float = 0.0
+    ) -> None:
         for k, p in enumerate(pitches):
             self.add(track, start + k * strum, dur - k * strum, p, vel)
 
@@ -224,8 +225,9 @@ class Ctx:
             return  # the fill owns this stretch of the bar
         self.notes.append(Note(start, 0.25, pitch, self._vel(vel), track))
 
-    def grid(self, track: int, start: float, pattern: str, pitch: int, vel: float = 90,
-             subdiv: int = 4, swing: float = 0.5) -> None:
+    def grid(
+        self, track: int, start: float, pattern: str, pitch: int, vel: float = 90, subdiv: int = 4, swing: float = 0.5
+    ) -> None:
         """Drum hits from a step string: X accent, x hit, o ghost, . rest.
 
         Steps are `subdiv` per beat; a pattern may span several bars. `swing` is the share
@@ -297,9 +299,19 @@ def swung(t: float, ratio: float, unit: float = 0.5) -> float:
 # --- shared parts ---------------------------------------------------------------------------
 
 
-def melody(ctx: Ctx, track: int, tl: Timeline, scale: Sequence[int], lo: int, hi: int,
-           rate: float, durs: Sequence[float], vel: float = 80, swing: float = 0.5,
-           start_bar: int = 0) -> None:
+def melody(
+    ctx: Ctx,
+    track: int,
+    tl: Timeline,
+    scale: Sequence[int],
+    lo: int,
+    hi: int,
+    rate: float,
+    durs: Sequence[float],
+    vel: float = 80,
+    swing: float = 0.5,
+    start_bar: int = 0,
+) -> None:
     """A wandering line: chord tones on beats, scale steps between, rests by `rate`.
 
     Good enough for bells, leads and fills; no one is asked to hum it back.
@@ -333,8 +345,11 @@ def walking_bass(ctx: Ctx, track: int, tl: Timeline, swing: float) -> None:
             pitch = nearest(chord.root, prev, lo, hi)
         elif abs(change - (t + 1)) < 1e-6:
             target = nearest(tl.at(change).root, prev, lo + 2, hi - 2)
-            pitch = target + ctx.pick((-1, 1, 1, -2, 2)) if ctx.rng.random() < 0.8 else nearest(
-                (tl.at(change).root + 7) % 12, prev, lo, hi)
+            pitch = (
+                target + ctx.pick((-1, 1, 1, -2, 2))
+                if ctx.rng.random() < 0.8
+                else nearest((tl.at(change).root + 7) % 12, prev, lo, hi)
+            )
         else:
             options = [nearest(pc, prev, lo, hi) for pc in chord.pcs[1:]]
             options = [p for p in options if p != prev] or options
@@ -359,12 +374,25 @@ def _jazz(ctx: Ctx) -> None:
     """Swing trio: walking bass, ride with hats on 2 and 4, rootless comping on ii-V-I."""
     sw = swing_ratio(ctx, 0.62, 0.67)
     if ctx.minor:
-        prog = ctx.pick([["iiø7", "V7", "i7", "i7"], ["i7", "iv7", "iiø7", "V7"],
-                         ["i7", "bVImaj7", "iiø7", "V7"], ["iiø7 V7", "i7", "iv7", "iiø7 V7"]])
+        prog = ctx.pick(
+            [
+                ["iiø7", "V7", "i7", "i7"],
+                ["i7", "iv7", "iiø7", "V7"],
+                ["i7", "bVImaj7", "iiø7", "V7"],
+                ["iiø7 V7", "i7", "iv7", "iiø7 V7"],
+            ]
+        )
     else:
-        prog = ctx.pick([["ii7", "V7", "Imaj7", "Imaj7"], ["Imaj7", "vi7", "ii7", "V7"],
-                         ["iii7", "vi7", "ii7", "V7"], ["Imaj7", "VI7", "ii7", "V7"],
-                         ["ii7 V7", "Imaj7", "ii7 V7", "Imaj7"], ["Imaj7", "I7", "IVmaj7", "iv7"]])
+        prog = ctx.pick(
+            [
+                ["ii7", "V7", "Imaj7", "Imaj7"],
+                ["Imaj7", "vi7", "ii7", "V7"],
+                ["iii7", "vi7", "ii7", "V7"],
+                ["Imaj7", "VI7", "ii7", "V7"],
+                ["ii7 V7", "Imaj7", "ii7 V7", "Imaj7"],
+                ["Imaj7", "I7", "IVmaj7", "iv7"],
+            ]
+        )
     if ctx.bpb == 3:  # a waltz breathes slower: a bar per chord, two for a whole-bar chord
         prog = [c for bar in prog for c in (bar.split() if " " in bar else [bar, bar])]
     tl = ctx.timeline(prog)
@@ -391,9 +419,11 @@ def _jazz(ctx: Ctx) -> None:
             if ctx.rng.random() < (0.1, 0.2, 0.35)[ctx.density]:
                 ctx.hit(drums, s + b + sw, SNARE, 48)  # comping chatter on the "and"
         # comping: Charleston, pushes, or held chords
-        hits = ctx.pick(([(0, 1.0), (1.5, 0.5)], [(1.5, 1.5)], [(0, 0.5), (2.5, 1.0)],
-                         [(0.5, 1.0), (2.5, 0.5)], [(0, 2.0)]) if ctx.bpb == 4 else
-                        ([(0, 1.0)], [(1.5, 1.0)], [(0, 0.5), (1.5, 0.5)]))
+        hits = ctx.pick(
+            ([(0, 1.0), (1.5, 0.5)], [(1.5, 1.5)], [(0, 0.5), (2.5, 1.0)], [(0.5, 1.0), (2.5, 0.5)], [(0, 2.0)])
+            if ctx.bpb == 4
+            else ([(0, 1.0)], [(1.5, 1.0)], [(0, 0.5), (1.5, 0.5)])
+        )
         if ctx.density == 2 and ctx.bpb == 4:
             hits = hits + [(3.5, 0.4)]
         if ctx.density == 0:
@@ -407,12 +437,22 @@ def _jazz(ctx: Ctx) -> None:
 def _bossa(ctx: Ctx) -> None:
     """Nylon guitar syncopation over a surdo-like bass and cross-stick clave."""
     if ctx.minor:
-        prog = ctx.pick([["i7", "i7", "iv7", "iv7", "iiø7", "V7", "i7", "i7"], ["i7", "iv7", "bVIImaj7", "bIIImaj7"],
-                         ["i7", "bII7", "i7", "V7"]])
+        prog = ctx.pick(
+            [
+                ["i7", "i7", "iv7", "iv7", "iiø7", "V7", "i7", "i7"],
+                ["i7", "iv7", "bVIImaj7", "bIIImaj7"],
+                ["i7", "bII7", "i7", "V7"],
+            ]
+        )
     else:
-        prog = ctx.pick([["Imaj7", "Imaj7", "II7", "II7", "ii7", "V7", "Imaj7", "Imaj7"],
-                         ["Imaj7", "vi7", "ii7", "V7"], ["ii7", "V7", "Imaj7", "VI7"],
-                         ["Imaj7", "IVmaj7", "iii7", "VI7"]])
+        prog = ctx.pick(
+            [
+                ["Imaj7", "Imaj7", "II7", "II7", "ii7", "V7", "Imaj7", "Imaj7"],
+                ["Imaj7", "vi7", "ii7", "V7"],
+                ["ii7", "V7", "Imaj7", "VI7"],
+                ["Imaj7", "IVmaj7", "iii7", "VI7"],
+            ]
+        )
     tl = ctx.timeline(prog)
     bass = ctx.track("bass", [(32, "acoustic bass"), (33, "electric bass"), (32, "upright bass")])
     drums = ctx.drums([(40, "brushed drums"), (0, "light drum kit"), (0, "drum kit")])
@@ -426,14 +466,14 @@ def _bossa(ctx: Ctx) -> None:
     for bar in range(ctx.bars):
         s = bar * 4
         half = (bar % 2) * 8
-        ctx.grid(drums, s, clave[half:half + 8], STICK, 80, subdiv=2)
+        ctx.grid(drums, s, clave[half : half + 8], STICK, 80, subdiv=2)
         ctx.grid(drums, s, kick, KICK, 72, subdiv=2)
         ctx.grid(drums, s, hats, SHAKER if ctx.density else HAT, 50, subdiv=4)
         for pos, dur, fifth in ((0, 1.4, False), (1.5, 0.45, True), (2, 1.4, True), (3.5, 0.45, False)):
             chord = tl.at(s + pos + (0.5 if pos == 3.5 else 0))
             pc = (chord.root + 7) % 12 if fifth else chord.root
             ctx.add(bass, s + pos, dur, nearest(pc, 38, 28, 47), 84 if pos == 0 else 70)
-        for i, ch in enumerate(comp[half:half + 8]):
+        for i, ch in enumerate(comp[half : half + 8]):
             if ch == "x":
                 t = s + i / 2
                 ctx.chord(gtr, t, 0.45, voice(tl.at(t + 0.25), 52, rootless=True), 64, strum=0.01)
@@ -448,8 +488,11 @@ def _techno(ctx: Ctx) -> None:
     drums = ctx.drums([(25, "808 kit"), (24, "909 drum machine"), (24, "drum machine")])
     stab = ctx.track("synth", [(81, "saw synth stab"), (90, "polysynth"), (50, "synth strings")])
     ctx.plan_fills(drums)
-    riff = [(k, ctx.pick((0, 0, 0, 12, 7, 10, 3))) for k in range(16)
-            if k % 4 != 0 and ctx.rng.random() < (0.35, 0.5, 0.65)[ctx.density]] or [(2, 0)]
+    riff = [
+        (k, ctx.pick((0, 0, 0, 12, 7, 10, 3)))
+        for k in range(16)
+        if k % 4 != 0 and ctx.rng.random() < (0.35, 0.5, 0.65)[ctx.density]
+    ] or [(2, 0)]
     closed = ("..x...x...x...x.", "x.x.x.x.x.x.x.x.", "xxXxxxXxxxXxxxXx")[ctx.density]
     clap = ctx.rng.random() < 0.7
     stab_pattern = ctx.pick(["..x.......x.....", "...x......x..x..", "......x.......x."])
@@ -473,9 +516,16 @@ def _techno(ctx: Ctx) -> None:
 
 def _house(ctx: Ctx) -> None:
     """Four on the floor with claps on 2 and 4, syncopated piano/organ stabs, off-beat bass."""
-    prog = ctx.pick([["i7", "iv7"], ["i7", "bVIImaj7", "bVImaj7", "bVII"], ["i9", "i9", "iv9", "bVII"]]
-                    if ctx.minor else [["vi7", "IVmaj7", "Imaj7", "V"], ["ii7", "V7", "Imaj7", "vi7"],
-                                       ["Imaj7", "IVmaj7"], ["IV", "V", "iii7", "vi7"]])
+    prog = ctx.pick(
+        [["i7", "iv7"], ["i7", "bVIImaj7", "bVImaj7", "bVII"], ["i9", "i9", "iv9", "bVII"]]
+        if ctx.minor
+        else [
+            ["vi7", "IVmaj7", "Imaj7", "V"],
+            ["ii7", "V7", "Imaj7", "vi7"],
+            ["Imaj7", "IVmaj7"],
+            ["IV", "V", "iii7", "vi7"],
+        ]
+    )
     tl = ctx.timeline(prog)
     bass = ctx.track("bass", [(38, "synth bass"), (39, "deep synth bass"), (33, "electric bass")])
     drums = ctx.drums([(24, "drum machine"), (25, "909 kit"), (0, "house drum kit")])
@@ -501,9 +551,16 @@ def _house(ctx: Ctx) -> None:
 
 def _rock(ctx: Ctx) -> None:
     """Backbeat drums, power chords, root-eighth bass; also in 3/4 and 6/8."""
-    prog = ctx.pick([["i5", "bVII5", "bVI5", "bVII5"], ["i5", "bVI5", "bIII5", "bVII5"], ["i5", "i5", "iv5", "bVII5"]]
-                    if ctx.minor else [["I5", "V5", "vi5", "IV5"], ["I5", "IV5", "V5", "IV5"],
-                                       ["I5", "bVII5", "IV5", "I5"], ["I5", "I5", "IV5", "V5"]])
+    prog = ctx.pick(
+        [["i5", "bVII5", "bVI5", "bVII5"], ["i5", "bVI5", "bIII5", "bVII5"], ["i5", "i5", "iv5", "bVII5"]]
+        if ctx.minor
+        else [
+            ["I5", "V5", "vi5", "IV5"],
+            ["I5", "IV5", "V5", "IV5"],
+            ["I5", "bVII5", "IV5", "I5"],
+            ["I5", "I5", "IV5", "V5"],
+        ]
+    )
     tl = ctx.timeline(prog)
     bass = ctx.track("bass", [(33, "electric bass"), (34, "picked bass"), (33, "bass guitar")])
     drums = ctx.drums([(0, "rock drum kit"), (16, "power drum kit"), (8, "drum kit")])
@@ -527,8 +584,7 @@ def _rock(ctx: Ctx) -> None:
             kick = ("x.......x.......", "x.......x.x.....", "x.....x.x.x.....")[ctx.density]
             ctx.grid(drums, s, kick, KICK, 112)
             ctx.grid(drums, s, "....x.......x...", SNARE, 112)
-            ctx.grid(drums, s, ("x.x.x.x.x.x.x.x.", "X.x.X.x.X.x.X.x.", "XxxxXxxxXxxxXxxx")[ctx.density],
-                     cymbal, 78)
+            ctx.grid(drums, s, ("x.x.x.x.x.x.x.x.", "X.x.X.x.X.x.X.x.", "XxxxXxxxXxxxXxxx")[ctx.density], cymbal, 78)
         step = 1.0 if six8 else 0.5
         n = int(ctx.bpb / step)
         for k in range(n):
@@ -544,8 +600,11 @@ def _rock(ctx: Ctx) -> None:
 
 def _funk(ctx: Ctx) -> None:
     """16th syncopation everywhere: ghosted snare, slap bass riff, scratch guitar on dominant 9ths."""
-    prog = ctx.pick([["i9"], ["i7", "IV9"], ["i9", "i9", "IV9", "IV9"]] if ctx.minor else
-                    [["I9"], ["I9", "IV9"], ["I9", "I9", "IV9", "I9"], ["I9", "bVII9"]])
+    prog = ctx.pick(
+        [["i9"], ["i7", "IV9"], ["i9", "i9", "IV9", "IV9"]]
+        if ctx.minor
+        else [["I9"], ["I9", "IV9"], ["I9", "I9", "IV9", "I9"], ["I9", "bVII9"]]
+    )
     tl = ctx.timeline(prog)
     bass = ctx.track("bass", [(36, "slap bass"), (37, "slap bass"), (33, "finger bass")])
     drums = ctx.drums([(0, "funk drum kit"), (8, "tight drum kit"), (0, "drum kit")])
@@ -580,9 +639,16 @@ def _funk(ctx: Ctx) -> None:
 def _lofi(ctx: Ctx) -> None:
     """Lazy swung boom-bap under Rhodes 7ths and a mellow bass."""
     sw = ctx.rng.uniform(0.56, 0.62)
-    prog = ctx.pick([["i9", "iv9", "bVIImaj7", "bIIImaj7"], ["i7", "iv7", "v7", "i7"], ["ii7", "V7", "i9", "i9"]]
-                    if ctx.minor else [["ii7", "V7", "Imaj7", "vi7"], ["Imaj7", "iii7", "vi7", "IVmaj7"],
-                                       ["IVmaj7", "iii7", "ii7", "Imaj7"], ["Imaj9", "vi9", "ii9", "V13"]])
+    prog = ctx.pick(
+        [["i9", "iv9", "bVIImaj7", "bIIImaj7"], ["i7", "iv7", "v7", "i7"], ["ii7", "V7", "i9", "i9"]]
+        if ctx.minor
+        else [
+            ["ii7", "V7", "Imaj7", "vi7"],
+            ["Imaj7", "iii7", "vi7", "IVmaj7"],
+            ["IVmaj7", "iii7", "ii7", "Imaj7"],
+            ["Imaj9", "vi9", "ii9", "V13"],
+        ]
+    )
     tl = ctx.timeline(prog)
     bass = ctx.track("bass", [(33, "mellow electric bass"), (32, "upright bass"), (38, "soft synth bass")])
     drums = ctx.drums([(0, "dusty drum kit"), (25, "boom-bap drums"), (0, "lo-fi drums")])
@@ -601,16 +667,24 @@ def _lofi(ctx: Ctx) -> None:
                 ctx.chord(keys, start, dur * 0.97, voice(chord, 53, rootless=True), 58, strum=0.03)
                 ctx.add(bass, start, 1.6, nearest(chord.root, 38, 28, 45), 80)
                 if ctx.density >= 1:
-                    ctx.add(bass, start + 2.5 if dur >= 4 else start + 1.5, 0.9,
-                            nearest((chord.root + 7) % 12, 38, 28, 45), 66)
+                    ctx.add(
+                        bass,
+                        start + 2.5 if dur >= 4 else start + 1.5,
+                        0.9,
+                        nearest((chord.root + 7) % 12, 38, 28, 45),
+                        66,
+                    )
     if lead is not None:
         melody(ctx, lead, tl, MINOR_PENTA if ctx.minor else MAJOR_PENTA, 67, 84, 0.45, (0.5, 1.0, 1.5), 64, sw)
 
 
 def _reggae(ctx: Ctx) -> None:
     """One drop (kick and rim together on 3), skank on 2 and 4, organ bubble, melodic bass."""
-    prog = ctx.pick([["i", "iv"], ["i", "bVII"], ["i", "i", "iv", "v"], ["i", "bIII", "bVII", "iv"]]
-                    if ctx.minor else [["I", "IV"], ["I", "V", "vi", "IV"], ["ii", "V"], ["I", "IV", "V", "IV"]])
+    prog = ctx.pick(
+        [["i", "iv"], ["i", "bVII"], ["i", "i", "iv", "v"], ["i", "bIII", "bVII", "iv"]]
+        if ctx.minor
+        else [["I", "IV"], ["I", "V", "vi", "IV"], ["ii", "V"], ["I", "IV", "V", "IV"]]
+    )
     tl = ctx.timeline(prog)
     bass = ctx.track("bass", [(33, "electric bass"), (33, "deep reggae bass"), (38, "dub bass")])
     drums = ctx.drums([(0, "one-drop drum kit"), (0, "drum kit"), (8, "rimshot drums")])
@@ -619,9 +693,11 @@ def _reggae(ctx: Ctx) -> None:
     ctx.plan_fills(drums, triplet=True)
     sw = 0.5 if ctx.rng.random() < 0.5 else 0.6
     third = 3 if ctx.minor else 4
-    riff_options = [[(0.5, 0.5, 0), (1, 1.0, 7), (2.5, 0.5, 12), (3, 0.5, 10 if ctx.minor else 9), (3.5, 0.5, 7)],
-                    [(0, 1.0, 0), (1.5, 0.5, third), (2, 1.0, 7), (3, 0.5, 5), (3.5, 0.5, third)],
-                    [(1, 0.5, 0), (1.5, 0.5, 0), (2, 1.0, 7), (3, 1.0, 12)]]
+    riff_options = [
+        [(0.5, 0.5, 0), (1, 1.0, 7), (2.5, 0.5, 12), (3, 0.5, 10 if ctx.minor else 9), (3.5, 0.5, 7)],
+        [(0, 1.0, 0), (1.5, 0.5, third), (2, 1.0, 7), (3, 0.5, 5), (3.5, 0.5, third)],
+        [(1, 0.5, 0), (1.5, 0.5, 0), (2, 1.0, 7), (3, 1.0, 12)],
+    ]
     riff = ctx.pick(riff_options)
     for bar in range(ctx.bars):
         s = bar * 4
@@ -648,8 +724,10 @@ def _dnb(ctx: Ctx) -> None:
     drums = ctx.drums([(0, "breakbeat drums"), (25, "drum machine"), (8, "amen-style break")])
     pad = ctx.track("pad", [(89, "warm pad"), (50, "synth strings"), (91, "choir pad")])
     ctx.plan_fills(drums)
-    kicks = [ctx.pick(["x.........x.....", "x.x.......x....."]),
-             ctx.pick(["x.........x..x..", "x......x..x.....", "..x.......x....."])]
+    kicks = [
+        ctx.pick(["x.........x.....", "x.x.......x....."]),
+        ctx.pick(["x.........x..x..", "x......x..x.....", "..x.......x....."]),
+    ]
     snare = ("....x.......x...", "....x..o....x..o", "....x..o.o..x.oo")[ctx.density]
     hats = ("x.x.x.x.x.x.x.x.", "x.xxx.x.x.xxx.x.", "xxxxxxxxxxxxxxxx")[ctx.density]
     for bar in range(ctx.bars):
@@ -667,15 +745,18 @@ def _dnb(ctx: Ctx) -> None:
 
 def _ambient(ctx: Ctx) -> None:
     """Long pads over a low drone; soft kick and shaker keep the pulse audible for the beat labels."""
-    prog = ctx.pick([["iadd9", "bVImaj7", "bIIImaj7", "bVII"], ["i9", "i9", "iv9", "iv9"]]
-                    if ctx.minor else [["Imaj7", "IVmaj7"], ["Iadd9", "vi7", "IVmaj9", "Isus2"],
-                                       ["Imaj9", "Imaj9", "iii7", "IVmaj7"]])
+    prog = ctx.pick(
+        [["iadd9", "bVImaj7", "bIIImaj7", "bVII"], ["i9", "i9", "iv9", "iv9"]]
+        if ctx.minor
+        else [["Imaj7", "IVmaj7"], ["Iadd9", "vi7", "IVmaj9", "Isus2"], ["Imaj9", "Imaj9", "iii7", "IVmaj7"]]
+    )
     tl = ctx.timeline(prog)
     low = ctx.track("bass", [(89, "low synth drone"), (39, "deep pad bass"), (48, "low strings")])
     drums = ctx.drums([(0, "soft percussion"), (0, "soft kick and shaker")])
     pad = ctx.track("pad", [(89, "warm pad"), (88, "new age pad"), (94, "halo pad"), (95, "sweep pad")])
-    bell = ctx.track("lead", [(8, "celesta"), (9, "glockenspiel"), (11, "vibraphone"),
-                              (0, "soft piano"), (98, "crystal bells")])
+    bell = ctx.track(
+        "lead", [(8, "celesta"), (9, "glockenspiel"), (11, "vibraphone"), (0, "soft piano"), (98, "crystal bells")]
+    )
     shaker = ctx.pick((SHAKER, MARACAS, CABASA))
     for bar in range(ctx.bars):
         s = bar * ctx.bpb
@@ -689,21 +770,44 @@ def _ambient(ctx: Ctx) -> None:
     for start, dur, chord in tl.spans():
         ctx.add(low, start, dur, nearest(chord.root, 36, 28, 43), 70)
         ctx.chord(pad, start, dur, voice(chord, 55, max_notes=4), 55)
-    melody(ctx, bell, tl, MINOR_PENTA if ctx.minor else MAJOR_PENTA, 72, 91,
-           (0.25, 0.4, 0.55)[ctx.density], (1.0, 2.0, 1.5), 60)
+    melody(
+        ctx,
+        bell,
+        tl,
+        MINOR_PENTA if ctx.minor else MAJOR_PENTA,
+        72,
+        91,
+        (0.25, 0.4, 0.55)[ctx.density],
+        (1.0, 2.0, 1.5),
+        60,
+    )
 
 
 def _synthwave(ctx: Ctx) -> None:
     """80s: gated-snare backbeat, 8th-note arpeggiated synth bass, pads and a saw lead."""
-    tl = ctx.timeline(ctx.pick([["i", "bVI", "bIII", "bVII"], ["i", "bVII", "bVI", "bVII"],
-                                ["i", "i", "bVI", "v"], ["bVI", "bVII", "i", "i"]]))
+    tl = ctx.timeline(
+        ctx.pick(
+            [
+                ["i", "bVI", "bIII", "bVII"],
+                ["i", "bVII", "bVI", "bVII"],
+                ["i", "i", "bVI", "v"],
+                ["bVI", "bVII", "i", "i"],
+            ]
+        )
+    )
     bass = ctx.track("bass", [(38, "analog synth bass"), (39, "arpeggiated synth bass")])
     drums = ctx.drums([(24, "LinnDrum-style drum machine"), (16, "gated-reverb drums"), (25, "electronic drums")])
     pad = ctx.track("pad", [(90, "polysynth pad"), (89, "warm pad"), (50, "synth strings")])
     lead = ctx.track("lead", [(81, "saw lead"), (80, "square lead"), (81, "analog lead synth")])
     ctx.plan_fills(drums)
-    arp = ctx.pick([(0, 0, 12, 0, 0, 12, 0, 12), (0, 12, 0, 12, 0, 12, 0, 12), (0, 7, 12, 7, 0, 7, 12, 7),
-                    (0, 0, 0, 0, 0, 0, 12, 7)])
+    arp = ctx.pick(
+        [
+            (0, 0, 12, 0, 0, 12, 0, 12),
+            (0, 12, 0, 12, 0, 12, 0, 12),
+            (0, 7, 12, 7, 0, 7, 12, 7),
+            (0, 0, 0, 0, 0, 0, 12, 7),
+        ]
+    )
     kick = "x...x...x...x..." if ctx.rng.random() < 0.5 else "x.......x.x....."
     for bar in range(ctx.bars):
         s = bar * 4
@@ -722,8 +826,18 @@ def _synthwave(ctx: Ctx) -> None:
             for k in range(int(dur * 4)):
                 ctx.add(lead, start + k / 4, 0.22, tones[k % len(tones)] + (12 if (k // len(tones)) % 2 else 0), 66)
     else:
-        melody(ctx, lead, tl, MINOR_SCALE, 67, 86, (0.45, 0.6, 0.6)[ctx.density], (0.5, 1.0, 1.0, 2.0), 78,
-               start_bar=min(2, ctx.bars // 3))
+        melody(
+            ctx,
+            lead,
+            tl,
+            MINOR_SCALE,
+            67,
+            86,
+            (0.45, 0.6, 0.6)[ctx.density],
+            (0.5, 1.0, 1.0, 2.0),
+            78,
+            start_bar=min(2, ctx.bars // 3),
+        )
 
 
 def _blues(ctx: Ctx) -> None:
@@ -733,7 +847,9 @@ def _blues(ctx: Ctx) -> None:
     tl = ctx.timeline(["I7", "IV7" if quick else "I7", "I7", "I7", "IV7", "IV7", "I7", "I7", "V7", "IV7", "I7", "V7"])
     bass = ctx.track("bass", [(33, "electric bass"), (32, "upright bass")])
     drums = ctx.drums([(0, "shuffle drum kit"), (0, "drum kit")])
-    comp = ctx.track("guitar", [(29, "overdriven guitar"), (0, "boogie piano"), (16, "Hammond organ"), (27, "clean electric guitar")])
+    comp = ctx.track(
+        "guitar", [(29, "overdriven guitar"), (0, "boogie piano"), (16, "Hammond organ"), (27, "clean electric guitar")]
+    )
     ctx.plan_fills(drums, triplet=True)
     walk = ctx.pick([(0, 4, 7, 9, 10, 9, 7, 4), (0, 0, 7, 7, 9, 9, 7, 7), (0, 4, 7, 9, 12, 9, 7, 4)])
     for bar in range(ctx.bars):
@@ -757,8 +873,11 @@ def _afrobeat(ctx: Ctx) -> None:
 
     Held out of the default corpus (see HELD_OUT_STYLES): the style fine-tuning is measured on.
     """
-    prog = ctx.pick([["i7"], ["i7", "i7", "iv7", "iv7"], ["i9", "bVII"], ["i7", "IV7"]] if ctx.minor else
-                    [["I7"], ["I7", "I7", "IV7", "IV7"], ["ii7", "ii7", "V7", "V7"]])
+    prog = ctx.pick(
+        [["i7"], ["i7", "i7", "iv7", "iv7"], ["i9", "bVII"], ["i7", "IV7"]]
+        if ctx.minor
+        else [["I7"], ["I7", "I7", "IV7", "IV7"], ["ii7", "ii7", "V7", "V7"]]
+    )
     tl = ctx.timeline(prog)
     bass = ctx.track("bass", [(33, "electric bass"), (34, "picked bass")])
     drums = ctx.drums([(0, "afrobeat drum kit"), (0, "drum kit"), (8, "tight drum kit")])
@@ -772,9 +891,13 @@ def _afrobeat(ctx: Ctx) -> None:
     shekere = ("x.x.x.x.x.x.x.x.", "XoxoXoxoXoxoXoxo", "Xxxxxxxxxxxxxxxx")[ctx.density]
     # a two-bar syncopated bass ostinato, in scale steps from the root
     third = 3 if ctx.minor else 4
-    riff = ctx.pick([[(0, 0), (0.75, 0), (1.5, 7), (2.5, 10), (3, 12), (3.5, 10), (4.5, 7), (5.5, third), (6, 5), (7, 7)],
-                     [(0, 0), (1, 0), (1.75, 3 if ctx.minor else 2), (2.5, 5), (4, 7), (4.75, 5), (5.5, third), (6.5, 0)],
-                     [(0, 0), (0.5, 12), (1.5, 10), (2, 7), (3, 5), (4, 0), (4.5, 0), (5.5, 7), (6.5, 10)]])
+    riff = ctx.pick(
+        [
+            [(0, 0), (0.75, 0), (1.5, 7), (2.5, 10), (3, 12), (3.5, 10), (4.5, 7), (5.5, third), (6, 5), (7, 7)],
+            [(0, 0), (1, 0), (1.75, 3 if ctx.minor else 2), (2.5, 5), (4, 7), (4.75, 5), (5.5, third), (6.5, 0)],
+            [(0, 0), (0.5, 12), (1.5, 10), (2, 7), (3, 5), (4, 0), (4.5, 0), (5.5, 7), (6.5, 10)],
+        ]
+    )
     picks = [k for k in range(16) if k % 2 == 1 or ctx.rng.random() < 0.4]  # off-16ths carry the pluck
     horn_riff = [(0.0, 0.4, 0), (0.5, 0.4, 0), (1.5, 0.9, third), (2.5, 0.4, 5), (3.0, 0.9, 7)]
     horn_bars = ctx.pick((2, 4))
@@ -820,40 +943,106 @@ class Style:
 
 
 _REGISTRY: dict[str, Style] = {
-    "swing jazz": Style(_jazz, (((4, 4), 100, 180, 1.0),), ("major", "major", "minor"),
-                        ("laid-back", "swinging", "smoky", "late-night", "relaxed", "warm"), "swing jazz trio"),
-    "jazz waltz": Style(_jazz, (((3, 4), 120, 180, 1.0),), ("major", "minor"),
-                        ("lilting", "gentle", "wistful", "elegant"), "jazz waltz trio"),
-    "bossa nova": Style(_bossa, (((4, 4), 110, 145, 1.0),), ("major", "major", "minor"),
-                        ("breezy", "gentle", "sunny", "intimate", "smooth"), "bossa nova trio"),
-    "techno": Style(_techno, (((4, 4), 122, 145, 1.0),), ("minor",),
-                    ("driving", "hypnotic", "dark", "relentless", "pulsing"), "techno track"),
-    "house": Style(_house, (((4, 4), 118, 128, 1.0),), ("major", "minor"),
-                   ("uplifting", "groovy", "warm", "euphoric", "soulful"), "house track"),
-    "rock": Style(_rock, (((4, 4), 95, 160, 0.7), ((3, 4), 100, 150, 0.1), ((6, 8), 140, 180, 0.2)),
-                  ("major", "minor"), ("driving", "energetic", "gritty", "anthemic", "raw"), "rock band"),
-    "funk": Style(_funk, (((4, 4), 90, 118, 1.0),), ("major", "minor"),
-                  ("greasy", "tight", "groovy", "punchy", "strutting"), "funk band"),
-    "lofi hip hop": Style(_lofi, (((4, 4), 70, 90, 1.0),), ("major", "minor"),
-                          ("mellow", "laid-back", "dusty", "nostalgic", "chill"), "lofi hip hop beat"),
-    "reggae": Style(_reggae, (((4, 4), 66, 90, 1.0),), ("major", "minor"),
-                    ("laid-back", "sunny", "easy", "rootsy", "warm"), "reggae band"),
-    "drum and bass": Style(_dnb, (((4, 4), 160, 180, 1.0),), ("minor",),
-                           ("driving", "frantic", "dark", "energetic", "rolling"), "drum and bass track"),
-    "ambient": Style(_ambient, (((4, 4), 60, 80, 0.8), ((3, 4), 60, 80, 0.2)), ("major", "minor"),
-                     ("dreamy", "calm", "ethereal", "spacious", "meditative"), "ambient piece"),
-    "synthwave": Style(_synthwave, (((4, 4), 90, 120, 1.0),), ("minor",),
-                       ("nostalgic", "neon", "driving", "moody", "retro"), "synthwave track"),
-    "blues shuffle": Style(_blues, (((4, 4), 90, 140, 1.0),), ("major",),
-                           ("gritty", "bouncy", "soulful", "swaggering"), "blues band"),
+    "swing jazz": Style(
+        _jazz,
+        (((4, 4), 100, 180, 1.0),),
+        ("major", "major", "minor"),
+        ("laid-back", "swinging", "smoky", "late-night", "relaxed", "warm"),
+        "swing jazz trio",
+    ),
+    "jazz waltz": Style(
+        _jazz,
+        (((3, 4), 120, 180, 1.0),),
+        ("major", "minor"),
+        ("lilting", "gentle", "wistful", "elegant"),
+        "jazz waltz trio",
+    ),
+    "bossa nova": Style(
+        _bossa,
+        (((4, 4), 110, 145, 1.0),),
+        ("major", "major", "minor"),
+        ("breezy", "gentle", "sunny", "intimate", "smooth"),
+        "bossa nova trio",
+    ),
+    "techno": Style(
+        _techno,
+        (((4, 4), 122, 145, 1.0),),
+        ("minor",),
+        ("driving", "hypnotic", "dark", "relentless", "pulsing"),
+        "techno track",
+    ),
+    "house": Style(
+        _house,
+        (((4, 4), 118, 128, 1.0),),
+        ("major", "minor"),
+        ("uplifting", "groovy", "warm", "euphoric", "soulful"),
+        "house track",
+    ),
+    "rock": Style(
+        _rock,
+        (((4, 4), 95, 160, 0.7), ((3, 4), 100, 150, 0.1), ((6, 8), 140, 180, 0.2)),
+        ("major", "minor"),
+        ("driving", "energetic", "gritty", "anthemic", "raw"),
+        "rock band",
+    ),
+    "funk": Style(
+        _funk,
+        (((4, 4), 90, 118, 1.0),),
+        ("major", "minor"),
+        ("greasy", "tight", "groovy", "punchy", "strutting"),
+        "funk band",
+    ),
+    "lofi hip hop": Style(
+        _lofi,
+        (((4, 4), 70, 90, 1.0),),
+        ("major", "minor"),
+        ("mellow", "laid-back", "dusty", "nostalgic", "chill"),
+        "lofi hip hop beat",
+    ),
+    "reggae": Style(
+        _reggae,
+        (((4, 4), 66, 90, 1.0),),
+        ("major", "minor"),
+        ("laid-back", "sunny", "easy", "rootsy", "warm"),
+        "reggae band",
+    ),
+    "drum and bass": Style(
+        _dnb,
+        (((4, 4), 160, 180, 1.0),),
+        ("minor",),
+        ("driving", "frantic", "dark", "energetic", "rolling"),
+        "drum and bass track",
+    ),
+    "ambient": Style(
+        _ambient,
+        (((4, 4), 60, 80, 0.8), ((3, 4), 60, 80, 0.2)),
+        ("major", "minor"),
+        ("dreamy", "calm", "ethereal", "spacious", "meditative"),
+        "ambient piece",
+    ),
+    "synthwave": Style(
+        _synthwave,
+        (((4, 4), 90, 120, 1.0),),
+        ("minor",),
+        ("nostalgic", "neon", "driving", "moody", "retro"),
+        "synthwave track",
+    ),
+    "blues shuffle": Style(
+        _blues, (((4, 4), 90, 140, 1.0),), ("major",), ("gritty", "bouncy", "soulful", "swaggering"), "blues band"
+    ),
 }
 
 # Styles no default corpus build draws (model/corpus/build.py plans from STYLES only): the
 # shipped models never heard them, so fine-tuning (model/train/finetune.py) is measured on them.
 # Render them explicitly: `jamstream corpus build --styles afrobeat ...`.
 _HELD_OUT: dict[str, Style] = {
-    "afrobeat": Style(_afrobeat, (((4, 4), 100, 126, 1.0),), ("minor", "minor", "major"),
-                      ("hypnotic", "driving", "hot", "interlocking", "political"), "afrobeat band"),
+    "afrobeat": Style(
+        _afrobeat,
+        (((4, 4), 100, 126, 1.0),),
+        ("minor", "minor", "major"),
+        ("hypnotic", "driving", "hot", "interlocking", "political"),
+        "afrobeat band",
+    ),
 }
 
 STYLES: tuple[str, ...] = tuple(_REGISTRY)

@@ -78,7 +78,9 @@ def read_manifest(corpus_dir: str | Path, split: str | None = None) -> list[Clip
     corpus_dir = Path(corpus_dir)
     path = manifest_path(corpus_dir)
     if not path.is_file():
-        raise JamstreamError(f"{corpus_dir}: no {MANIFEST_NAME} here; build one with `jamstream corpus build --out {corpus_dir}`")
+        raise JamstreamError(
+            f"{corpus_dir}: no {MANIFEST_NAME} here; build one with `jamstream corpus build --out {corpus_dir}`"
+        )
     rows = []
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):

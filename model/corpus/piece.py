@@ -133,9 +133,7 @@ def to_midi(piece: Piece) -> mido.MidiFile:
     conductor = mido.MidiTrack()
     conductor.append(mido.MetaMessage("track_name", name=piece.piece_id[:60], time=0))
     conductor.append(mido.MetaMessage("set_tempo", tempo=quarter_tempo_us(piece.bpm, piece.meter), time=0))
-    conductor.append(
-        mido.MetaMessage("time_signature", numerator=piece.meter[0], denominator=piece.meter[1], time=0)
-    )
+    conductor.append(mido.MetaMessage("time_signature", numerator=piece.meter[0], denominator=piece.meter[1], time=0))
     end_tick = int(round(piece.total_beats * beat_ticks(piece.meter)))
     conductor.append(mido.MetaMessage("end_of_track", time=end_tick))
     mid.tracks.append(conductor)

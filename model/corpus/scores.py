@@ -50,23 +50,43 @@ HARPSICHORD = Ensemble("harpsichord", ((6, "harpsichord"),))
 
 FAMILIES: tuple[ScoreFamily, ...] = (
     ScoreFamily(
-        "chorale", "bach", r"^bwv.*\.mxl$", (60, 92), ("solemn", "stately", "gentle", "hymn-like"),
+        "chorale",
+        "bach",
+        r"^bwv.*\.mxl$",
+        (60, 92),
+        ("solemn", "stately", "gentle", "hymn-like"),
         (ORGAN, CHOIR, BRASS, STRINGS, WINDS, STRING_ORCH),
     ),
     ScoreFamily(
-        "renaissance polyphony", "palestrina", r"\.krn$", (60, 84), ("serene", "flowing", "devotional"),
+        "renaissance polyphony",
+        "palestrina",
+        r"\.krn$",
+        (60, 84),
+        ("serene", "flowing", "devotional"),
         (CHOIR, RECORDERS, STRING_ORCH, ORGAN, BRASS),
     ),
     ScoreFamily(
-        "madrigal", "monteverdi", r"\.mxl$", (64, 100), ("expressive", "wistful", "lyrical"),
+        "madrigal",
+        "monteverdi",
+        r"\.mxl$",
+        (64, 100),
+        ("expressive", "wistful", "lyrical"),
         (CHOIR, RECORDERS, STRINGS, WINDS),
     ),
     ScoreFamily(
-        "string quartet", "(haydn|mozart|beethoven)", r"\.mxl$", (66, 150), ("elegant", "graceful", "spirited"),
+        "string quartet",
+        "(haydn|mozart|beethoven)",
+        r"\.mxl$",
+        (66, 150),
+        ("elegant", "graceful", "spirited"),
         (STRINGS, STRING_ORCH, PIANO, WINDS),
     ),
     ScoreFamily(
-        "celtic folk", "ryansMammoth", r"\.abc$", (84, 150), ("lively", "jaunty", "rollicking", "wistful"),
+        "celtic folk",
+        "ryansMammoth",
+        r"\.abc$",
+        (84, 150),
+        ("lively", "jaunty", "rollicking", "wistful"),
         (
             Ensemble("fiddle", ((40, "fiddle"),)),
             Ensemble("tin whistle", ((78, "tin whistle"),)),

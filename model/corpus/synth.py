@@ -16,8 +16,8 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from model.io.audio import SAMPLE_RATE, load_audio
 from model.errors import JamstreamError
+from model.io.audio import SAMPLE_RATE, load_audio
 
 DEFAULT_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 FADE_SECONDS = 0.03  # the clip ends on a bar line; a short fade stops the cut clicking
@@ -30,11 +30,14 @@ def default_soundfont() -> str:
 def check_synth(soundfont: str) -> None:
     """Fail before any work starts if we can't render at all."""
     if shutil.which("fluidsynth") is None:
-        raise JamstreamError("fluidsynth is not installed (apt-get install fluidsynth), or run the README's setup command")
+        raise JamstreamError(
+            "fluidsynth is not installed (apt-get install fluidsynth), or run the README's setup command"
+        )
     sf = Path(soundfont)
     if not sf.is_file():
         raise JamstreamError(
-            f"soundfont not found: {sf} (apt-get install fluid-soundfont-gm, or pass --soundfont / set JAMSTREAM_SOUNDFONT)"
+            f"soundfont not found: {sf} (apt-get install fluid-soundfont-gm, or pass --soundfont / set "
+            "JAMSTREAM_SOUNDFONT)"
         )
 
 

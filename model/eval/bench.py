@@ -14,9 +14,9 @@ from contextlib import nullcontext
 import torch
 
 from model.codec.network import FRAME_RATE, FRAME_SAMPLES, Codec
+from model.generator import fixed_tempo_timing
 from model.lm.network import DepthformerLM
 from model.lm.sampling import SamplingConfig
-from model.generator import fixed_tempo_timing
 
 
 def _frames_per_second(fn, frames: int, repeats: int, setup=lambda: None) -> float:

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.io.audio import SAMPLE_RATE, AudioReadError, load_audio, write_audio
 from model.codec.network import Codec, bitrate
 from model.errors import JamstreamError
 from model.eval.metrics import mel_distance, si_snr
 from model.eval.pitch import pitch_quality
+from model.io.audio import SAMPLE_RATE, AudioReadError, load_audio, write_audio
 from model.progress import progress as progress_bar
 
 MP3_KBPS = 32
@@ -64,8 +64,10 @@ def opus_roundtrip(audio: np.ndarray, kbps: int) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="jamstream-opus-") as tmp:
         wav, opus, back = Path(tmp) / "x.wav", Path(tmp) / "x.opus", Path(tmp) / "y.wav"
         write_audio(wav, audio)
-        for cmd in (["opusenc", "--quiet", "--bitrate", str(kbps), str(wav), str(opus)],
-                    ["opusdec", "--quiet", "--rate", str(SAMPLE_RATE), str(opus), str(back)]):
+        for cmd in (
+            ["opusenc", "--quiet", "--bitrate", str(kbps), str(wav), str(opus)],
+            ["opusdec", "--quiet", "--rate", str(SAMPLE_RATE), str(opus), str(back)],
+        ):
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 raise JamstreamError(f"{cmd[0]} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
@@ -92,9 +94,12 @@ def align(decoded: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def _quality(estimate: np.ndarray | torch.Tensor, reference: torch.Tensor) -> dict:
     est = torch.as_tensor(estimate, dtype=torch.float32)[..., : reference.shape[-1]]
     snr = si_snr(est, reference)
-    return {"si_snr_db": snr, "si_sdr_db": snr,  # scale-invariant SNR is SI-SDR; both names are asked for
-            "mel_distance": float(mel_distance(est, reference)),
-            **pitch_quality(est.numpy(), reference.numpy())}
+    return {
+        "si_snr_db": snr,
+        "si_sdr_db": snr,  # scale-invariant SNR is SI-SDR; both names are asked for
+        "mel_distance": float(mel_distance(est, reference)),
+        **pitch_quality(est.numpy(), reference.numpy()),
+    }
 
 
 def peers(audio: np.ndarray, ref: torch.Tensor) -> dict:
@@ -152,7 +157,9 @@ def summarize(files: list[dict], levels: list[int]) -> dict:
     if not files:
         return {}
     peer_names = [k for k in files[0] if k in ("mp3_32k",) or k.startswith("opus_")]
-    peer_means = {f"{peer}_{key}": float(np.mean([f[peer][key] for f in files])) for peer in peer_names for key in QUALITY_KEYS}
+    peer_means = {
+        f"{peer}_{key}": float(np.mean([f[peer][key] for f in files])) for peer in peer_names for key in QUALITY_KEYS
+    }
     mean: dict = {}
     for lv in levels:
         rows = [f["levels"][str(lv)] for f in files]
@@ -175,11 +182,15 @@ def format_table(result: CodecEvalResult) -> str:
 
     def row(name: str, kbps: float, m: dict, prefix: str = "") -> str:
         g = lambda k: m[prefix + k]  # noqa: E731
-        return (f"{name:>10}  {kbps:>5.1f}  {g('chroma_corr'):>6.3f}  {g('cqt_distance'):>6.3f}  {g('dac_mel'):>7.3f}  "
-                f"{g('mel_distance'):>6.3f}  {g('si_sdr_db'):>7.2f}")
+        return (
+            f"{name:>10}  {kbps:>5.1f}  {g('chroma_corr'):>6.3f}  {g('cqt_distance'):>6.3f}  {g('dac_mel'):>7.3f}  "
+            f"{g('mel_distance'):>6.3f}  {g('si_sdr_db'):>7.2f}"
+        )
 
     for lv, m in result.mean.items():
-        lines.append(row(f"{lv} levels", m["bitrate_bps"] / 1000, m) + f"  | {m['encode_rtf']:>7.1f}  {m['decode_rtf']:>7.1f}")
+        lines.append(
+            row(f"{lv} levels", m["bitrate_bps"] / 1000, m) + f"  | {m['encode_rtf']:>7.1f}  {m['decode_rtf']:>7.1f}"
+        )
     if result.mean:
         m = next(iter(result.mean.values()))
         lines.append(row("MP3", MP3_KBPS, m, "mp3_32k_"))

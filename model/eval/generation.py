@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from model.generator import Clip, Generator, generate_clip
 from model.lm.sampling import SamplingConfig
 from model.style.network import genre_prompt
-from model.generator import Clip, Generator, generate_clip
 
 SAMPLE_RATE = 48_000
 TEMPO_BPMS = (80.0, 100.0, 120.0, 140.0)
@@ -113,8 +113,11 @@ def reference_grid_ms(paths_and_beats: list[tuple[str, list[float]]], skip_secon
         err = detected - truth[np.abs(truth[None, :] - detected[:, None]).argmin(axis=1)]
         per_clip.append(float(np.median(np.abs(err)) * 1000.0))
         signed.append(float(np.median(err) * 1000.0))
-    return {"reference_clips": len(per_clip), "reference_grid_ms_median": float(np.median(per_clip)) if per_clip else None,
-            "reference_signed_ms_median": float(np.median(signed)) if signed else None}
+    return {
+        "reference_clips": len(per_clip),
+        "reference_grid_ms_median": float(np.median(per_clip)) if per_clip else None,
+        "reference_signed_ms_median": float(np.median(signed)) if signed else None,
+    }
 
 
 def spectral_flux(audio: np.ndarray, hop: int = FLUX_HOP) -> np.ndarray:
@@ -189,7 +192,11 @@ def evaluate_generation(
                     clip = make(prompt, bpm, seconds, seed, bars_per_chunk=2)
                     seam_clips.append((clip, 4 * 60.0 / bpm))
                     est, beats = beats_and_tempo(clip.audio.numpy())
-                    report.tempo.append(TempoRun(prompt, bpm, seed, round(est, 2), tempo_ok(est, bpm), round(grid_distance_ms(beats, bpm), 1)))
+                    report.tempo.append(
+                        TempoRun(
+                            prompt, bpm, seed, round(est, 2), tempo_ok(est, bpm), round(grid_distance_ms(beats, bpm), 1)
+                        )
+                    )
     if "tempo" in checks and reference:
         report.reference = reference_grid_ms(reference)
     if "style" in checks and genres:
@@ -203,8 +210,15 @@ def evaluate_generation(
                     emb = style_model.embed_audio(clip.audio.numpy(), SAMPLE_RATE)
                 sims = (genre_emb @ emb).tolist()
                 nearest = names[int(np.argmax(sims))]
-                report.style.append({"genre": genre, "seed": seed, "nearest": nearest,
-                                     "own_cos": round(sims[gi], 4), "best_cos": round(max(sims), 4)})
+                report.style.append(
+                    {
+                        "genre": genre,
+                        "seed": seed,
+                        "nearest": nearest,
+                        "own_cos": round(sims[gi], 4),
+                        "best_cos": round(max(sims), 4),
+                    }
+                )
     if "seams" in checks:
         if not seam_clips:  # seams only: the tempo clips' settings, without the beat tracking
             for bpm in TEMPO_BPMS:

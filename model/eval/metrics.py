@@ -22,7 +22,9 @@ LOG_FLOOR = 1e-5
 def _mel_basis(n_fft: int, n_mels: int, sample_rate: int) -> torch.Tensor:
     import librosa
 
-    return torch.from_numpy(librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2)).float()
+    return torch.from_numpy(
+        librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2)
+    ).float()
 
 
 @lru_cache(maxsize=None)
@@ -58,7 +60,12 @@ def mel_distance(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: i
     """Multi-resolution log-mel L1, averaged over resolutions (lower is better)."""
     total = estimate.new_zeros(())
     for n_fft, hop, n_mels in MEL_RESOLUTIONS:
-        total = total + (log_mel(estimate, n_fft, hop, n_mels, sample_rate) - log_mel(reference, n_fft, hop, n_mels, sample_rate)).abs().mean()
+        total = (
+            total
+            + (log_mel(estimate, n_fft, hop, n_mels, sample_rate) - log_mel(reference, n_fft, hop, n_mels, sample_rate))
+            .abs()
+            .mean()
+        )
     return total / len(MEL_RESOLUTIONS)
 
 

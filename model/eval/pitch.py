@@ -78,8 +78,13 @@ def cqt_distance(estimate, reference, rate: int = SAMPLE_RATE) -> float:
 
     ref, est = _mono(reference, rate, CHROMA_RATE), _mono(estimate, rate, CHROMA_RATE)
     n = min(len(ref), len(est))
-    kwargs = {"sr": CHROMA_RATE, "hop_length": CQT_HOP, "bins_per_octave": CQT_BINS_PER_OCTAVE,
-              "n_bins": CQT_BINS_PER_OCTAVE * CQT_OCTAVES, "fmin": librosa.note_to_hz("C1")}
+    kwargs = {
+        "sr": CHROMA_RATE,
+        "hop_length": CQT_HOP,
+        "bins_per_octave": CQT_BINS_PER_OCTAVE,
+        "n_bins": CQT_BINS_PER_OCTAVE * CQT_OCTAVES,
+        "fmin": librosa.note_to_hz("C1"),
+    }
     cr = np.abs(librosa.cqt(ref[:n], **kwargs))
     ce = np.abs(librosa.cqt(est[:n], **kwargs))
     keep = _sounding(ref[:n])[: cr.shape[1]]
@@ -113,7 +118,9 @@ def dac_mel(estimate, reference, rate: int = SAMPLE_RATE) -> float:
     ref, est = prep(reference), prep(estimate)
     n = min(ref.shape[-1], est.shape[-1])
     ref, est = ref[..., :n], est[..., :n]
-    return sum(float((_dac_log_mel(est, w, m) - _dac_log_mel(ref, w, m)).abs().mean()) for w, m in zip(DAC_WINDOWS, DAC_MELS))
+    return sum(
+        float((_dac_log_mel(est, w, m) - _dac_log_mel(ref, w, m)).abs().mean()) for w, m in zip(DAC_WINDOWS, DAC_MELS)
+    )
 
 
 def _dac_log_mel(x: torch.Tensor, window: int, mels: int) -> torch.Tensor:

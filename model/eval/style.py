@@ -16,9 +16,9 @@ from typing import Sequence
 
 import torch
 
-from model.io.audio import SAMPLE_RATE, AudioReadError, load_audio
 from model.corpus.manifest import read_manifest
 from model.errors import JamstreamError
+from model.io.audio import SAMPLE_RATE, AudioReadError, load_audio
 from model.progress import progress
 from model.style.network import StyleModel, genre_prompt
 
@@ -34,14 +34,19 @@ class RetrievalResult:
     confusions: dict[str, str] = field(default_factory=dict)  # clip id -> wrong genre picked
 
 
-def evaluate_corpus(model: StyleModel, corpus: str | Path, split: str = "test", show_progress: bool = True) -> RetrievalResult:
+def evaluate_corpus(
+    model: StyleModel, corpus: str | Path, split: str = "test", show_progress: bool = True
+) -> RetrievalResult:
     corpus = Path(corpus)
     every = read_manifest(corpus)
     rows = [r for r in every if r.split == split]
     if not rows:
         raise JamstreamError(f"{corpus}: the {split} split is empty; nothing to evaluate")
     audio = torch.stack(
-        [model.embed_audio(load_audio(r.path), SAMPLE_RATE) for r in progress(rows, desc=f"embed {split}", unit="clip", enabled=show_progress)]
+        [
+            model.embed_audio(load_audio(r.path), SAMPLE_RATE)
+            for r in progress(rows, desc=f"embed {split}", unit="clip", enabled=show_progress)
+        ]
     )
     captions = model.embed_text([r.caption for r in rows])
     sims = captions @ audio.T  # [query caption, clip]

@@ -92,7 +92,9 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
     except (OSError, ValueError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise JamstreamError(f"{p}: cannot write audio ({text.rstrip('.')}{_space_hint(p.parent, audio.nbytes)})") from exc
+        raise JamstreamError(
+            f"{p}: cannot write audio ({text.rstrip('.')}{_space_hint(p.parent, audio.nbytes)})"
+        ) from exc
 
 
 def _space_hint(folder: Path, wanted: int) -> str:
@@ -106,7 +108,9 @@ def _space_hint(folder: Path, wanted: int) -> str:
     return f"; no space left: {free // 1024} kB free" if free < wanted else ""
 
 
-def loudness_normalize(audio: np.ndarray, sample_rate: int, target_lufs: float = -18.0, peak_dbfs: float = -1.0) -> np.ndarray:
+def loudness_normalize(
+    audio: np.ndarray, sample_rate: int, target_lufs: float = -18.0, peak_dbfs: float = -1.0
+) -> np.ndarray:
     """ITU-R BS.1770 loudness to `target_lufs`, then pulled down if a peak would pass `peak_dbfs`.
 
     Clips of one loudness let the codec spend its bits on timbre, not on level.

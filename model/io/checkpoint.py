@@ -100,13 +100,18 @@ def load_tensors(path: str | os.PathLike, prefix: str | None = None) -> dict[str
     return out
 
 
-def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike,
-                    new_keys: tuple[str, ...] = ()) -> None:
+def load_state_into(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, new_keys: tuple[str, ...] = ()
+) -> None:
     """Strict load with a one-line error naming what does not fit (wrong config, other model).
     Keys starting with one of `new_keys` may be missing: parts a fine-tune adds to the
     model it starts from, which keep their fresh initialisation."""
     own = module.state_dict()
-    missing = sorted(k for k in set(own) - set(state) if not k.endswith(TRAINING_ONLY_SUFFIXES) and not (new_keys and k.startswith(new_keys)))
+    missing = sorted(
+        k
+        for k in set(own) - set(state)
+        if not k.endswith(TRAINING_ONLY_SUFFIXES) and not (new_keys and k.startswith(new_keys))
+    )
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
@@ -114,7 +119,8 @@ def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], pat
     for key, value in state.items():
         if own[key].shape != value.shape:
             raise JamstreamError(
-                f"checkpoint {path} does not match this model's config ({key}: {tuple(value.shape)} vs {tuple(own[key].shape)})"
+                f"checkpoint {path} does not match this model's config ({key}: {tuple(value.shape)} vs "
+                f"{tuple(own[key].shape)})"
             )
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             # a diverged run saves NaNs without complaint; played, they are silence or noise
@@ -125,7 +131,9 @@ def load_state_into(module: torch.nn.Module, state: dict[str, torch.Tensor], pat
         rebuild()
 
 
-def save_model(model: torch.nn.Module, path, kind: str, config: dict, half: bool = False, extra: dict | None = None) -> None:
+def save_model(
+    model: torch.nn.Module, path, kind: str, config: dict, half: bool = False, extra: dict | None = None
+) -> None:
     """A model's whole state as a checkpoint of `kind` (optionally in half precision)."""
     tensors = {f"model.{k}": (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
     save_checkpoint(path, kind, config, tensors, extra)
@@ -160,7 +168,12 @@ def export_weights(src, dst, kind: str, dtype: torch.dtype = torch.float16, reci
         if key.endswith(TRAINING_ONLY_SUFFIXES):
             continue
         tensors[f"model.{key}"] = value.to(dtype) if value.is_floating_point() else value
-    info = {"step": extra.get("step"), "metrics": extra.get("metrics", {}), "recipe": recipe, "dtype": str(dtype).split(".")[-1]}
+    info = {
+        "step": extra.get("step"),
+        "metrics": extra.get("metrics", {}),
+        "recipe": recipe,
+        "dtype": str(dtype).split(".")[-1],
+    }
     if "codec_fingerprint" in extra:  # an LM keeps the name of the codec whose tokens it learned
         info["codec_fingerprint"] = extra["codec_fingerprint"]
     save_checkpoint(dst, kind, config, tensors, info)

@@ -36,8 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.io.checkpoint import load_model, save_model
 from model.errors import JamstreamError
+from model.io.checkpoint import load_model, save_model
 
 TIMING_FEATURES = 9
 
@@ -181,7 +181,9 @@ class DepthformerLM(nn.Module):
         if c.style_features:
             # Frozen, filled by set_style_codebooks and saved with the weights; the table
             # starts at zero so a code no batch ever shows adds nothing but its codebook vector.
-            self.register_buffer("style_code_features", torch.zeros(c.style_tokens * c.style_codebook, c.style_features))
+            self.register_buffer(
+                "style_code_features", torch.zeros(c.style_tokens * c.style_codebook, c.style_features)
+            )
             self.style_feature_proj = nn.Linear(c.style_features, c.width)
             nn.init.zeros_(self.style_embed.weight)
             nn.init.zeros_(self.style_feature_proj.weight)  # so a fine-tune from a table-only LM starts where it was
@@ -201,7 +203,9 @@ class DepthformerLM(nn.Module):
         self.register_buffer("level_offsets", torch.arange(c.levels) * c.codebook_size, persistent=False)
 
     # ------------------------------------------------------------ conditioning
-    def style_memory(self, style_tokens: torch.Tensor | None, batch: int, use_style: torch.Tensor | None = None) -> torch.Tensor:
+    def style_memory(
+        self, style_tokens: torch.Tensor | None, batch: int, use_style: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """[B, 6] style tokens -> [B, 6, d]; rows with use_style False (or no tokens) get the null memory."""
         c = self.config
         null = self.null_style.unsqueeze(0).expand(batch, -1, -1)
@@ -225,12 +229,16 @@ class DepthformerLM(nn.Module):
             return
         books = codebooks[: c.style_tokens, :, : c.style_features].float()
         if books.shape != (c.style_tokens, c.style_codebook, c.style_features):
-            raise JamstreamError(f"style codebooks {tuple(codebooks.shape)} do not fit this LM's style tokens "
-                                 f"({c.style_tokens} levels x {c.style_codebook} codes x >= {c.style_features} dims)")
+            raise JamstreamError(
+                f"style codebooks {tuple(codebooks.shape)} do not fit this LM's style tokens "
+                f"({c.style_tokens} levels x {c.style_codebook} codes x >= {c.style_features} dims)"
+            )
         rms = books.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-8)
         self.style_code_features.copy_((books / rms).reshape(-1, c.style_features))
 
-    def frame_inputs(self, tokens: torch.Tensor, timing: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
+    def frame_inputs(
+        self, tokens: torch.Tensor, timing: torch.Tensor, prev: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Temporal inputs for frames whose *previous* frames are `prev` + tokens[:, :-1].
 
         tokens [B, T, L] are the frames being predicted; `prev` [B, L] is the frame before
@@ -311,7 +319,14 @@ class DepthformerLM(nn.Module):
         return torch.einsum("nld,ldv->nlv", x, self.heads_out[:n])
 
     @torch.inference_mode()
-    def feed(self, tokens: torch.Tensor, timing: torch.Tensor, memory: torch.Tensor, cache: TemporalCache, prev: torch.Tensor | None = None) -> None:
+    def feed(
+        self,
+        tokens: torch.Tensor,
+        timing: torch.Tensor,
+        memory: torch.Tensor,
+        cache: TemporalCache,
+        prev: torch.Tensor | None = None,
+    ) -> None:
         """Push known frames [T, L] (an audio prompt, a context) into the temporal cache.
 
         `prev` [L] is the frame before them (None at a stream's start: BOS). With guidance

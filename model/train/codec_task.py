@@ -20,13 +20,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from model.io.audio import SAMPLE_RATE
 from model.codec.network import FRAME_SAMPLES, CodecConfig, build_codec
 from model.errors import JamstreamError
 from model.eval.metrics import logfreq_loss, mel_distance, peak_loss, stft_loss
 from model.eval.pitch import chroma_corr, dac_mel
+from model.io.audio import SAMPLE_RATE
 from model.train.audio_data import AudioSplit, load_splits
-
 
 KMEANS_INIT_CROPS = 64
 VAL_CROPS, VAL_SECONDS, VAL_LEVELS, VAL_SEED = 8, 4, 16, 1234
@@ -112,7 +111,9 @@ class CodecTask:
                 split = load_splits(first, "val", show_progress=False)
             except JamstreamError:
                 split = load_splits(first, "train", show_progress=False)
-            self._val = split.crops(VAL_CROPS, VAL_SECONDS * FRAME_SAMPLES * 25, torch.Generator().manual_seed(VAL_SEED))
+            self._val = split.crops(
+                VAL_CROPS, VAL_SECONDS * FRAME_SAMPLES * 25, torch.Generator().manual_seed(VAL_SEED)
+            )
         return self._val
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
@@ -126,8 +127,10 @@ class CodecTask:
         finally:
             model.train(was_training)
         ref = crops.numpy()
-        return {"val_chroma": float(np.mean([chroma_corr(o, r) for o, r in zip(out, ref)])),
-                "val_dac_mel": float(np.mean([dac_mel(o, r) for o, r in zip(out, ref)]))}
+        return {
+            "val_chroma": float(np.mean([chroma_corr(o, r) for o, r in zip(out, ref)])),
+            "val_dac_mel": float(np.mean([dac_mel(o, r) for o, r in zip(out, ref)])),
+        }
 
     def after_step(self, model: torch.nn.Module, step: int) -> bool:
         if not self.cfg.eval_every or step % self.cfg.eval_every:
@@ -140,5 +143,8 @@ class CodecTask:
                 f.write(json.dumps({"step": step, **self.last_val}) + "\n")
         from tqdm import tqdm
 
-        tqdm.write(f"step {step}: val chroma {self.last_val['val_chroma']:.3f}, DAC mel {self.last_val['val_dac_mel']:.3f}", file=sys.stderr)
+        tqdm.write(
+            f"step {step}: val chroma {self.last_val['val_chroma']:.3f}, DAC mel {self.last_val['val_dac_mel']:.3f}",
+            file=sys.stderr,
+        )
         return False

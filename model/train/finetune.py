@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from model.adapters import lora as A
-from model.io.audio import READABLE_SUFFIXES, AudioReadError, load_audio
 from model.codec.network import FRAME_RATE
 from model.errors import JamstreamError
+from model.io.audio import READABLE_SUFFIXES, AudioReadError, load_audio
 from model.progress import progress
 
 MIN_SECONDS = 2.0  # shorter recordings teach nothing about continuation
@@ -142,7 +142,16 @@ def beat_grid(audio: np.ndarray, sr: int = 48_000) -> tuple[list[float], list[fl
     return [float(t) for t in times], [float(t) for t in times[first::BEATS_PER_BAR]], bpm
 
 
-def scan_recordings(folder, codec, codec_path: Path, style_model, style_path: Path, levels: int, cache_dir: Path, show_progress: bool = True) -> ScanResult:
+def scan_recordings(
+    folder,
+    codec,
+    codec_path: Path,
+    style_model,
+    style_path: Path,
+    levels: int,
+    cache_dir: Path,
+    show_progress: bool = True,
+) -> ScanResult:
     """Every usable recording under `folder`, tokenized and beat-tracked (cached per file)."""
     from model.train.token_data import frame_timing
 
@@ -151,7 +160,9 @@ def scan_recordings(folder, codec, codec_path: Path, style_model, style_path: Pa
     if not files:
         what = f" ({len(skipped)} other files)" if skipped else ""
         raise JamstreamError(f"{folder} has no audio files (wav/flac/mp3/ogg/aiff){what}; put your recordings there")
-    models_key = hashlib.sha1(f"{_digest(Path(codec_path))}:{_digest(Path(style_path))}:{levels}:{CACHE_VERSION}".encode()).hexdigest()[:16]
+    models_key = hashlib.sha1(
+        f"{_digest(Path(codec_path))}:{_digest(Path(style_path))}:{levels}:{CACHE_VERSION}".encode()
+    ).hexdigest()[:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
     recordings: list[Recording] = []
     started = time.perf_counter()
@@ -191,7 +202,11 @@ def scan_recordings(folder, codec, codec_path: Path, style_model, style_path: Pa
             tmp = cache.with_suffix(f".partial-{os.getpid()}")
             torch.save(entry, tmp)
             os.replace(tmp, cache)
-        recordings.append(Recording(path, float(entry["seconds"]), entry["tokens"], entry["timing"], entry["embedding"], float(entry["bpm"])))
+        recordings.append(
+            Recording(
+                path, float(entry["seconds"]), entry["tokens"], entry["timing"], entry["embedding"], float(entry["bpm"])
+            )
+        )
     if not recordings:
         listed = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped[:3])
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
@@ -209,7 +224,9 @@ def split_clips(recordings: list[Recording], style_tokens: torch.Tensor, min_fra
         n_val = max(1, round(n * VAL_SHARE))
         val = {min(n - 1, int((k + 0.5) * n / n_val)) for k in range(n_val)}
         for i, r in enumerate(recordings):
-            clips.append(TokenClip(r.path.name, "val" if i in val else "train", "user", r.tokens, r.timing, style_tokens))
+            clips.append(
+                TokenClip(r.path.name, "val" if i in val else "train", "user", r.tokens, r.timing, style_tokens)
+            )
         return clips, "recordings"
     for r in recordings:
         frames = r.tokens.shape[0]
@@ -231,8 +248,8 @@ def _peak_rss_mb() -> float:
 
 def finetune(cfg: FinetuneConfig) -> dict:
     from model.codec.network import load_codec
-    from model.lm.network import count_parameters, load_lm
     from model.generator import check_pair
+    from model.lm.network import count_parameters, load_lm
     from model.style.network import load_style, mix_embeddings
     from model.train.lora_task import LoRATask, LoRATrainConfig, steps_per_epoch
     from model.train.trainer import TrainConfig, Trainer
@@ -274,7 +291,16 @@ def finetune(cfg: FinetuneConfig) -> dict:
     del base
     levels = cfg.levels or lm_cfg.levels
     style_model = load_style(style_path)
-    scan = scan_recordings(cfg.data, codec, codec_path, style_model, style_path, levels, Path(cfg.adapters_dir) / ".cache", cfg.show_progress)
+    scan = scan_recordings(
+        cfg.data,
+        codec,
+        codec_path,
+        style_model,
+        style_path,
+        levels,
+        Path(cfg.adapters_dir) / ".cache",
+        cfg.show_progress,
+    )
     recs = scan.recordings
     del codec
     rss_after_tokenize = _peak_rss_mb()
@@ -285,7 +311,13 @@ def finetune(cfg: FinetuneConfig) -> dict:
     if cfg.prompt:
         if not 0 <= cfg.prompt_weight <= 1:
             raise JamstreamError(f"--prompt-weight must be in [0, 1] (got {cfg.prompt_weight})")
-        style = mix_embeddings([(audio_style, 1 - cfg.prompt_weight), (style_model.embed_text([cfg.prompt])[0], cfg.prompt_weight)]) if cfg.prompt_weight < 1 else style_model.embed_text([cfg.prompt])[0]
+        style = (
+            mix_embeddings(
+                [(audio_style, 1 - cfg.prompt_weight), (style_model.embed_text([cfg.prompt])[0], cfg.prompt_weight)]
+            )
+            if cfg.prompt_weight < 1
+            else style_model.embed_text([cfg.prompt])[0]
+        )
     style_tokens = style_model.quantize(style).reshape(-1).long()
     clips, split_kind = split_clips(recs, style_tokens)
 
@@ -302,13 +334,39 @@ def finetune(cfg: FinetuneConfig) -> dict:
     }
 
     def save_best(tensors: dict, entry: dict) -> None:
-        A.save_adapter(out, cfg.name, adapter_cfg, asdict(lm_cfg), tensors, {**meta, "epoch": entry["epoch"], "step": entry["step"], "val_nll": entry["val_nll"]})
+        A.save_adapter(
+            out,
+            cfg.name,
+            adapter_cfg,
+            asdict(lm_cfg),
+            tensors,
+            {**meta, "epoch": entry["epoch"], "step": entry["step"], "val_nll": entry["val_nll"]},
+        )
 
     task = LoRATask(
-        base_path, base_digest, lm_cfg, adapter_cfg, train_cfg, clips, cfg.name, cfg.quantize, cfg.device,
-        state_path=out / "train_state.json", on_best=save_best,
+        base_path,
+        base_digest,
+        lm_cfg,
+        adapter_cfg,
+        train_cfg,
+        clips,
+        cfg.name,
+        cfg.quantize,
+        cfg.device,
+        state_path=out / "train_state.json",
+        on_best=save_best,
     )
-    A.save_style(out, style, style_tokens, {"recordings": len(recs), "seconds": sum(r.seconds for r in recs), "prompt": cfg.prompt, "prompt_weight": cfg.prompt_weight if cfg.prompt else 0.0})
+    A.save_style(
+        out,
+        style,
+        style_tokens,
+        {
+            "recordings": len(recs),
+            "seconds": sum(r.seconds for r in recs),
+            "prompt": cfg.prompt,
+            "prompt_weight": cfg.prompt_weight if cfg.prompt else 0.0,
+        },
+    )
 
     # validation NLL before: the fresh adapter (B = 0) is the (possibly quantized) base exactly
     if cfg.resume:
@@ -346,7 +404,9 @@ def finetune(cfg: FinetuneConfig) -> dict:
     evals = task.state["evals"]
     best = task.best()
     if best is None:
-        raise JamstreamError(f"fine-tuning stopped before its first epoch ended; run again with --resume to continue {out}")
+        raise JamstreamError(
+            f"fine-tuning stopped before its first epoch ended; run again with --resume to continue {out}"
+        )
     after = best["val_nll"]
     before = task.state["before"]
     fp32_after = None
@@ -373,7 +433,9 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "trainable_parameters": task.state["trainable_parameters"],
         "base_parameters": base_params,
         "trainable_share": task.state["trainable_parameters"] / base_params,
-        "base_projection_megabytes": round(task.state.get("base_projection_bytes", 0) / 1e6, 3) if cfg.quantize != "none" else None,
+        "base_projection_megabytes": round(task.state.get("base_projection_bytes", 0) / 1e6, 3)
+        if cfg.quantize != "none"
+        else None,
         "peak_rss_megabytes": round(_peak_rss_mb(), 1),
         "peak_rss_megabytes_before_training": round(rss_after_tokenize, 1),  # codec/style models, tokenizing
         "peak_cuda_megabytes": round(torch.cuda.max_memory_allocated() / 1e6, 1) if cfg.device == "cuda" else None,

@@ -33,8 +33,14 @@ class LMTask:
     # --init from an LM trained before the codebook-feature path existed: those parts start fresh
     init_new_keys = ("style_code_features", "style_feature_proj.")
 
-    def __init__(self, model_config: LMConfig, train_config: LMTrainConfig, clips: list[TokenClip],
-                 style_codebooks: torch.Tensor | None = None, codec_fingerprint: str | None = None):
+    def __init__(
+        self,
+        model_config: LMConfig,
+        train_config: LMTrainConfig,
+        clips: list[TokenClip],
+        style_codebooks: torch.Tensor | None = None,
+        codec_fingerprint: str | None = None,
+    ):
         """`style_codebooks`: the style quantizer's codebooks the clips' style tokens came
         from (`StyleModel.quantizer.codebooks`); needed to build a fresh LM whose config has
         style_features (a loaded LM carries them)."""

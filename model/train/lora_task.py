@@ -62,7 +62,9 @@ class LoRAModel(nn.Module):
 
 
 @torch.no_grad()
-def validation_nll(lm: nn.Module, clips: list[TokenClip], levels: int, style_tokens: int, window: int = 250, device="cpu") -> float:
+def validation_nll(
+    lm: nn.Module, clips: list[TokenClip], levels: int, style_tokens: int, window: int = 250, device="cpu"
+) -> float:
     """Mean next-token NLL (nats) over every token of the clips, in non-overlapping windows."""
     was_training = lm.training
     lm.eval()
@@ -77,7 +79,9 @@ def validation_nll(lm: nn.Module, clips: list[TokenClip], levels: int, style_tok
             timing = clip.timing[start:end].unsqueeze(0).to(device)
             style = clip.style[:style_tokens].unsqueeze(0).to(device)
             logits = lm(tokens, timing, style)
-            nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tokens.reshape(-1), reduction="sum")
+            nll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), tokens.reshape(-1), reduction="sum"
+            )
             total += float(nll)
             count += tokens.numel()
     lm.train(was_training)
@@ -149,7 +153,9 @@ class LoRATask(LMTask):
     def evaluate(self, model: nn.Module) -> float:
         lm = model.lm if isinstance(model, LoRAModel) else model
         dev = next(lm.parameters()).device
-        return validation_nll(lm, self.val_clips, self.model_cfg.levels, self.model_cfg.style_tokens, self.cfg.val_window, dev)
+        return validation_nll(
+            lm, self.val_clips, self.model_cfg.levels, self.model_cfg.style_tokens, self.cfg.val_window, dev
+        )
 
     def load_state(self, checkpoint_step: int) -> None:
         """Early-stopping history of a run being resumed, trimmed to its checkpoint."""
@@ -179,7 +185,13 @@ class LoRATask(LMTask):
         self._last_val = round(val, 5)
         best = self.best()
         improved = best is None or val < best["val_nll"] - self.cfg.min_delta
-        entry = {"step": step, "epoch": step // self.cfg.steps_per_epoch, "val_nll": val, "train_seconds": round(train_seconds, 3), "improved": improved}
+        entry = {
+            "step": step,
+            "epoch": step // self.cfg.steps_per_epoch,
+            "val_nll": val,
+            "train_seconds": round(train_seconds, 3),
+            "improved": improved,
+        }
         self.state["evals"].append(entry)
         if improved and self.on_best is not None:
             self.on_best({k: v.detach().clone() for k, v in model.state_dict().items()}, entry)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from model.io.audio import SAMPLE_RATE, load_audio
 from model.corpus.manifest import ClipRow, read_manifest
 from model.errors import JamstreamError
+from model.io.audio import SAMPLE_RATE, load_audio
 from model.progress import progress
 from model.style.network import LogMel, StyleConfig, audio_log_mels, encode_sentences, genre_prompt
 
@@ -111,7 +111,9 @@ class StyleData:
     by_genre: dict[str, list[int]]
 
 
-def load_style_data(corpus: str | Path, config: StyleConfig, split: str = "train", show_progress: bool = True) -> StyleData:
+def load_style_data(
+    corpus: str | Path, config: StyleConfig, split: str = "train", show_progress: bool = True
+) -> StyleData:
     corpus = Path(corpus)
     rows = read_manifest(corpus, split)
     if not rows:

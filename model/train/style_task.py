@@ -68,7 +68,9 @@ class StyleTask:
         frames = self.model_cfg.window_frames
         mels = torch.stack([random_crop(data.mels[c], frames, generator) for c in clips]).float()
         self._spec_augment(mels, generator)
-        text_idx = [data.variants[c][int(torch.randint(0, len(data.variants[c]), (1,), generator=generator))] for c in clips]
+        text_idx = [
+            data.variants[c][int(torch.randint(0, len(data.variants[c]), (1,), generator=generator))] for c in clips
+        ]
         texts = [data.texts[i] for i in text_idx]
         same = torch.tensor([[a == b for b in texts] for a in texts], dtype=torch.float32)
         return {"mels": mels.to(device), "text": data.text_emb[text_idx].to(device), "positives": same.to(device)}

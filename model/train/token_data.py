@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.io.audio import load_audio
 from model.codec.network import FRAME_RATE, Codec
 from model.corpus.manifest import ClipRow, read_manifest
 from model.errors import JamstreamError
+from model.io.audio import load_audio
 from model.progress import progress
 
 
@@ -83,7 +83,9 @@ def cache_key(rows: list[ClipRow], codec_path: Path, style_path: Path, levels: i
     return h.hexdigest()[:12]
 
 
-def tokenize_corpus(corpus_dir: str | Path, codec: Codec, codec_path: Path, style_model, style_path: Path, levels: int = 16) -> list[TokenClip]:
+def tokenize_corpus(
+    corpus_dir: str | Path, codec: Codec, codec_path: Path, style_model, style_path: Path, levels: int = 16
+) -> list[TokenClip]:
     """Every clip of every split, tokenized once and cached."""
     corpus_dir = Path(corpus_dir)
     rows = read_manifest(corpus_dir)
@@ -116,7 +118,9 @@ def text_style_tokens(style_model, row: ClipRow) -> torch.Tensor:
         return torch.stack([style_model.quantize(e).reshape(-1) for e in emb]).long()
 
 
-def load_token_clips(corpus: str | Path, codec_path: str | Path | None, style_path: str | Path | None, levels: int) -> list[TokenClip]:
+def load_token_clips(
+    corpus: str | Path, codec_path: str | Path | None, style_path: str | Path | None, levels: int
+) -> list[TokenClip]:
     """The corpus tokenized by the given (or shipped) codec and style model, cached."""
     from model.codec.network import load_codec
     from model.style.network import load_style

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 
-from model.io.checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
 from model.errors import JamstreamError
+from model.io.checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
 from model.progress import progress
 
 
@@ -134,7 +134,9 @@ class Trainer:
             "step": step,
             "train_config": {k: v for k, v in asdict(self.cfg).items() if k not in ("resume",)},
             "metrics": metrics,
-            "optim_param_groups": [{k: v for k, v in g.items() if k != "params"} for g in optimizer.state_dict()["param_groups"]],
+            "optim_param_groups": [
+                {k: v for k, v in g.items() if k != "params"} for g in optimizer.state_dict()["param_groups"]
+            ],
             "world_size": self.world,
             **getattr(self.task, "checkpoint_extra", dict)(),
         }
@@ -169,7 +171,9 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.8, 0.99))
         if cfg.init_from and not cfg.resume:
             read_metadata(cfg.init_from, self.task.kind)
-            load_state_into(model, load_tensors(cfg.init_from, "model"), cfg.init_from, getattr(self.task, "init_new_keys", ()))
+            load_state_into(
+                model, load_tensors(cfg.init_from, "model"), cfg.init_from, getattr(self.task, "init_new_keys", ())
+            )
             after_init = getattr(self.task, "after_init", None)
             if after_init is not None:
                 after_init(model)

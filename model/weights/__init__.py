@@ -20,5 +20,7 @@ LEGACY_CODEC_FINGERPRINT = "98a6958d33281f54"
 def default_weight_path(kind: str) -> Path:
     path = WEIGHTS_DIR / f"{kind}.safetensors"
     if not path.is_file():
-        raise JamstreamError(f"no shipped {kind} weights at {path}; train them (see model/weights/RECIPES.md) or pass --checkpoint")
+        raise JamstreamError(
+            f"no shipped {kind} weights at {path}; train them (see model/weights/RECIPES.md) or pass --checkpoint"
+        )
     return path

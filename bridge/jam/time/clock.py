@@ -53,7 +53,9 @@ class ChunkLength:
         """'1 bar' / '2 bars' / '2 beats' -> ChunkLength; ValueError with the fix otherwise."""
         m = cls._PATTERN.match(text) if isinstance(text, str) else None
         if not m or int(m.group(1)) < 1:
-            raise ValueError(f"{text!r} is not a chunk length; write a whole count and a unit, like \"1 bar\", \"2 bars\" or \"2 beats\"")
+            raise ValueError(
+                f'{text!r} is not a chunk length; write a whole count and a unit, like "1 bar", "2 bars" or "2 beats"'
+            )
         unit = m.group(2).lower().rstrip("s")
         return cls(int(m.group(1)), unit)  # type: ignore[arg-type]
 
@@ -180,8 +182,15 @@ class TempoMap:
         tick = min(int((beat_in_bar % 1.0) * TICKS_PER_BEAT), TICKS_PER_BEAT - 1)
         spq = float(self.t_spq[max(0, int(np.searchsorted(self.t_s, float(seconds), side="right")) - 1)])
         return Position(
-            seconds=float(seconds), quarters=q, bar=int(math.floor(bars)) + 1, beat=int(math.floor(beat_in_bar)) + 1,
-            tick=tick, bpm=60.0 / (spq * 4.0 / den), meter=(num, den), beat_phase=beats % 1.0, bar_phase=bars % 1.0,
+            seconds=float(seconds),
+            quarters=q,
+            bar=int(math.floor(bars)) + 1,
+            beat=int(math.floor(beat_in_bar)) + 1,
+            tick=tick,
+            bpm=60.0 / (spq * 4.0 / den),
+            meter=(num, den),
+            beat_phase=beats % 1.0,
+            bar_phase=bars % 1.0,
         )
 
     def seconds_at_bbt(self, bar: int, beat: int = 1, tick: int = 0) -> float:
@@ -320,7 +329,9 @@ class MidiFileClock(MapClock):
         self.path = path
 
     @classmethod
-    def from_file(cls, path, default_bpm: float | None = None, default_meter: tuple[int, int] | None = None) -> "MidiFileClock":
+    def from_file(
+        cls, path, default_bpm: float | None = None, default_meter: tuple[int, int] | None = None
+    ) -> "MidiFileClock":
         """Read `path`. A file with no tempo (meter) uses the defaults, else MIDI's 120 bpm 4/4."""
         import mido
 
@@ -357,7 +368,9 @@ class MidiFileClock(MapClock):
         tempos.sort(key=lambda e: e[0])  # stable: same tick keeps file order
         meters.sort(key=lambda e: e[0])
         if not tempos:
-            spq0 = 60.0 / default_bpm * (default_meter or (4, 4))[1] / 4.0 if default_bpm else MIDI_DEFAULT_TEMPO_US / 1e6
+            spq0 = (
+                60.0 / default_bpm * (default_meter or (4, 4))[1] / 4.0 if default_bpm else MIDI_DEFAULT_TEMPO_US / 1e6
+            )
             tempo_list = [(0.0, spq0)]
         else:
             tempo_list = [(t / tpq, us / 1e6) for t, us in tempos]

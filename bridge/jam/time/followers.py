@@ -33,7 +33,9 @@ PHASE_TOLERANCE_S = 0.002  # a report within this of the map's prediction is con
 TEMPO_TOLERANCE = 1e-4  # relative: a smaller bpm change is the same tempo
 
 
-def quarters_from_bbt(bar: int, beat: int, tick: float, ticks_per_beat: float, beats_per_bar: float, beat_type: float) -> float:
+def quarters_from_bbt(
+    bar: int, beat: int, tick: float, ticks_per_beat: float, beats_per_bar: float, beat_type: float
+) -> float:
     """JACK BBT (1-based bar and beat) -> quarter notes since bar 1 under the meter in force."""
     beats = (bar - 1) * beats_per_bar + (beat - 1) + (tick / ticks_per_beat if ticks_per_beat > 0 else 0.0)
     return beats * 4.0 / beat_type
@@ -61,8 +63,14 @@ class LiveClock:
         self.map = TempoMap(self._tempos, [(0.0, *self.meter)])
         self.changes += 1
 
-    def observe(self, seconds: float, quarters: float, bpm: float, meter: tuple[int, int],
-                tempo_tolerance: float = TEMPO_TOLERANCE) -> bool:
+    def observe(
+        self,
+        seconds: float,
+        quarters: float,
+        bpm: float,
+        meter: tuple[int, int],
+        tempo_tolerance: float = TEMPO_TOLERANCE,
+    ) -> bool:
         """The host says: at song `seconds` it is `quarters` since bar 1, at `bpm` in `meter`.
         A tempo within `tempo_tolerance` (relative) of the map's is the same tempo.
         Returns True when the map changed."""
@@ -87,11 +95,22 @@ class LiveClock:
         self.changes += 1
         return True
 
-    def observe_bbt(self, seconds: float, bar: int, beat: int, tick: float, ticks_per_beat: float,
-                    beats_per_bar: float, beat_type: float, bpm: float) -> bool:
+    def observe_bbt(
+        self,
+        seconds: float,
+        bar: int,
+        beat: int,
+        tick: float,
+        ticks_per_beat: float,
+        beats_per_bar: float,
+        beat_type: float,
+        bpm: float,
+    ) -> bool:
         num = max(1, int(round(beats_per_bar)))
         den = max(1, int(round(beat_type)))
-        return self.observe(seconds, quarters_from_bbt(bar, beat, tick, ticks_per_beat, beats_per_bar, beat_type), bpm, (num, den))
+        return self.observe(
+            seconds, quarters_from_bbt(bar, beat, tick, ticks_per_beat, beats_per_bar, beat_type), bpm, (num, den)
+        )
 
     def set_tempo(self, seconds: float, bpm: float) -> bool:
         """A new tempo from `seconds` on, keeping the musical position (MIDI clock, --bpm)."""

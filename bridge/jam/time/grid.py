@@ -25,9 +25,8 @@ from typing import Iterator
 
 import numpy as np
 
-from model.codec.network import FRAME_RATE, FRAME_SAMPLES
-
 from bridge.jam.time.clock import ChunkLength, Clock
+from model.codec.network import FRAME_RATE, FRAME_SAMPLES
 
 
 @dataclass(frozen=True)
