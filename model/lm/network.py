@@ -422,6 +422,13 @@ class DepthformerLM(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tokens.reshape(-1))
 
 
+def style_prefix(tokens: torch.Tensor, config: LMConfig) -> torch.Tensor:
+    """The style tokens an LM reads: the first `config.style_tokens` of the style model's
+    RVQ levels (last axis). The levels are coarse to fine, so a shorter prefix is a coarser
+    style; every caller slices here so the LM and its data agree on which levels count."""
+    return tokens[..., : config.style_tokens]
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
