@@ -9,7 +9,17 @@ from model.errors import JamstreamError
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep our paragraphs as written and show every option's default."""
+    """Keep our paragraphs as written and show each option's default once.
+
+    argparse appends "(default: X)" to every help text; where the text already says its
+    default ("(default: the preset's)") or there is none to show (None, a flag's False, an
+    empty list), that would print it twice or print noise."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 class Parser(argparse.ArgumentParser):
