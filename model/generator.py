@@ -183,45 +183,6 @@ def fixed_tempo_timing(
     return torch.stack([torch.full_like(t, bpm), beats % 1.0, (beats / beats_per_bar) % 1.0], dim=-1).float()
 
 
-@dataclass
-class Clip:
-    audio: torch.Tensor  # [2, samples], frame 0 at sample 0
-    joins: list[int]  # frames where one chunk ended and the next began
-    frames: int
-    wall_seconds: float
-
-
-def generate_clip(
-    generator: Generator,
-    style_tokens,
-    bpm: float,
-    beats_per_bar: int,
-    seconds: float,
-    seed: int = 0,
-    sampling: SamplingConfig = SamplingConfig(),
-    bars_per_chunk: int = 1,
-) -> Clip:
-    """A steady-tempo clip in chunks of whole bars (as the engine asks), decoder lead-in removed."""
-    import time
-
-    total = max(1, round(seconds * 25))
-    bar_frames = bars_per_chunk * beats_per_bar * 60.0 / bpm * 25
-    state = generator.new_state(seed, guided=sampling.guidance > 0)
-    chunks, joins, frame, bar = [], [], 0, 0
-    start = time.perf_counter()
-    while frame < total:
-        end = min(total, max(frame + 1, round((bar + 1) * bar_frames)))
-        timing = fixed_tempo_timing(frame, end - frame, bpm, beats_per_bar)
-        audio, state = generator.generate_chunk(state, style_tokens, timing, end - frame, sampling)
-        chunks.append(audio)
-        frame, bar = end, bar + 1
-        if frame < total:
-            joins.append(frame)
-    chunks.append(flush(generator, state))
-    wall = time.perf_counter() - start
-    return Clip(torch.cat(chunks, dim=1)[:, FRAME_SAMPLES:], joins, total, wall)
-
-
 def flush(generator: Generator, state: GeneratorState) -> torch.Tensor:
     """The held-back last frame, faded out: the end of a finite render."""
     decoder = StreamingDecoder(generator.codec, generator.decoder_context)

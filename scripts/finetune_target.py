@@ -41,11 +41,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
+    from bridge.jam.offline import render_clip
     from model.adapters import lora
     from model.codec.network import load_codec
     from model.corpus import scores
     from model.corpus.generators import ALL_STYLES
-    from model.generator import Generator, generate_clip
+    from model.generator import Generator
     from model.io.audio import load_audio, write_audio
     from model.lm.network import load_lm
     from model.lm.sampling import SamplingConfig
@@ -63,15 +64,29 @@ def main(argv=None) -> int:
     codec = load_codec(args.codec)
     sampling = SamplingConfig()
 
-    def run(with_adapter: bool, embedding: torch.Tensor, tag: str) -> dict:
+    given = Path(args.adapter)  # a folder, or a name under the adapters dir
+    captured, adapters_dir = (
+        (f"adapter:{given.name}", given.parent) if given.is_dir() else (f"adapter:{args.adapter}", None)
+    )
+
+    def run(with_adapter: bool, style: str, tag: str) -> dict:
         lm = load_lm(args.lm)
         if with_adapter:
             lora.apply_adapter(lm, ad, 1.0)
-        tokens = style_model.quantize(embedding).reshape(-1)[: lm.config.style_tokens]
         gen = Generator(lm, codec)
         cos_c, cos_r, wall = [], [], 0.0
         for seed in range(args.seeds):
-            clip = generate_clip(gen, tokens, args.bpm, 4, args.seconds, seed, sampling)
+            clip = render_clip(
+                gen,
+                style_model,
+                [(style, 1.0)],
+                args.bpm,
+                (4, 4),
+                args.seconds,
+                seed,
+                sampling,
+                adapters_dir=adapters_dir,
+            )
             wall += clip.wall_seconds
             e = style_model.embed_audio(clip.audio.numpy(), 48_000)
             cos_c.append(float(e @ centroid))
@@ -92,9 +107,9 @@ def main(argv=None) -> int:
         "nearest_prompt_cos_to_captured": round(prompt_cos, 4),
         "captured_cos_to_ref_centroid": round(float(ad.style @ centroid), 4),
         "prompt_cos_to_ref_centroid": round(float(text_style @ centroid), 4),
-        "adapter": run(True, ad.style, "adapter"),
-        "base": run(False, text_style, "base"),
-        "base+captured": run(False, ad.style, "base-captured"),
+        "adapter": run(True, captured, "adapter"),
+        "base": run(False, prompt, "base"),
+        "base+captured": run(False, captured, "base-captured"),
         "seconds": args.seconds,
         "seeds": args.seeds,
         "bpm": args.bpm,

@@ -163,6 +163,7 @@ DEFAULT_GENRES = {
 def cmd_eval_generation(args: argparse.Namespace) -> int:
     import torch
 
+    from bridge.jam.offline import render_clip
     from model.codec.network import load_codec
     from model.errors import JamstreamError
     from model.eval.generation import DRUM_PROMPTS, TEMPO_BPMS, evaluate_generation
@@ -195,13 +196,19 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     )
     total = len(seeds) * (tempo_clips + (len(genres) if "style" in checks else 0))
     bar = progress(total=total, desc="eval generation", unit="clip")
+    sampling = SamplingConfig(guidance=args.guidance)
+
+    def render(prompt: str, bpm: float, seconds: float, seed: int, bars_per_chunk: int):
+        return render_clip(
+            generator, style_model, [(prompt, 1.0)], bpm, (4, 4), seconds, seed, sampling, bars_per_chunk
+        )
+
     report = evaluate_generation(
-        generator,
+        render,
         style_model,
         genres,
         seconds=args.seconds,
         seeds=seeds,
-        sampling=SamplingConfig(guidance=args.guidance),
         checks=checks,
         on_clip=lambda: bar.update(1),
         reference=reference,

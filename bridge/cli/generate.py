@@ -51,10 +51,11 @@ def parse_meter(text: str) -> tuple[int, int]:
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
+    from bridge.jam.offline import render_clip
     from model.adapters import lora
     from model.codec.network import load_codec
     from model.errors import JamstreamError
-    from model.generator import MAX_BPM, Generator, generate_clip
+    from model.generator import MAX_BPM, Generator
     from model.io.audio import check_writable, write_audio
     from model.lm.network import load_lm
     from model.lm.sampling import SamplingConfig
@@ -68,7 +69,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise JamstreamError(f"--bpm must be in (0, {MAX_BPM:g}] (got {args.bpm:g})")
     if not 0 < args.seconds <= 3600:
         raise JamstreamError(f"--seconds must be in (0, 3600] (got {args.seconds:g})")
-    num, _ = parse_meter(args.meter)
+    meter = parse_meter(args.meter)
     check_writable(args.output)
     if args.mix is not None:
         pairs = parse_mix(args.mix)
@@ -82,13 +83,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     style_model = load_style(args.style)
-    embedding = style_model.mix([(lora.style_embedding(p, style_model, args.adapters_dir), w) for p, w in pairs])
     lm = load_lm(args.lm)
     if args.adapter:
         lora.apply_adapter(lm, args.adapter, strength=args.adapter_strength, adapters_dir=args.adapters_dir)
-    style_tokens = style_model.quantize(embedding).reshape(-1)[: lm.config.style_tokens]
     generator = Generator(lm, load_codec(args.codec))
-    clip = generate_clip(generator, style_tokens, args.bpm, num, args.seconds, args.seed, sampling)
+    clip = render_clip(
+        generator,
+        style_model,
+        pairs,
+        args.bpm,
+        meter,
+        args.seconds,
+        args.seed,
+        sampling,
+        adapters_dir=args.adapters_dir,
+    )
     audio, total, wall = clip.audio, clip.frames, clip.wall_seconds
     write_audio(args.output, audio.numpy())
     seconds = audio.shape[1] / 48_000
@@ -119,7 +128,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser(
         "generate",
         help="generate a clip from a text prompt or a mix of prompts, at a tempo",
-        description="Generate music offline with the same Generator the live bridge uses: chunks of one bar, "
+        description="Generate music offline through the same engine the live bridge plays: chunks of one bar, "
         "the LM conditioned on the style and on every frame's tempo, beat and bar phase.",
         epilog=EPILOG,
         formatter_class=Formatter,

@@ -235,6 +235,12 @@ def load_preset(path) -> Preset:
     return _Reader(path).preset(data)
 
 
+def preset_from_table(data: dict, where: Path) -> Preset:
+    """A preset written by code (e.g. `generate`'s prompt mix), validated like a file:
+    `where` names it in any error and anchors relative audio paths."""
+    return _Reader(Path(where)).preset(data)
+
+
 def find_preset(name_or_path: str) -> Preset:
     """A path, or the name of a shipped preset ("techno-dub" -> presets/techno-dub.toml)."""
     p = Path(name_or_path)

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from bridge.jam.engine import SAMPLE_RATE, Block, Engine
-from bridge.jam.time.clock import MidiFileClock
+from bridge.jam.time.clock import Clock, MidiFileClock
 
 
 @dataclass
@@ -25,11 +25,14 @@ class Bounce:
 
 
 def bounce(
-    engine: Engine, clock: MidiFileClock, end_seconds: float, on_block: Callable[[Block], None] | None = None
+    engine: Engine, clock: Clock, end_seconds: float, on_block: Callable[[Block], None] | None = None
 ) -> Bounce:
-    """Render [0, end_seconds) of the song through `engine`."""
+    """Render [0, end_seconds) of the song through `engine`.
+
+    A MidiFileClock's CC automation is queued at its song times; any other clock (a
+    FixedClock for `generate`) plays the preset's initial knobs throughout."""
     engine.start(0.0, end_seconds)  # first: a start applies whatever is already queued
-    for ev in clock.cc_events:
+    for ev in clock.cc_events if isinstance(clock, MidiFileClock) else ():
         engine.feed_cc(ev.channel, ev.number, ev.value, ev.seconds)
     total = int(round(end_seconds * SAMPLE_RATE))
     out = np.zeros((2, total), dtype=np.float32)

@@ -22,12 +22,11 @@ Each check listens to generated audio with a tool that knows nothing about our m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
-from model.generator import Clip, Generator, generate_clip
-from model.lm.sampling import SamplingConfig
 from model.style.network import genre_prompt
 
 SAMPLE_RATE = 48_000
@@ -39,6 +38,21 @@ DRUM_PROMPTS = (
 )
 TEMPO_TOLERANCE = 0.04
 FLUX_HOP = 480  # 10 ms
+
+
+@dataclass
+class Clip:
+    """A generated clip as the checks hear it."""
+
+    audio: torch.Tensor  # [2, samples], beat 1 of bar 1 at sample 0
+    joins: list[int]  # frames where one chunk ended and the next began
+    frames: int
+    wall_seconds: float
+
+
+# (prompt, bpm, seconds, seed, bars per chunk) -> Clip: the caller's chunker. model/ never
+# imports bridge/, so `eval generation` passes in the Engine's (bridge.jam.offline.render_clip).
+RenderClip = Callable[[str, float, float, int, int], Clip]
 
 
 @dataclass
@@ -158,13 +172,12 @@ def seam_statistics(clips: list[tuple[Clip, float]], frame_samples: int = 1920, 
 
 
 def evaluate_generation(
-    generator: Generator,
+    render: RenderClip,
     style_model,
     genres: dict[str, float],
     seconds: float = 30.0,
     style_seconds: float = 12.0,
     seeds: tuple[int, ...] = (0,),
-    sampling: SamplingConfig = SamplingConfig(),
     checks: tuple[str, ...] = ("tempo", "style", "seams"),
     on_clip=None,
     reference: list[tuple[str, list[float]]] | None = None,
@@ -172,13 +185,10 @@ def evaluate_generation(
     report = GenerationReport()
     seam_clips: list[tuple[Clip, float]] = []
     wall = audio_s = 0.0
-    levels = generator.lm.config.style_tokens
 
     def make(prompt: str, bpm: float, secs: float, seed: int, bars_per_chunk: int = 1) -> Clip:
         nonlocal wall, audio_s
-        with torch.inference_mode():
-            tokens = style_model.quantize(style_model.embed_text([prompt])[0]).reshape(-1)[:levels]
-        clip = generate_clip(generator, tokens, bpm, 4, secs, seed, sampling, bars_per_chunk)
+        clip = render(prompt, bpm, secs, seed, bars_per_chunk)
         wall += clip.wall_seconds
         audio_s += clip.audio.shape[1] / SAMPLE_RATE
         if on_clip is not None:
