@@ -291,6 +291,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     esub = ev.add_subparsers(dest="model", metavar="{codec,style,lm}", parser_class=Parser)
     esub.required = True
+    _add_codec(esub)
+    _add_style(esub)
+    _add_lm(esub)
+    _add_generation(esub)
+    _add_presets(esub)
+
+
+def _add_codec(esub: argparse._SubParsersAction) -> None:
     c = esub.add_parser(
         "codec",
         help="SI-SNR, mel distance, bitrate and real-time factors, beside MP3 at 32 kbps",
@@ -309,6 +317,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--json", action="store_true", help="one JSON object: files, skipped, mean (per level count)")
     c.set_defaults(func=cmd_eval_codec)
 
+
+def _add_style(esub: argparse._SubParsersAction) -> None:
     s = esub.add_parser(
         "style",
         help="text->audio retrieval (R@1, R@5, MRR), zero-shot genre accuracy, or file x prompt cosines",
@@ -333,6 +343,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     s.set_defaults(func=cmd_eval_style)
 
+
+def _add_lm(esub: argparse._SubParsersAction) -> None:
     m = esub.add_parser(
         "lm",
         help="held-out token NLL beside a unigram baseline",
@@ -349,6 +361,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--json", action="store_true", help="one JSON object: nll, unigram_nll, ...")
     m.set_defaults(func=cmd_eval_lm)
 
+
+def _add_generation(esub: argparse._SubParsersAction) -> None:
     g = esub.add_parser(
         "generation",
         help="tempo, beat grid, style and seams of generated audio",
@@ -380,6 +394,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     g.set_defaults(func=cmd_eval_generation)
 
+
+def _add_presets(esub: argparse._SubParsersAction) -> None:
     p = esub.add_parser(
         "presets",
         help="does the style follow the CC? A, a full sweep, then B, for each preset",
