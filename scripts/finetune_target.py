@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     from model.adapters import lora
     from model.codec.network import load_codec
     from model.corpus import scores
-    from model.corpus.generators import ALL_STYLES
+    from model.corpus.styles import ALL_STYLES
     from model.generator import Generator
     from model.io.audio import load_audio, write_audio
     from model.lm.network import load_lm

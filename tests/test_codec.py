@@ -18,7 +18,7 @@ import pytest
 import torch
 from conftest import manifest_rows, music_like, run_cli, small_codec, small_codec_config
 
-from model.codec.network import FRAME_SAMPLES, Codec, StreamingDecoder, bitrate, load_codec, save_codec
+from model.codec.network import FRAME_SAMPLES, Codec, StreamingDecoder, bitrate, codebook_states, load_codec, save_codec
 from model.errors import JamstreamError
 from model.eval.metrics import mel_distance
 from model.io.audio import load_audio, write_audio
@@ -112,10 +112,10 @@ def test_audio_of_the_wrong_shape_is_rejected(codec):
 def test_first_training_forward_k_means_initialises_every_level_despite_quantizer_dropout():
     torch.manual_seed(1)
     fresh = Codec(small_codec_config()).train()
-    assert not any(bool(layer._codebook.initted) for layer in fresh.rvq.layers)
+    assert not any(bool(book.initted) for book in codebook_states(fresh.rvq))
     for _ in range(2):
         fresh(music_like(4, 6 * FRAME_SAMPLES, seed=2))
-    assert all(bool(layer._codebook.initted) for layer in fresh.rvq.layers)
+    assert all(bool(book.initted) for book in codebook_states(fresh.rvq))
     assert fresh.rvq.quantize_dropout  # dropout is back on for the steps after
 
 

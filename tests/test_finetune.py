@@ -115,7 +115,7 @@ def _batch(seed: int = 0, frames: int = 30):
 # ------------------------------------------------------------------ held-out style
 def test_heldout_style_is_not_in_default_builds_but_renders_on_request():
     from model.corpus.build import plan_clips
-    from model.corpus.generators import HELD_OUT_STYLES, STYLES, generate
+    from model.corpus.styles import HELD_OUT_STYLES, STYLES, generate
 
     assert "afrobeat" in HELD_OUT_STYLES and "afrobeat" not in STYLES
     assert "afrobeat" not in {s.genre for s in plan_clips(0, 180)}

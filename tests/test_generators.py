@@ -6,8 +6,10 @@ import random
 
 import pytest
 
-from model.corpus.generators import STYLES, generate, parse_roman, spread_tempo_range, swung
+from model.corpus.arrangement import swung
+from model.corpus.harmony import parse_roman
 from model.corpus.piece import DRUM_CHANNEL, PITCH_CLASS_NAMES, to_midi
+from model.corpus.styles import STYLES, generate, spread_tempo_range
 
 REQUIRED = (
     "swing jazz",

@@ -219,7 +219,7 @@ class Codec(nn.Module):
         return self.decode_latent(quantized), commit.sum(), codes
 
     def _codebooks_initialised(self, levels: int) -> bool:
-        return all(bool(layer._codebook.initted) for layer in self.rvq.layers[:levels])
+        return all(bool(book.initted) for book in codebook_states(self.rvq)[:levels])
 
     @torch.inference_mode()
     def encode(self, audio: torch.Tensor, levels: int = 16) -> torch.Tensor:
@@ -268,7 +268,7 @@ class Codec(nn.Module):
         tokens = tokens.long()
         out = None
         for level in range(tokens.shape[-1]):
-            codes = F.embedding(tokens[..., level], self.rvq.layers[level]._codebook.embed[0])
+            codes = F.embedding(tokens[..., level], self.rvq.layers[level].codebook)
             out = codes if out is None else out + codes
         return out
 
@@ -280,8 +280,7 @@ class Codec(nn.Module):
         weights drop embed_avg (half the codebook bytes), so fine-tuning from them needs it
         rebuilt exactly rather than left at its initial value.
         """
-        for layer in self.rvq.layers:
-            cb = layer._codebook
+        for cb in codebook_states(self.rvq):
             cs = cb.cluster_size
             smoothed = (cs + cb.eps) / (cs.sum(-1, keepdim=True) + cs.shape[-1] * cb.eps) * cs.sum(-1, keepdim=True)
             cb.embed_avg.copy_(cb.embed * smoothed.unsqueeze(-1))
@@ -293,6 +292,14 @@ class Codec(nn.Module):
     @property
     def levels(self) -> int:
         return self.config.levels
+
+
+def codebook_states(rvq) -> list[nn.Module]:
+    """Each level's codebook module, for what vector-quantize-pytorch (1.32.0) has no public
+    accessor for: the k-means `initted` flag and the EMA state (`cluster_size`, `embed_avg`,
+    `eps`). Its public `codebooks`/`codebook` give the vectors only, so this is the one place
+    that reaches into `_codebook`; a library upgrade that renames it breaks here alone."""
+    return [layer._codebook for layer in rvq.layers]
 
 
 def _batch(audio: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -391,8 +398,8 @@ def codec_fingerprint(codec: Codec) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for layer in codec.rvq.layers:
-        h.update(layer._codebook.embed.detach().to("cpu", torch.float16).numpy().tobytes())
+    for book in codec.rvq.codebooks:  # [levels, codes, dim]
+        h.update(book.detach().to("cpu", torch.float16).numpy().tobytes())
     return h.hexdigest()[:16]
 
 

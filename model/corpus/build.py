@@ -40,18 +40,18 @@ class ClipSpec:
     target_seconds: float
     split: str
     candidates: tuple[str, ...] = ()  # music21 corpus paths, first usable one wins
-    tempo_spread: float = 1.0  # generator clips: see generators.generate
+    tempo_spread: float = 1.0  # generator clips: see styles.generate
 
 
 def all_genres() -> tuple[str, ...]:
-    from model.corpus.generators import STYLES
+    from model.corpus.styles import STYLES
 
     return scores.GENRES + tuple(STYLES)
 
 
 def check_genres(genres) -> tuple[str, ...]:
     """Validate an explicit genre list (e.g. `--styles afrobeat`): default ones or held-out styles."""
-    from model.corpus.generators import HELD_OUT_STYLES
+    from model.corpus.styles import HELD_OUT_STYLES
 
     known = all_genres() + HELD_OUT_STYLES
     out = tuple(dict.fromkeys(g.strip() for g in genres if g.strip()))
@@ -116,7 +116,7 @@ def plan_clips(
 
 def make_piece(spec: ClipSpec) -> Piece:
     if spec.source == "generator":
-        from model.corpus.generators import generate
+        from model.corpus.styles import generate
 
         return generate(spec.genre, spec.seed, spec.target_seconds, spec.tempo_spread)
     errors = []

@@ -158,18 +158,9 @@ def _tune_kind(score) -> str:
 
 def score_to_piece(path: str, seed: int, target_seconds: float) -> Piece:
     """Excerpt ~target_seconds of the score at a random bar, tempo, key and ensemble."""
-    from music21 import converter
-
     rng = random.Random(seed)
     family = next(f for f in FAMILIES if re.search(rf"/corpus/{f.folder}/", path))
-    try:
-        score = converter.parse(path)
-    except Exception as exc:  # corrupt or unsupported corpus file
-        raise ScoreUnusable(f"{path}: {exc}") from exc
-    if hasattr(score, "scores"):  # an Opus: several tunes in one file
-        if not score.scores:
-            raise ScoreUnusable(f"{path}: empty opus")
-        score = score.scores[0]
+    score = _parse(path)
     parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
     num, den = _meter_of(score)
     beats_per_quarter = den / 4.0
@@ -195,29 +186,9 @@ def score_to_piece(path: str, seed: int, target_seconds: float) -> Piece:
 
     transpose = rng.randint(-5, 6)
     ensemble = rng.choice(family.ensembles)
-    tracks: list[Track] = []
-    notes: list[Note] = []
-    for i, part in enumerate(parts[:8]):
-        program, name = ensemble.programs[min(i, len(ensemble.programs) - 1)]
-        tracks.append(Track(role=f"voice{i + 1}", program=program, instrument=name))
-        for n in part.flatten().notes:
-            q = float(n.offset)
-            dur = float(n.quarterLength)
-            if dur <= 0 or q < start_q or q >= start_q + excerpt_quarters:
-                continue
-            vel = n.volume.velocity if n.volume.velocity else rng.randint(70, 96)
-            for pitch in n.pitches:
-                midi = pitch.midi + transpose
-                if 0 <= midi <= 127:
-                    notes.append(
-                        Note(
-                            start=(q - start_q) * beats_per_quarter,
-                            duration=dur * beats_per_quarter,
-                            pitch=midi,
-                            velocity=int(vel),
-                            track=i,
-                        )
-                    )
+    tracks, notes = _excerpt(
+        rng, parts[:8], ensemble, (start_q, start_q + excerpt_quarters), beats_per_quarter, transpose
+    )
     if len(notes) < 8:
         raise ScoreUnusable(f"{path}: excerpt has {len(notes)} notes")
 
@@ -244,6 +215,58 @@ def score_to_piece(path: str, seed: int, target_seconds: float) -> Piece:
         ensemble=ensemble_name,
         extra_tags={"score": piece_id_for(path).split(":", 1)[1]},
     )
+
+
+def _parse(path: str):
+    """The score at `path`; an Opus (several tunes in one file) gives its first tune."""
+    from music21 import converter
+
+    try:
+        score = converter.parse(path)
+    except Exception as exc:  # corrupt or unsupported corpus file
+        raise ScoreUnusable(f"{path}: {exc}") from exc
+    if hasattr(score, "scores"):
+        if not score.scores:
+            raise ScoreUnusable(f"{path}: empty opus")
+        score = score.scores[0]
+    return score
+
+
+def _excerpt(
+    rng: random.Random,
+    parts: list,
+    ensemble: Ensemble,
+    span: tuple[float, float],
+    beats_per_quarter: float,
+    transpose: int,
+) -> tuple[list[Track], list[Note]]:
+    """One track per part, voiced by `ensemble` (top voice first), and the notes starting in
+    `span` (quarters), moved to start at 0 in beats of the meter and transposed."""
+    start_q, end_q = span
+    tracks: list[Track] = []
+    notes: list[Note] = []
+    for i, part in enumerate(parts):
+        program, name = ensemble.programs[min(i, len(ensemble.programs) - 1)]
+        tracks.append(Track(role=f"voice{i + 1}", program=program, instrument=name))
+        for n in part.flatten().notes:
+            q = float(n.offset)
+            dur = float(n.quarterLength)
+            if dur <= 0 or q < start_q or q >= end_q:
+                continue
+            vel = n.volume.velocity if n.volume.velocity else rng.randint(70, 96)
+            for pitch in n.pitches:
+                midi = pitch.midi + transpose
+                if 0 <= midi <= 127:
+                    notes.append(
+                        Note(
+                            start=(q - start_q) * beats_per_quarter,
+                            duration=dur * beats_per_quarter,
+                            pitch=midi,
+                            velocity=int(vel),
+                            track=i,
+                        )
+                    )
+    return tracks, notes
 
 
 def _folk_backing(rng: random.Random, key: str, bars: int, num: int, track: int) -> list[Note]:

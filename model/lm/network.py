@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from model.errors import JamstreamError
 from model.io.checkpoint import load_model, save_model
+from model.lm.blocks import DepthBlock, GrowingKV, RingSlot, TemporalBlock
 
 TIMING_FEATURES = 9
 
@@ -90,70 +91,6 @@ def alibi_slopes(heads: int) -> torch.Tensor:
     return torch.tensor([start ** (i + 1) for i in range(heads)])
 
 
-class MLP(nn.Module):
-    def __init__(self, width: int, ratio: int):
-        super().__init__()
-        self.up = nn.Linear(width, width * ratio)
-        self.down = nn.Linear(width * ratio, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.gelu(self.up(x)))
-
-
-class SelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.out = nn.Linear(width, width)
-
-    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        return q, k, v  # each [B, H, T, dh]
-
-    def merge(self, y: torch.Tensor) -> torch.Tensor:
-        b, h, t, dh = y.shape
-        return self.out(y.transpose(1, 2).reshape(b, t, h * dh))
-
-
-class CrossAttention(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.q = nn.Linear(width, width)
-        self.kv = nn.Linear(width, 2 * width)
-        self.out = nn.Linear(width, width)
-
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        dh = d // self.heads
-        q = self.q(x).view(b, t, self.heads, dh).transpose(1, 2)
-        k, v = self.kv(memory).view(b, memory.shape[1], 2, self.heads, dh).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v)
-        return self.out(y.transpose(1, 2).reshape(b, t, d))
-
-
-class TemporalBlock(nn.Module):
-    def __init__(self, cfg: LMConfig):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.width)
-        self.attn = SelfAttention(cfg.width, cfg.heads)
-        self.norm2 = nn.LayerNorm(cfg.width)
-        self.cross = CrossAttention(cfg.width, cfg.heads)
-        self.norm3 = nn.LayerNorm(cfg.width)
-        self.mlp = MLP(cfg.width, cfg.mlp_ratio)
-
-
-class DepthBlock(nn.Module):
-    def __init__(self, cfg: LMConfig):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(cfg.width)
-        self.attn = SelfAttention(cfg.width, cfg.heads)
-        self.norm2 = nn.LayerNorm(cfg.width)
-        self.mlp = MLP(cfg.width, cfg.mlp_ratio)
-
-
 @dataclass
 class TemporalCache:
     """Ring-buffer KV cache: memory is fixed however long the stream runs."""
@@ -165,6 +102,10 @@ class TemporalCache:
 
     def clone(self) -> "TemporalCache":
         return TemporalCache(self.k.clone(), self.v.clone(), self.pos.clone(), self.frame)
+
+    def layer(self, index: int) -> RingSlot:
+        """Layer `index`'s buffers and the slot the current frame writes."""
+        return RingSlot(self.k[index], self.v[index], self.frame % self.k.shape[3])
 
 
 class DepthformerLM(nn.Module):
@@ -189,11 +130,11 @@ class DepthformerLM(nn.Module):
             nn.init.zeros_(self.style_feature_proj.weight)  # so a fine-tune from a table-only LM starts where it was
             nn.init.zeros_(self.style_feature_proj.bias)
         self.null_style = nn.Parameter(torch.zeros(c.style_tokens, c.width))
-        self.temporal = nn.ModuleList([TemporalBlock(c) for _ in range(c.temporal_layers)])
+        self.temporal = nn.ModuleList([TemporalBlock(c.width, c.heads, c.mlp_ratio) for _ in range(c.temporal_layers)])
         self.temporal_norm = nn.LayerNorm(c.width)
         self.depth_in = nn.Linear(c.width, c.width)
         self.level_pos = nn.Parameter(torch.zeros(c.levels, c.width))
-        self.depth = nn.ModuleList([DepthBlock(c) for _ in range(c.depth_layers)])
+        self.depth = nn.ModuleList([DepthBlock(c.width, c.heads, c.mlp_ratio) for _ in range(c.depth_layers)])
         self.depth_norm = nn.LayerNorm(c.width)
         self.heads_out = nn.Parameter(torch.empty(c.levels, c.width, c.codebook_size))
         nn.init.normal_(self.heads_out, std=c.width**-0.5)
@@ -244,13 +185,27 @@ class DepthformerLM(nn.Module):
         tokens [B, T, L] are the frames being predicted; `prev` [B, L] is the frame before
         the first (None at the start of a stream: BOS).
         """
-        b, t, _ = tokens.shape
         shifted = tokens[:, :-1]
         if prev is not None:
             shifted = torch.cat([prev.unsqueeze(1), shifted], dim=1)
-        x = self.token_embed(shifted + self.level_offsets).mean(dim=2)
-        if prev is None:
-            x = torch.cat([self.bos.expand(b, 1, -1), x], dim=1)
+        return self.inputs_after(shifted, timing, bos=prev is None)
+
+    def step_input(self, prev: torch.Tensor | None, timing: torch.Tensor) -> torch.Tensor:
+        """One frame's temporal input [B, d] after `prev` [B, L] (None: BOS) at timing [B, 3]."""
+        b = timing.shape[0]
+        before = self.level_offsets.new_zeros(b, 0, self.config.levels) if prev is None else prev.view(b, 1, -1)
+        return self.inputs_after(before, timing.unsqueeze(1), bos=prev is None)[:, 0]
+
+    def inputs_after(self, before: torch.Tensor, timing: torch.Tensor, bos: bool) -> torch.Tensor:
+        """The frame-input embedding: [B, T, d] for T frames at timing [B, T, 3], each the mean
+        of its previous frame's level embeddings plus its timing features.
+
+        `before` [B, T', L] are those previous frames; with `bos` the first frame opens a
+        stream, has none and gets the learned BOS vector (T' = T - 1).
+        """
+        x = self.token_embed(before + self.level_offsets).mean(dim=2)
+        if bos:
+            x = torch.cat([self.bos.expand(x.shape[0], 1, -1), x], dim=1)
         return x + self.timing(timing_features(timing))
 
     # ------------------------------------------------------------ temporal stack
@@ -266,10 +221,7 @@ class DepthformerLM(nn.Module):
         t = torch.arange(x.shape[1], device=x.device)
         bias = self._window_bias(t, t).to(x.dtype)
         for blk in self.temporal:
-            q, k, v = blk.attn.project(blk.norm1(x))
-            x = x + blk.attn.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
-            x = x + blk.cross(blk.norm2(x), memory)
-            x = x + blk.mlp(blk.norm3(x))
+            x = blk(x, memory, bias)
         return self.temporal_norm(x)
 
     def new_cache(self, batch: int, device=None, dtype=torch.float32) -> TemporalCache:
@@ -284,20 +236,13 @@ class DepthformerLM(nn.Module):
     def temporal_step(self, x: torch.Tensor, memory: torch.Tensor, cache: TemporalCache) -> torch.Tensor:
         """One frame [B, d] through the stack with the ring cache; returns [B, d]. O(window)."""
         frame = cache.frame
-        slot = frame % self.config.window
-        cache.pos[slot] = frame
+        cache.pos[frame % self.config.window] = frame
         valid = cache.pos >= 0
         bias = self._window_bias(torch.tensor([frame], device=x.device), cache.pos)
         bias = bias.masked_fill(~valid.view(1, 1, -1), float("-inf")).to(x.dtype)
         h = x.unsqueeze(1)
         for i, blk in enumerate(self.temporal):
-            q, k, v = blk.attn.project(blk.norm1(h))
-            cache.k[i, :, :, slot] = k[:, :, 0]
-            cache.v[i, :, :, slot] = v[:, :, 0]
-            y = F.scaled_dot_product_attention(q, cache.k[i], cache.v[i], attn_mask=bias)
-            h = h + blk.attn.merge(y)
-            h = h + blk.cross(blk.norm2(h), memory)
-            h = h + blk.mlp(blk.norm3(h))
+            h = blk(h, memory, bias, kv=cache.layer(i))
         cache.frame = frame + 1
         return self.temporal_norm(h)[:, 0]
 
@@ -312,9 +257,7 @@ class DepthformerLM(nn.Module):
         """[N, L', d] -> logits [N, L', V] for levels 0..L'-1."""
         n = x.shape[1]
         for blk in self.depth:
-            q, k, v = blk.attn.project(blk.norm1(x))
-            x = x + blk.attn.merge(F.scaled_dot_product_attention(q, k, v, is_causal=True))
-            x = x + blk.mlp(blk.norm2(x))
+            x = blk(x)
         x = self.depth_norm(x)
         return torch.einsum("nld,ldv->nlv", x, self.heads_out[:n])
 
@@ -335,11 +278,7 @@ class DepthformerLM(nn.Module):
         rows = memory.shape[0]
         for f in range(tokens.shape[0]):
             before = prev if f == 0 else tokens[f - 1]
-            if before is None:
-                x = self.bos.view(1, -1)
-            else:
-                x = self.token_embed(before.view(1, -1) + self.level_offsets).mean(dim=1)
-            x = x + self.timing(timing_features(timing[f : f + 1]))
+            x = self.step_input(None if before is None else before.view(1, -1), timing[f : f + 1])
             self.temporal_step(x.expand(rows, -1), memory, cache)
 
     @torch.inference_mode()
@@ -359,11 +298,7 @@ class DepthformerLM(nn.Module):
         """
         b = timing.shape[0]
         guided = memory.shape[0] == 2 * b
-        if prev is None:
-            x = self.bos.expand(b, -1)
-        else:
-            x = self.token_embed(prev + self.level_offsets).mean(dim=1)
-        x = x + self.timing(timing_features(timing))
+        x = self.step_input(prev, timing)
         if guided:
             x = torch.cat([x, x], dim=0)
         h = self.temporal_step(x, memory, cache)
@@ -379,18 +314,12 @@ class DepthformerLM(nn.Module):
         c = self.config
         guided = h.shape[0] == 2 * b
         step_in = (self.depth_in(h) + self.level_pos[0]).unsqueeze(1)  # [rows, 1, d]
-        keys: list[list[torch.Tensor]] = [[] for _ in self.depth]
-        values: list[list[torch.Tensor]] = [[] for _ in self.depth]
+        caches = [GrowingKV() for _ in self.depth]
         out = torch.empty(b, c.levels, dtype=torch.long, device=h.device)
         for level in range(c.levels):
             y = step_in
-            for i, blk in enumerate(self.depth):
-                q, k, v = blk.attn.project(blk.norm1(y))
-                keys[i].append(k)
-                values[i].append(v)
-                attn = F.scaled_dot_product_attention(q, torch.cat(keys[i], dim=2), torch.cat(values[i], dim=2))
-                y = y + blk.attn.merge(attn)
-                y = y + blk.mlp(blk.norm2(y))
+            for blk, kv in zip(self.depth, caches):
+                y = blk(y, kv=kv)
             logits = self.depth_norm(y[:, 0]) @ self.heads_out[level]
             if guided:
                 logits = apply_guidance(logits[:b], logits[b:], sampling.guidance)
