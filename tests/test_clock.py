@@ -8,7 +8,15 @@ import mido
 import numpy as np
 import pytest
 
-from bridge.jam.time.clock import ChunkLength, Clock, FixedClock, MidiFileClock
+from bridge.jam.time.clock import (
+    ChunkLength,
+    Clock,
+    FixedClock,
+    MidiFileClock,
+    bpm_from_seconds_per_quarter,
+    parse_meter,
+    seconds_per_quarter,
+)
 from bridge.jam.time.grid import chunk_grid, frame_at
 from model.errors import JamstreamError
 
@@ -139,17 +147,6 @@ def test_garbage_midi_is_one_line_error(tmp_path):
         MidiFileClock.from_file(tmp_path / "missing.mid")
 
 
-def test_locate_is_a_counted_jump(song):
-    assert song.transport().locates == 0 and not song.transport().rolling
-    song.start()
-    song.advance(1.5)
-    song.locate(10.0)
-    state = song.transport()
-    assert state.rolling and state.seconds == 10.0 and state.locates == 1
-    with pytest.raises(JamstreamError):
-        song.locate(-1.0)
-
-
 # ------------------------------------------------------------------ chunk grid
 def test_chunk_boundaries_land_on_bars_and_move_with_the_tempo_change(song):
     chunks = list(chunk_grid(song, ChunkLength(1, "bar"), 0.0, end_seconds=BAR_6))
@@ -197,8 +194,7 @@ def test_no_drift_across_a_tempo_map_over_200_bars(song):
 
 
 def test_grid_after_a_locate_starts_there_and_snaps_to_the_next_bar(song):
-    song.locate(9.0)  # inside bar 5
-    first = next(chunk_grid(song, ChunkLength(1, "bar"), song.transport().seconds))
+    first = next(chunk_grid(song, ChunkLength(1, "bar"), 9.0))  # a locate to 9 s: inside bar 5
     assert first.start_frame == 225 and first.end_frame == frame_at(BAR_6)
 
 
@@ -216,3 +212,23 @@ def test_render_end_cuts_the_last_chunk(song):
     chunks = list(chunk_grid(song, ChunkLength(1, "bar"), 0.0, end_seconds=3.0))
     assert [(c.start_frame, c.n_frames) for c in chunks] == [(0, 50), (50, 25)]
     assert not chunks[-1].on_grid and chunks[-1].n_samples == 25 * 1920
+
+
+# ------------------------------------------------------------------ meters and tempo units
+def test_parse_meter_reads_n_over_d_and_names_the_rule():
+    assert parse_meter("4/4") == (4, 4) and parse_meter(" 6 / 8 ") == (6, 8) and parse_meter("16/16") == (16, 16)
+    with pytest.raises(JamstreamError, match=r"^--meter must look like 4/4 or 6/8, not '4-4'$"):
+        parse_meter("4-4")
+    with pytest.raises(JamstreamError, match=r"^--meter '3/5': numerator 1-16 and denominator 1, 2, 4, 8 or 16$"):
+        parse_meter("3/5")
+    with pytest.raises(JamstreamError, match="numerator 1-16"):
+        parse_meter("0/4")
+
+
+def test_seconds_per_quarter_counts_the_meters_beat_and_inverts():
+    assert seconds_per_quarter(120.0, 4) == 0.5  # 120 quarters a minute
+    assert seconds_per_quarter(120.0, 8) == 1.0  # 120 eighths a minute: a quarter is two of them
+    assert seconds_per_quarter(60.0, 2) == 0.5  # 60 halves a minute
+    for bpm, den in ((123.0, 4), (96.5, 8), (400.0, 16), (1.0, 1)):
+        assert bpm_from_seconds_per_quarter(seconds_per_quarter(bpm, den), den) == pytest.approx(bpm, rel=1e-12)
+    assert FixedClock(137.0, (6, 8)).position(0.0).bpm == pytest.approx(137.0, rel=1e-12)

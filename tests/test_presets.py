@@ -121,6 +121,28 @@ def test_adapter_slot(tmp_path):
     assert preset.slot("B").ref == "adapter:my-band"
 
 
+@pytest.mark.parametrize("name", ["x" * 65, "-band", "my band"])
+def test_adapter_names_follow_the_adapter_stores_rule(tmp_path, name):
+    message = load_error(tmp_path, GOOD.replace('prompt = "breezy bossa nova trio"', f'adapter = "{name}"'))
+    assert "slots.B.adapter" in message and "not an adapter name" in message
+
+
+@pytest.mark.parametrize(
+    "meter, problem",
+    [('"4-4"', "is not a meter"), ("4", "is not a meter"), ('"3/5"', "out of range"), ('"17/4"', "out of range")],
+)
+def test_bad_meter_names_the_key_and_the_rule(tmp_path, meter, problem):
+    message = load_error(tmp_path, GOOD.replace('meter = "4/4"', f"meter = {meter}"))
+    assert ": meter:" in message and problem in message and "denominator 1, 2, 4, 8 or 16" in message
+
+
+def test_sampling_ranges_hold_in_both_tables(tmp_path):
+    message = load_error(tmp_path, GOOD + "\n[sampling]\ntop_k = 2000\n")
+    assert "sampling.top_k" in message and "0..1024" in message
+    message = load_error(tmp_path, GOOD.replace("min = 0.8", "min = 11.0"))
+    assert "controls.temperature.min" in message and "0..10" in message
+
+
 def test_duplicate_cc_binding(tmp_path):
     message = load_error(tmp_path, GOOD.replace("cc = 21", "cc = 20"))
     assert "slots.B.cc" in message and "channel 1 CC 20" in message and "slots.A.cc" in message

@@ -254,6 +254,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     bsub = b.add_subparsers(dest="model", metavar="{codec,lm,style,render}", parser_class=Parser)
     bsub.required = False
+    _add_bench_codec(bsub)
+    _add_bench_lm(bsub)
+    _add_bench_style(bsub)
+    _add_bench_render(bsub)
+
+
+def _add_bench_codec(bsub: argparse._SubParsersAction) -> None:
     cb = bsub.add_parser(
         "codec",
         help="encode/decode real-time factors at batch 1, 16 levels",
@@ -267,6 +274,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     cb.add_argument("--codec-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     cb.add_argument("--json", action="store_true", help="print JSON")
     cb.set_defaults(func=cmd_bench_codec)
+
+
+def _add_bench_lm(bsub: argparse._SubParsersAction) -> None:
     lb = bsub.add_parser(
         "lm",
         help="per-frame latency, tokens/s, RTF: CFG on/off, KV cache on/off, fp32/bf16",
@@ -282,6 +292,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     lb.add_argument("--lm-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     lb.add_argument("--json", action="store_true", help="print JSON")
     lb.set_defaults(func=cmd_bench_lm)
+
+
+def _add_bench_style(bsub: argparse._SubParsersAction) -> None:
     s = bsub.add_parser(
         "style",
         help="embed latency: 10 s of audio and one text prompt",
@@ -295,6 +308,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--threads", type=_threads, default=[1, 2], help="torch thread counts to measure")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_bench_style)
+
+
+def _add_bench_render(bsub: argparse._SubParsersAction) -> None:
     rb = bsub.add_parser(
         "render",
         help="offline bounce speed: a preset at a steady tempo with a CC sweep",

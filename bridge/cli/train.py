@@ -63,18 +63,24 @@ def _report(result: dict, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_codec(args: argparse.Namespace) -> int:
-    from model.codec.network import CONFIGS
+def _check_corpora(corpora: list[str]) -> None:
+    """Read every corpus manifest first: a bad corpus fails with the manifest's own error
+    before any model work (a tokenizing pass or a checkpoint load can take minutes)."""
     from model.corpus.manifest import read_manifest
+
+    for corpus in corpora:
+        read_manifest(corpus)
+
+
+def cmd_train_codec(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from model.codec.network import CONFIGS
+    from model.errors import JamstreamError
     from model.train.codec_task import CodecTask, CodecTrainConfig
     from model.train.trainer import Trainer
 
-    for corpus in args.corpus:
-        read_manifest(corpus)  # fail fast, with the manifest's own error, before any model work
-    from pathlib import Path
-
-    from model.errors import JamstreamError
-
+    _check_corpora(args.corpus)
     if args.eval_every < 0:
         raise JamstreamError(f"--eval-every must be >= 0 (got {args.eval_every})")
     if args.peak_weight < 0 or args.logfreq_weight < 0:
@@ -97,13 +103,12 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
 
 
 def cmd_train_style(args: argparse.Namespace) -> int:
-    from model.corpus.manifest import read_manifest
     from model.errors import JamstreamError
     from model.style.network import StyleConfig
     from model.train.style_task import StyleTask, StyleTrainConfig, fit_quantizer
     from model.train.trainer import Trainer
 
-    read_manifest(args.corpus)  # fail fast, with the manifest's own error, before any model work
+    _check_corpora([args.corpus])
     if args.genres_per_batch < 1 or args.clips_per_genre < 1:
         raise JamstreamError("--genres-per-batch and --clips-per-genre must be >= 1")
     config = StyleConfig(text_encoder=args.text_encoder, quant_codes=args.codes)
@@ -124,14 +129,12 @@ def cmd_train_style(args: argparse.Namespace) -> int:
 
 
 def cmd_train_lm(args: argparse.Namespace) -> int:
-    from model.corpus.manifest import read_manifest
     from model.lm.network import CONFIGS
     from model.train.lm_task import LMTask, LMTrainConfig
     from model.train.token_data import load_token_clips
     from model.train.trainer import Trainer
 
-    for corpus in args.corpus:
-        read_manifest(corpus)
+    _check_corpora(args.corpus)
     config = CONFIGS[args.config]
     clips = [c for corpus in args.corpus for c in load_token_clips(corpus, args.codec, args.style, config.levels)]
     codebooks = None
@@ -160,8 +163,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    from model.codec.network import CONFIGS as CODEC_CONFIGS
-
     train = sub.add_parser(
         "train",
         help="train a model on the corpus (shared trainer: DDP, bf16, atomic checkpoints, resume)",
@@ -171,6 +172,15 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     tsub = train.add_subparsers(dest="model", metavar="{codec,style,lm}", parser_class=Parser)
     tsub.required = True
+    _add_train_codec(tsub)
+    _add_train_style(tsub)
+    _add_train_lm(tsub)
+    _add_export(sub)
+
+
+def _add_train_codec(tsub: argparse._SubParsersAction) -> None:
+    from model.codec.network import CONFIGS as CODEC_CONFIGS
+
     c = tsub.add_parser(
         "codec",
         help="the neural audio codec (48 kHz stereo <-> 25 Hz RVQ tokens)",
@@ -214,6 +224,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     _trainer_args(c, steps=3000, lr=1e-3, checkpoint_every=100)
     c.set_defaults(func=cmd_train_codec)
 
+
+def _add_train_style(tsub: argparse._SubParsersAction) -> None:
     s = tsub.add_parser(
         "style",
         help="the style encoder (text and audio towers into one 512-d space) and its style tokens",
@@ -239,6 +251,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     _trainer_args(s, steps=1200, lr=2e-3, checkpoint_every=100)
     s.set_defaults(func=cmd_train_style)
 
+
+def _add_train_lm(tsub: argparse._SubParsersAction) -> None:
     from model.lm.network import CONFIGS as LM_CONFIGS
 
     m = tsub.add_parser(
@@ -265,6 +279,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     _trainer_args(m, steps=2000, lr=1e-3, checkpoint_every=100)
     m.set_defaults(func=cmd_train_lm)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "export",
         help="turn a training checkpoint into shipped half-precision weights",

@@ -30,6 +30,7 @@ from model.lm.sampling import SamplingConfig
 # Data bytes after a status byte: channel messages by high nibble, system common by byte.
 _CHANNEL_DATA = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
 _SYSTEM_DATA = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0}
+ALL_DOWN = 1e-6  # slot weights summing to no more than this are all knobs down
 STAT_KEYS = (
     "applied",
     "program_change",
@@ -227,11 +228,11 @@ class Controls:
         import torch
 
         emb = _stack(slot_embeddings, self.slot_names)
-        mixed = _weighted_unit_mean(emb, self._weights)
+        mixed = _mix(emb, self._weights)
         if mixed is None:
             if self._last_mix is not None:
                 return self._last_mix.clone()
-            mixed = _weighted_unit_mean(emb, self._initial)
+            mixed = _mix(emb, self._initial)
             if mixed is None:  # the initial slots cancel exactly: fall back to the first one
                 first = next(i for i, w in enumerate(self._initial) if w > 0)
                 mixed = torch.nn.functional.normalize(emb[first], dim=0)
@@ -252,16 +253,9 @@ def _stack(slot_embeddings, names: Sequence[str]):
     return emb
 
 
-def _weighted_unit_mean(emb, weights: Sequence[float]):
-    """sum(w_i e_i / |e_i|) / sum(w_i), renormalized; None when it has no direction."""
-    import torch
+def _mix(emb, weights: Sequence[float]):
+    """The style mix of these weights; None when every knob is down (smoothing only nears 0,
+    so "down" is a sum of at most ALL_DOWN) or the styles cancel."""
+    from model.style.network import weighted_unit_mean
 
-    total = sum(weights)
-    if total <= 1e-6:
-        return None
-    w = torch.tensor(weights, dtype=torch.float32).unsqueeze(1) / total
-    mean = (torch.nn.functional.normalize(emb, dim=1) * w).sum(0)
-    norm = float(mean.norm())
-    if not math.isfinite(norm) or norm < 1e-6:
-        return None
-    return mean / norm
+    return weighted_unit_mean(emb, weights) if sum(weights) > ALL_DOWN else None

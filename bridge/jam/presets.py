@@ -14,85 +14,45 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bridge.jam.time.clock import MAX_BPM, ChunkLength
+from bridge.jam.effects import EFFECTS, EffectSpec, LimiterSpec, effect_chain
+from bridge.jam.time.clock import MAX_BPM, METER_RULE, ChunkLength, MeterError, parse_meter
+from model.adapters.lora import check_name
 from model.errors import JamstreamError
+from model.io.audio import READABLE_SUFFIXES
 from model.lm.sampling import SamplingConfig
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 DEFAULT_PRESET = "techno-dub"  # what jam and bench use when no preset is named: strong beats show the lock
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif")  # model.audio.READABLE_SUFFIXES
 Curve = Literal["linear", "exponential"]
 CURVES = {"linear": "linear", "exponential": "exponential", "exp": "exponential", "log": "exponential"}
 
+# What a preset may set each sampling knob to: (lowest, highest), for [sampling] and [controls] alike.
+SAMPLING_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.0, 10.0),
+    "top_k": (0.0, 1024.0),
+    "top_p": (1e-6, 1.0),
+    "guidance": (0.0, 30.0),
+}
+
 # The four knobs a CC can turn besides slot weights: (lowest, highest) allowed, default.
 PARAMS: dict[str, tuple[float, float, float]] = {
-    "temperature": (0.0, 10.0, SamplingConfig.temperature),
-    "top_k": (0.0, 1024.0, float(SamplingConfig.top_k)),
-    "guidance": (0.0, 30.0, SamplingConfig.guidance),
+    **{k: (*SAMPLING_RANGES[k], float(getattr(SamplingConfig, k))) for k in ("temperature", "top_k", "guidance")},
     "gain": (-120.0, 24.0, 0.0),  # output gain in dB
 }
 
-# Effect type -> (pedalboard class, {parameter: (lowest, highest)}). Parameter names are
-# pedalboard's own, so its documentation is this format's documentation.
-EFFECTS: dict[str, tuple[str, dict[str, tuple[float, float]]]] = {
-    "highpass": ("HighpassFilter", {"cutoff_frequency_hz": (1.0, 20_000.0)}),
-    "lowpass": ("LowpassFilter", {"cutoff_frequency_hz": (1.0, 24_000.0)}),
-    "compressor": (
-        "Compressor",
-        {"threshold_db": (-60.0, 0.0), "ratio": (1.0, 100.0), "attack_ms": (0.01, 1000.0), "release_ms": (1.0, 5000.0)},
-    ),
-    "reverb": (
-        "Reverb",
-        {k: (0.0, 1.0) for k in ("room_size", "damping", "wet_level", "dry_level", "width", "freeze_mode")},
-    ),
-    "chorus": (
-        "Chorus",
-        {
-            "rate_hz": (0.01, 100.0),
-            "depth": (0.0, 1.0),
-            "centre_delay_ms": (0.1, 100.0),
-            "feedback": (-0.95, 0.95),
-            "mix": (0.0, 1.0),
-        },
-    ),
-    "delay": ("Delay", {"delay_seconds": (0.0, 10.0), "feedback": (0.0, 0.99), "mix": (0.0, 1.0)}),
-    "gain": ("Gain", {"gain_db": (-60.0, 24.0)}),
-}
-
-# pedalboard's Limiter (JUCE's: two compressors, make-up gain, then a hard clip at 0 dBFS)
-# adds 3.75 dB - threshold of make-up gain (measured, pedalboard 0.9). Setting its threshold
-# to ceiling + 3.75 makes that make-up exactly -ceiling, so the trim Gain(ceiling) after it
-# gives unity gain below the threshold and moves the 0 dBFS clip down to the ceiling.
-LIMITER_MAKEUP_DB = 3.75
-
-TOP_KEYS = (
-    "name",
-    "description",
-    "bpm",
-    "meter",
-    "chunk",
-    "lookahead_ms",
-    "smoothing_ms",
-    "channel",
-    "gain_db",
-    "sampling",
-    "slots",
-    "controls",
-    "effects",
-    "limiter",
-)
+SETTING_KEYS = ("name", "description", "bpm", "meter", "chunk", "lookahead_ms", "smoothing_ms", "channel", "gain_db")
+TABLE_KEYS = ("sampling", "slots", "controls", "effects", "limiter")
+TOP_KEYS = SETTING_KEYS + TABLE_KEYS
 SLOT_KEYS = ("prompt", "audio", "adapter", "cc", "weight")
 CC_KEYS = ("number", "channel", "bits", "lsb")
 CONTROL_KEYS = ("cc", "min", "max", "curve", "initial")
-SAMPLING_KEYS = ("temperature", "top_k", "top_p", "guidance")
+SAMPLING_KEYS = tuple(SAMPLING_RANGES)
 LIMITER_KEYS = ("ceiling_db", "release_ms")
-_ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -158,18 +118,6 @@ class ParamControl:
 
 
 @dataclass(frozen=True)
-class EffectSpec:
-    type: str
-    params: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LimiterSpec:
-    ceiling_db: float = -1.0
-    release_ms: float = 100.0
-
-
-@dataclass(frozen=True)
 class Preset:
     path: Path
     name: str
@@ -202,22 +150,7 @@ class Preset:
 
     def effect_chain(self):
         """The output chain as a pedalboard.Pedalboard; a limiter stage closes it unless off."""
-        import pedalboard
-
-        plugins = [getattr(pedalboard, EFFECTS[e.type][0])(**e.params) for e in self.effects]
-        if self.limiter is not None:
-            plugins += limiter_stage(self.limiter)
-        return pedalboard.Pedalboard(plugins)
-
-
-def limiter_stage(spec: LimiterSpec) -> list:
-    """[Limiter, Gain]: a brickwall at `spec.ceiling_db` dBFS, unity gain below it (see LIMITER_MAKEUP_DB)."""
-    import pedalboard
-
-    return [
-        pedalboard.Limiter(threshold_db=spec.ceiling_db + LIMITER_MAKEUP_DB, release_ms=spec.release_ms),
-        pedalboard.Gain(gain_db=spec.ceiling_db),
-    ]
+        return effect_chain(self.effects, self.limiter)
 
 
 # ---------------------------------------------------------------------- loading
@@ -374,24 +307,21 @@ class _Reader:
         )
 
     def meter(self, v: Any) -> tuple[int, int]:
-        fix = 'write it like meter = "4/4", "3/4" or "6/8" (numerator 1-16; denominator 1, 2, 4, 8 or 16)'
-        if not isinstance(v, str) or not re.fullmatch(r"\s*\d+\s*/\s*\d+\s*", v):
-            raise self.fail("meter", f"{_show(v)} is not a meter", fix)
-        num, den = (int(x) for x in v.split("/"))
-        if not 1 <= num <= 16 or den not in (1, 2, 4, 8, 16):
-            raise self.fail("meter", f"{v!r} is out of range", fix)
-        return num, den
+        try:
+            return parse_meter(v)
+        except MeterError as exc:
+            problem = f"{_show(v)} is not a meter" if exc.malformed else f"{v!r} is out of range"
+            raise self.fail("meter", problem, f'write it like meter = "4/4", "3/4" or "6/8" ({METER_RULE})') from None
 
     def sampling(self, v: Any) -> SamplingConfig:
         t = self.table(v, "sampling")
         self.keys(t, SAMPLING_KEYS, "sampling")
         base = SamplingConfig()
-        return SamplingConfig(
-            temperature=self.number(t, "temperature", "sampling.temperature", 0.0, 10.0, base.temperature),
-            top_k=int(self.number(t, "top_k", "sampling.top_k", 0, 1024, base.top_k, integer=True)),
-            top_p=self.number(t, "top_p", "sampling.top_p", 1e-6, 1.0, base.top_p),
-            guidance=self.number(t, "guidance", "sampling.guidance", 0.0, 30.0, base.guidance),
-        )
+        knobs = {
+            k: self.number(t, k, f"sampling.{k}", lo, hi, getattr(base, k), integer=k == "top_k")
+            for k, (lo, hi) in SAMPLING_RANGES.items()
+        }
+        return SamplingConfig(**{**knobs, "top_k": int(knobs["top_k"])})
 
     def slot(self, name: str, t: dict, channel: int) -> StyleSlot:
         where = f"slots.{name}"
@@ -420,19 +350,23 @@ class _Reader:
                     f"audio file {value!r} not found (looked for {file})",
                     "audio paths are relative to the preset file; fix the path or copy the file there",
                 )
-            if file.suffix.lower() not in AUDIO_SUFFIXES:
+            if file.suffix.lower() not in READABLE_SUFFIXES:
                 raise self.fail(
                     f"{where}.audio",
                     f"{value!r} is not a readable audio type",
-                    f"use one of {', '.join(AUDIO_SUFFIXES)}",
+                    f"use one of {', '.join(READABLE_SUFFIXES)}",
                 )
             value = str(file)
-        elif kind == "adapter" and not _ADAPTER_NAME.match(value):
-            raise self.fail(
-                f"{where}.adapter",
-                f"{value!r} is not an adapter name",
-                "use the name you gave the fine-tuned style: letters, digits, '_', '.', '-'",
-            )
+        elif kind == "adapter":
+            try:
+                check_name(value)  # the adapter store's own rule, so a preset never names one it cannot hold
+            except JamstreamError:
+                raise self.fail(
+                    f"{where}.adapter",
+                    f"{value!r} is not an adapter name",
+                    "use the name you gave the fine-tuned style: up to 64 letters, digits, '_', '.', '-', "
+                    "starting with a letter or digit",
+                ) from None
         if "cc" not in t:
             raise self.fail(
                 f"{where}.cc",

@@ -348,14 +348,31 @@ def _check_weights(prompts: Sequence[tuple[Prompt, float]]) -> list[tuple[Prompt
     return out
 
 
+def weighted_unit_mean(embeddings: torch.Tensor, weights: Sequence[float]) -> torch.Tensor | None:
+    """sum(w_i e_i / |e_i|) / sum(w_i), renormalized: Magenta RT's prompt mix, for [n, dim] rows.
+
+    None when the mix has no direction (weights that sum to 0, or rows that cancel): an
+    offline mix refuses that, the live controls hold their last mix, so each caller decides.
+    """
+    total = sum(weights)
+    if not total > 0:
+        return None
+    w = torch.tensor(weights, dtype=torch.float32).unsqueeze(1) / total
+    mean = (F.normalize(embeddings, dim=1) * w).sum(0)
+    norm = float(mean.norm())
+    if not math.isfinite(norm) or norm < 1e-6:
+        return None
+    return mean / norm
+
+
 def mix_embeddings(items: Sequence[tuple[torch.Tensor, float]]) -> torch.Tensor:
     """sum(w_i e_i) / sum(w_i), renormalized: Magenta RT's prompt mix."""
     items = _check_weights(items)
-    total = sum(w for _, w in items)
-    mean = sum(F.normalize(torch.as_tensor(e, dtype=torch.float32).reshape(-1), dim=0) * (w / total) for e, w in items)
-    if float(mean.norm()) < 1e-8:
+    rows = torch.stack([torch.as_tensor(e, dtype=torch.float32).reshape(-1) for e, _ in items])
+    mixed = weighted_unit_mean(rows, [w for _, w in items])
+    if mixed is None:
         raise JamstreamError("these prompts cancel out (their weighted mean is zero); change a weight")
-    return F.normalize(mean, dim=0)
+    return mixed
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

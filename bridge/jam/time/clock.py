@@ -5,9 +5,7 @@ Every clock answers the same questions, so the scheduler never knows which one i
   the per-frame conditioning `Generator.generate_chunk` takes;
 - `next_boundary(seconds, unit, every)`: the next beat or bar grid point after a time,
   computed from the tempo map (absolute time, so a long grid never drifts);
-- `position(seconds)` / `seconds_at_bbt(bar, beat, tick)` / quarters <-> seconds;
-- `transport()`: rolling or stopped, the playhead, and a locate counter that changes on
-  every position jump (the engine resets or re-primes the generator context there).
+- `position(seconds)` / `seconds_at_bbt(bar, beat, tick)` / quarters <-> seconds.
 
 Conventions follow the corpus (model/corpus/piece.py): a *beat* is the meter's
 denominator (a quarter in 4/4, an eighth in 6/8), `bpm` counts those beats, and a meter
@@ -16,8 +14,9 @@ a meter change never rescales it. Bars and beats in `Position` are 1-based like 
 BBT; phases are in [0, 1).
 
 Sources here: `FixedClock` (one tempo, one meter) and `MidiFileClock` (a MIDI file's
-tempo map, meter changes and CC events, read with mido). A JACK-transport clock only has
-to keep a `TempoMap` of what the host reported and implement `transport()`.
+tempo map, meter changes and CC events, read with mido); `followers.LiveClock` keeps a
+`TempoMap` of what the host reports. `parse_meter` and `seconds_per_quarter` are the one
+place that reads a meter and turns bpm into the map's seconds per quarter.
 """
 
 from __future__ import annotations
@@ -37,6 +36,44 @@ TICKS_PER_BEAT = 1920  # BBT ticks, JACK's customary resolution
 MAX_BPM = 400.0  # the Generator's limit (model.system.MAX_BPM)
 MIDI_DEFAULT_TEMPO_US = 500_000  # 120 quarters per minute when a file sets none
 _EPS = 1e-9  # in beats/bars/quarters: absorbs float error at exact grid points
+METER_NUMERATORS = range(1, 17)
+METER_DENOMINATORS = (1, 2, 4, 8, 16)
+METER_RULE = "numerator 1-16 and denominator 1, 2, 4, 8 or 16"
+_METER_SYNTAX = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
+
+
+class MeterError(JamstreamError):
+    """Text that is not a meter we play. `malformed`: not N/D at all (else N/D out of range),
+    so a caller with its own context (a preset's file and key) can word the problem."""
+
+    def __init__(self, text, malformed: bool):
+        self.text, self.malformed = text, malformed
+        if malformed:
+            super().__init__(f"--meter must look like 4/4 or 6/8, not {text!r}")
+        else:
+            super().__init__(f"--meter {text!r}: {METER_RULE}")
+
+
+def parse_meter(text: str) -> tuple[int, int]:
+    """'6/8' -> (6, 8): the one reading of a meter, for presets and the command line alike."""
+    match = _METER_SYNTAX.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise MeterError(text, malformed=True)
+    num, den = int(match[1]), int(match[2])
+    if num not in METER_NUMERATORS or den not in METER_DENOMINATORS:
+        raise MeterError(text, malformed=False)
+    return num, den
+
+
+def seconds_per_quarter(bpm, beat_unit):
+    """Seconds per quarter note at `bpm` beats of 1/`beat_unit` notes (the meter's denominator)
+    per minute: how a tempo enters a TempoMap. Works on floats and numpy arrays alike."""
+    return 60.0 / bpm * beat_unit / 4.0
+
+
+def bpm_from_seconds_per_quarter(spq, beat_unit):
+    """Inverse of `seconds_per_quarter`: beats of 1/`beat_unit` notes per minute."""
+    return 60.0 / (spq * 4.0 / beat_unit)
 
 
 @dataclass(frozen=True)
@@ -78,15 +115,6 @@ class Position:
     bar_phase: float
 
 
-@dataclass(frozen=True)
-class Transport:
-    """What the transport is doing. `locates` changes on every jump of the playhead."""
-
-    rolling: bool
-    seconds: float
-    locates: int
-
-
 @runtime_checkable
 class Clock(Protocol):
     """What the scheduler and the engine need from any source of musical time."""
@@ -102,10 +130,6 @@ class Clock(Protocol):
     def seconds_at_quarters(self, quarters: float) -> float: ...
 
     def seconds_at_bbt(self, bar: int, beat: int = 1, tick: int = 0) -> float: ...
-
-    def transport(self) -> Transport: ...
-
-    def locate(self, seconds: float) -> None: ...
 
 
 class TempoMap:
@@ -171,7 +195,7 @@ class TempoMap:
         q = np.asarray(self.quarters_at(s))
         j, beats, bars = self._beats_bars(q)
         i = np.clip(np.searchsorted(self.t_s, s, side="right") - 1, 0, None)
-        bpm = 60.0 / (self.t_spq[i] * 4.0 / self.m_den[j])
+        bpm = bpm_from_seconds_per_quarter(self.t_spq[i], self.m_den[j])
         return np.stack([bpm, beats % 1.0, bars % 1.0], axis=-1).astype(np.float32)
 
     def position(self, seconds: float) -> Position:
@@ -187,7 +211,7 @@ class TempoMap:
             bar=int(math.floor(bars)) + 1,
             beat=int(math.floor(beat_in_bar)) + 1,
             tick=tick,
-            bpm=60.0 / (spq * 4.0 / den),
+            bpm=bpm_from_seconds_per_quarter(spq, den),
             meter=(num, den),
             beat_phase=beats % 1.0,
             bar_phase=bars % 1.0,
@@ -243,15 +267,11 @@ def _snap(x):
 
 
 class MapClock:
-    """A clock backed by a TempoMap plus a transport the caller drives (start/stop/locate)."""
+    """A clock backed by a TempoMap: the Clock protocol, delegated to the map."""
 
     def __init__(self, tempo_map: TempoMap):
         self.map = tempo_map
-        self._rolling = False
-        self._seconds = 0.0
-        self._locates = 0
 
-    # musical time: delegated to the map
     def position(self, seconds: float) -> Position:
         return self.map.position(seconds)
 
@@ -276,28 +296,6 @@ class MapClock:
     def meter(self, seconds: float) -> tuple[int, int]:
         return self.position(seconds).meter
 
-    # transport
-    def transport(self) -> Transport:
-        return Transport(self._rolling, self._seconds, self._locates)
-
-    def start(self) -> None:
-        self._rolling = True
-
-    def stop(self) -> None:
-        self._rolling = False
-
-    def advance(self, seconds: float) -> None:
-        """Move the playhead on by `seconds` of played audio (only while rolling)."""
-        if self._rolling:
-            self._seconds += seconds
-
-    def locate(self, seconds: float) -> None:
-        """Jump the playhead. Bumps `transport().locates` so the engine re-primes there."""
-        if not math.isfinite(seconds) or seconds < 0:
-            raise JamstreamError(f"cannot locate to {seconds} s: give a time >= 0")
-        self._seconds = float(seconds)
-        self._locates += 1
-
 
 class FixedClock(MapClock):
     """One tempo and one meter forever: the preset's default when nothing else sets time."""
@@ -306,7 +304,7 @@ class FixedClock(MapClock):
         if not 0 < bpm <= MAX_BPM:
             raise JamstreamError(f"bpm must be in (0, {MAX_BPM:g}], got {bpm:g}")
         num, den = meter
-        super().__init__(TempoMap([(0.0, 60.0 / bpm * den / 4.0)], [(0.0, num, den)]))
+        super().__init__(TempoMap([(0.0, seconds_per_quarter(bpm, den))], [(0.0, num, den)]))
         self.fixed_bpm = float(bpm)
         self.fixed_meter = (int(num), int(den))
 
@@ -368,9 +366,8 @@ class MidiFileClock(MapClock):
         tempos.sort(key=lambda e: e[0])  # stable: same tick keeps file order
         meters.sort(key=lambda e: e[0])
         if not tempos:
-            spq0 = (
-                60.0 / default_bpm * (default_meter or (4, 4))[1] / 4.0 if default_bpm else MIDI_DEFAULT_TEMPO_US / 1e6
-            )
+            beat_unit = (default_meter or (4, 4))[1]
+            spq0 = seconds_per_quarter(default_bpm, beat_unit) if default_bpm else MIDI_DEFAULT_TEMPO_US / 1e6
             tempo_list = [(0.0, spq0)]
         else:
             tempo_list = [(t / tpq, us / 1e6) for t, us in tempos]

@@ -27,7 +27,7 @@ from collections import deque
 
 import numpy as np
 
-from bridge.jam.time.clock import MAX_BPM, GridUnit, Position, TempoMap, Transport
+from bridge.jam.time.clock import MAX_BPM, GridUnit, Position, TempoMap, seconds_per_quarter
 
 PHASE_TOLERANCE_S = 0.002  # a report within this of the map's prediction is consistent
 TEMPO_TOLERANCE = 1e-4  # relative: a smaller bpm change is the same tempo
@@ -49,7 +49,6 @@ class LiveClock:
         self.reanchors = 0
         self._rolling = False
         self._seconds = 0.0
-        self._locates = 0
         self.reset(bpm, meter)
 
     # -------------------------------------------------------------- updates
@@ -57,7 +56,7 @@ class LiveClock:
         """One tempo and meter, with `quarters` at song time `seconds`."""
         bpm = min(MAX_BPM, max(1.0, float(bpm)))
         self.meter = (int(meter[0]), int(meter[1]))
-        spq = 60.0 / bpm * self.meter[1] / 4.0
+        spq = seconds_per_quarter(bpm, self.meter[1])
         self._tempos = [(0.0, spq)]
         self.shift = quarters * spq - seconds  # map time = song seconds + shift
         self.map = TempoMap(self._tempos, [(0.0, *self.meter)])
@@ -78,7 +77,7 @@ class LiveClock:
             return False
         meter = (int(meter[0]), int(meter[1]))
         bpm = min(MAX_BPM, float(bpm))
-        spq = 60.0 / bpm * meter[1] / 4.0
+        spq = seconds_per_quarter(bpm, meter[1])
         t = seconds + self.shift
         q_pred = float(self.map.quarters_at(t))
         spq_now = float(self.map.t_spq[max(0, int(np.searchsorted(self.map.t_s, t, side="right")) - 1)])
@@ -143,15 +142,8 @@ class LiveClock:
     def bpm(self, seconds: float) -> float:
         return self.position(seconds).bpm
 
-    def transport(self) -> Transport:
-        return Transport(self._rolling, self._seconds, self._locates)
-
     def set_transport(self, rolling: bool, seconds: float) -> None:
         self._rolling, self._seconds = bool(rolling), float(seconds)
-
-    def locate(self, seconds: float) -> None:
-        self._seconds = float(seconds)
-        self._locates += 1
 
 
 class MidiClockFollower:
