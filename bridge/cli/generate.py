@@ -36,22 +36,11 @@ def parse_mix(text: str) -> list[tuple[str, float]]:
     return pairs
 
 
-def parse_meter(text: str) -> tuple[int, int]:
-    from model.errors import JamstreamError
-
-    try:
-        num, den = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise JamstreamError(f"--meter must look like 4/4 or 6/8, not {text!r}") from None
-    if not 1 <= num <= 16 or den not in (1, 2, 4, 8, 16):
-        raise JamstreamError(f"--meter {text!r}: numerator 1-16 and denominator 1, 2, 4, 8 or 16")
-    return num, den
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
     from bridge.jam.offline import render_clip
+    from bridge.jam.time.clock import parse_meter
     from model.adapters import lora
     from model.codec.network import load_codec
     from model.errors import JamstreamError
@@ -69,7 +58,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise JamstreamError(f"--bpm must be in (0, {MAX_BPM:g}] (got {args.bpm:g})")
     if not 0 < args.seconds <= 3600:
         raise JamstreamError(f"--seconds must be in (0, 3600] (got {args.seconds:g})")
-    meter = parse_meter(args.meter)
+    meter = parse_meter(args.meter)  # the presets' rule: one meter grammar in jamstream
     check_writable(args.output)
     if args.mix is not None:
         pairs = parse_mix(args.mix)
