@@ -18,9 +18,19 @@ from support.clicks import click_onsets, describe, onset_errors
 from support.rig import METRONOME_PRESET as PRESET
 from support.rig import play_from, pre_roll_seconds, record, record_until, rig_fixture
 
+from bridge.jam.time.followers import PHASE_TOLERANCE_S
+
 pytestmark = pytest.mark.slow
 
 rig = rig_fixture(["--preset", PRESET, "--metronome", "--reconnect"], record_seconds=40)
+
+# How far a click may sit from its beat. Measured: over 11 runs of this module on the loaded
+# 2-core test machine the clicks sat 0.02-0.38 ms from the host's beats (at most 18 samples:
+# where click_onsets reads a click's rise). The clock follower keeps its tempo map while
+# a host report is within PHASE_TOLERANCE_S (2 ms) of it, so that much is allowed by design;
+# 1 ms more is margin for the detector. That is still under one JACK period (5.3 ms), the
+# smallest misplacement a bug in following the host makes (a period early or late).
+BEAT_BOUND_S = PHASE_TOLERANCE_S + 0.001
 
 
 def dominant_hz(x: np.ndarray, rate: int) -> float:
@@ -49,7 +59,7 @@ def test_plays_on_the_host_beats_and_follows_cc(rig):
     err = onset_errors(onsets, beats, rate)
     describe("jack-bbt 120 bpm", err)
     assert len(err) == len(beats), f"{len(err)} of {len(beats)} beats had a click: non-silent after the pre-roll"
-    assert abs(np.median(err)) <= 0.020 and np.max(np.abs(err)) <= 0.020, err
+    assert abs(np.median(err)) <= BEAT_BOUND_S and np.max(np.abs(err)) <= BEAT_BOUND_S, err
     # style follows the CC: the metronome's pitch is the A/B mix (A 500 Hz ... B 2000 Hz)
     first = dominant_hz(timeline[0, onsets[1] : onsets[1] + 480], rate)
     last = dominant_hz(timeline[0, onsets[-1] : onsets[-1] + 480], rate)
@@ -105,7 +115,7 @@ def test_locate_realigns(rig):
     beats = host.beat_frames(target + int(0.8 * rate), end - rate // 10)
     err = onset_errors(onsets, beats, rate)
     describe("after the locate", err)
-    assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (err, beats)
+    assert len(err) == len(beats) and np.max(np.abs(err)) <= BEAT_BOUND_S, (err, beats)
 
 
 def test_tempo_change_moves_the_grid_within_a_bar(rig):
@@ -128,7 +138,7 @@ def test_tempo_change_moves_the_grid_within_a_bar(rig):
         onsets = click_onsets(timeline[0])
         err = onset_errors(onsets, beats, rate)
         describe("one bar after 120 -> 90 bpm", err)
-        assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (
+        assert len(err) == len(beats) and np.max(np.abs(err)) <= BEAT_BOUND_S, (
             err,
             beats,
             onsets[onsets > change],
@@ -172,8 +182,17 @@ def midi_clock_take(rig, stall: bool) -> None:
         assert len(beats) >= 4, beats
         err = onset_errors(click_onsets(timeline[0]), beats, rate)
         describe(f"MIDI clock 100 bpm{', stalled server' if stall else ''}", err)
-        # one period of the error is the test graph's cycle (host -> jamstream -> host)
-        assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (err, beats, jam.status(), rig.jam.log_path)
+        # one period of the error is the test graph's cycle (host -> jamstream -> host): measured
+        # +5.354 ms in every run = 256 frames + the click's 1-sample rise
+        bound = host.client.blocksize / rate + BEAT_BOUND_S
+        if stall:
+            # Not tightened: across a stall JACK can drop a cycle's MIDI on the way to us (two
+            # plain clients lose ~1 tick in 3 stalls), and the follower counts ticks, so a lost
+            # tick puts the grid one tick (25 ms at 100 bpm) late for the rest of the take - seen
+            # in a full-suite run as +5.4 ms before the stall, +30.4 ms after. A bridge bug
+            # (issue 14's report); this bound, as it was, still fails on it.
+            bound = 0.020
+        assert len(err) == len(beats) and np.max(np.abs(err)) <= bound, (err, beats, jam.status(), rig.jam.log_path)
     finally:
         host.send(b"\xfc")  # stop
         host.clock_bpm = None
@@ -225,7 +244,7 @@ def test_server_killed_and_restarted_reconnects(rig):
     beats = host.beat_frames(int(0.5 * host.rate), int(2.7 * host.rate))
     err = onset_errors(click_onsets(timeline[0]), beats, host.rate)
     describe("after the reconnect", err)
-    assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, err
+    assert len(err) == len(beats) and np.max(np.abs(err)) <= BEAT_BOUND_S, err
 
 
 def test_sigterm_exits_cleanly(rig):
