@@ -80,7 +80,12 @@ def played(tmp_path_factory):
 
 def test_plays_without_underruns_after_the_pre_roll(played):
     tl, rate, s = played["timeline"], played["rate"], played["status"]
-    assert s["underruns"] == 0, s
+    # (rtf < 1 or a slowest chunk over its length - 2 s here - is a machine too slow or too
+    # loaded to generate in real time: the underruns are then the jam's, not the test's)
+    assert s["underruns"] == 0, (
+        f"{s['underruns']} underruns at rtf {s['rtf']}, slowest chunk {s['max_chunk_seconds']} s",
+        s,
+    )
     assert s["clock"] == "jack-bbt" and s["bpm"] == pytest.approx(120.0)
     windows = [tl[:, k : k + rate // 2] for k in range(rate // 2, tl.shape[1] - rate // 2, rate // 2)]
     quiet = [i for i, w in enumerate(windows) if np.sqrt(np.mean(w**2)) < 1e-3]
