@@ -10,50 +10,27 @@ from __future__ import annotations
 
 import signal
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from jackutil import Jackd, Jam, click_onsets, need_jackd, onset_errors
 from netns import network_sockets, process_tree
+from support.clicks import click_onsets, describe, onset_errors
+from support.rig import METRONOME_PRESET as PRESET
+from support.rig import play_from, pre_roll_seconds, record, record_until, rig_fixture
+
+from bridge.jam.time.followers import PHASE_TOLERANCE_S
 
 pytestmark = pytest.mark.slow
-PRESET = "jazz-trio-bossa"  # slots A (CC20) and B (CC21), 7-bit, channel 1; 1-bar chunks
 
+rig = rig_fixture(["--preset", PRESET, "--metronome", "--reconnect"], record_seconds=40)
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory):
-    need_jackd()
-    from bridge.live.host_sim import HostSim
-
-    jackd = Jackd()
-    tmp = tmp_path_factory.mktemp("jam")
-    jam = Jam(jackd.name, ["--preset", PRESET, "--metronome", "--reconnect"], tmp)
-    rig = SimpleNamespace(jackd=jackd, jam=jam, host=None, tmp=tmp)
-    try:
-        jam.wait_for(lambda s: s.get("ready"), 60, "the worker")
-        rig.host = HostSim(server=jackd.name, bpm=120, record_seconds=40)
-        rig.host.connect_from()
-        yield rig
-    finally:
-        if rig.host is not None:  # (tests may replace it) close before its server goes: libjack crashes otherwise
-            rig.host.close()
-        jam.stop()
-        jackd.stop()
-
-
-def play_from(host, frame: int = 0) -> None:
-    host.client.transport_stop()
-    host.client.transport_frame = frame
-    time.sleep(0.3)
-
-
-def record(host, seconds: float, during=None):
-    host.start_recording()
-    if during:
-        during()
-    time.sleep(seconds)
-    return host.stop_recording()
+# How far a click may sit from its beat. Measured: over 11 runs of this module on the loaded
+# 2-core test machine the clicks sat 0.02-0.38 ms from the host's beats (at most 18 samples:
+# where click_onsets reads a click's rise). The clock follower keeps its tempo map while
+# a host report is within PHASE_TOLERANCE_S (2 ms) of it, so that much is allowed by design;
+# 1 ms more is margin for the detector. That is still under one JACK period (5.3 ms), the
+# smallest misplacement a bug in following the host makes (a period early or late).
+BEAT_BOUND_S = PHASE_TOLERANCE_S + 0.001
 
 
 def dominant_hz(x: np.ndarray, rate: int) -> float:
@@ -64,7 +41,7 @@ def dominant_hz(x: np.ndarray, rate: int) -> float:
 def test_plays_on_the_host_beats_and_follows_cc(rig):
     host, jam = rig.host, rig.jam
     rate = host.rate
-    play_from(host, 0)
+    play_from(host, 0, jam)
     before = jam.status()["underruns"]
 
     def go():
@@ -80,8 +57,9 @@ def test_plays_on_the_host_beats_and_follows_cc(rig):
     beats = host.beat_frames(int(0.1 * rate), int(8.4 * rate))
     onsets = click_onsets(timeline[0])
     err = onset_errors(onsets, beats, rate)
+    describe("jack-bbt 120 bpm", err)
     assert len(err) == len(beats), f"{len(err)} of {len(beats)} beats had a click: non-silent after the pre-roll"
-    assert abs(np.median(err)) <= 0.020 and np.max(np.abs(err)) <= 0.020, err
+    assert abs(np.median(err)) <= BEAT_BOUND_S and np.max(np.abs(err)) <= BEAT_BOUND_S, err
     # style follows the CC: the metronome's pitch is the A/B mix (A 500 Hz ... B 2000 Hz)
     first = dominant_hz(timeline[0, onsets[1] : onsets[1] + 480], rate)
     last = dominant_hz(timeline[0, onsets[-1] : onsets[-1] + 480], rate)
@@ -120,11 +98,15 @@ def test_stop_is_silent_one_period_after_the_fade(rig):
 def test_locate_realigns(rig):
     host, jam = rig.host, rig.jam
     rate = host.rate
-    play_from(host, 0)
+    starts = jam.status()["starts"]
+    play_from(host, 0, jam)
     host.client.transport_start()
-    time.sleep(2.0)
+    # the locate below must find the jam playing: it follows this start and has audio under the playhead
+    playing = jam.wait_for(
+        lambda s: s["starts"] > starts and s["rolling"] and s["buffer_fill"] > 0, 10, "playing from the start"
+    )
     target = host.frame_at_bar(9) + rate // 3  # mid-beat, not on the grid
-    locates = jam.status()["locates"]
+    locates = playing["locates"]
     audio, frames, rolling = record(host, 4.0, lambda: setattr(host.client, "transport_frame", target))
     assert jam.status()["locates"] > locates
     end = target + int(3.5 * rate)
@@ -132,29 +114,38 @@ def test_locate_realigns(rig):
     onsets = click_onsets(timeline[0, target:]) + target
     beats = host.beat_frames(target + int(0.8 * rate), end - rate // 10)
     err = onset_errors(onsets, beats, rate)
-    assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (err, beats)
+    describe("after the locate", err)
+    assert len(err) == len(beats) and np.max(np.abs(err)) <= BEAT_BOUND_S, (err, beats)
 
 
 def test_tempo_change_moves_the_grid_within_a_bar(rig):
     host, jam = rig.host, rig.jam
     rate = host.rate
-    play_from(host, 0)
-    host.client.transport_start()
-    time.sleep(1.0)
-    change = host.frame_at_bar(3)  # 4 s in at 120 bpm
-    host.set_tempo(90.0, change)
-    audio, frames, rolling = record(host, 9.5)
-    end = int(frames[rolling.astype(bool)].max())
-    timeline = host.on_timeline(audio, frames, rolling, end)
-    s = jam.status()
-    assert s["bpm"] == pytest.approx(90.0)
-    one_bar = int(4 * 60 / 90 * rate)
-    beats = host.beat_frames(change + one_bar, end - rate // 10)
-    assert len(beats) >= 6
-    onsets = click_onsets(timeline[0])
-    err = onset_errors(onsets, beats, rate)
-    assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (err, beats, onsets[onsets > change], jam.status())
-    host.set_tempo(120.0, 0)  # back to one tempo for the tests after
+    try:
+        play_from(host, 0, jam)
+        host.client.transport_start()
+        time.sleep(1.0)
+        change = host.frame_at_bar(3)  # 4 s in at 120 bpm
+        host.set_tempo(90.0, change)
+        audio, frames, rolling = record(host, 9.5)
+        end = int(frames[rolling.astype(bool)].max())
+        timeline = host.on_timeline(audio, frames, rolling, end)
+        s = jam.status()
+        assert s["bpm"] == pytest.approx(90.0)
+        one_bar = int(4 * 60 / 90 * rate)
+        beats = host.beat_frames(change + one_bar, end - rate // 10)
+        assert len(beats) >= 6
+        onsets = click_onsets(timeline[0])
+        err = onset_errors(onsets, beats, rate)
+        describe("one bar after 120 -> 90 bpm", err)
+        assert len(err) == len(beats) and np.max(np.abs(err)) <= BEAT_BOUND_S, (
+            err,
+            beats,
+            onsets[onsets > change],
+            jam.status(),
+        )
+    finally:
+        rig.reset_host()  # back to one tempo, stopped, for the tests after (also when this one failed)
 
 
 def midi_clock_take(rig, stall: bool) -> None:
@@ -190,8 +181,18 @@ def midi_clock_take(rig, stall: bool) -> None:
         ]  # a click lost in a skipped cycle is the server's xrun, counted elsewhere
         assert len(beats) >= 4, beats
         err = onset_errors(click_onsets(timeline[0]), beats, rate)
-        # one period of the error is the test graph's cycle (host -> jamstream -> host)
-        assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, (err, beats, jam.status(), rig.jam.log_path)
+        describe(f"MIDI clock 100 bpm{', stalled server' if stall else ''}", err)
+        # one period of the error is the test graph's cycle (host -> jamstream -> host): measured
+        # +5.354 ms in every run = 256 frames + the click's 1-sample rise
+        bound = host.client.blocksize / rate + BEAT_BOUND_S
+        if stall:
+            # Not tightened: across a stall JACK can drop a cycle's MIDI on the way to us (two
+            # plain clients lose ~1 tick in 3 stalls), and the follower counts ticks, so a lost
+            # tick puts the grid one tick (25 ms at 100 bpm) late for the rest of the take - seen
+            # in a full-suite run as +5.4 ms before the stall, +30.4 ms after. A bridge bug
+            # (issue 14's report); this bound, as it was, still fails on it.
+            bound = 0.020
+        assert len(err) == len(beats) and np.max(np.abs(err)) <= bound, (err, beats, jam.status(), rig.jam.log_path)
     finally:
         host.send(b"\xfc")  # stop
         host.clock_bpm = None
@@ -212,38 +213,38 @@ def test_midi_clock_as_the_only_source_even_through_a_stalled_server(rig):
 
 def test_sighup_and_program_change_reload_without_stopping(rig):
     host, jam = rig.host, rig.jam
-    play_from(host, 0)
+    play_from(host, 0, jam)
     host.client.transport_start()
     jam.wait_for(lambda s: s["rolling"] and s["chunks"] > 0, 10, "rolling")
     before = jam.status()
     jam.proc.send_signal(signal.SIGHUP)
     jam.wait_for(lambda s: s["reloads"] >= before["reloads"] + 1, 10, "the SIGHUP reload")
     host.send(b"\xc0\x05")  # program change, channel 1
-    s = jam.wait_for(lambda s: s["reloads"] >= before["reloads"] + 2, 10, "the program-change reload")
-    time.sleep(2.5)
-    s = jam.status()
+    reloaded = jam.wait_for(lambda s: s["reloads"] >= before["reloads"] + 2, 10, "the program-change reload")
+    # over a chunk made after both reloads, played to its end: no underrun, no new stream
+    made = jam.wait_for(lambda s: s["chunks"] > reloaded["chunks"], 10, "a chunk after the reloads")
+    s = jam.wait_until_played(made["recent_chunks"][-1][1], 10, "that chunk played")
     assert s["underruns"] == before["underruns"] and s["streams"] == before["streams"], s
     assert s["chunks"] > before["chunks"] and s["error"] is None
 
 
 def test_server_killed_and_restarted_reconnects(rig):
-    from bridge.live.host_sim import HostSim
-
     rig.host.close()
     rig.host = None
     rig.jackd.kill()
     rig.jam.wait_for(lambda s: not s["connected"], 10, "the shutdown")
     rig.jackd.start()
     rig.jam.wait_for(lambda s: s["connected"] and s["reconnects"] >= 1, 20, "the reconnect")
-    host = HostSim(server=rig.jackd.name, bpm=120, record_seconds=10)
-    rig.host = host
-    host.connect_from()
-    play_from(host, 0)
-    audio, frames, rolling = record(host, 3.0, host.client.transport_start)
+    host = rig.host = rig.new_host(record_seconds=10)
+    play_from(host, 0, rig.jam)
+    # until the song has played to 2.8 s: the start may wait in the pre-roll for the first chunk
+    audio, frames, rolling = record_until(host, int(2.8 * host.rate), 9.0, host.client.transport_start)
+    print(f"after the reconnect: the start waited {pre_roll_seconds(host, rolling):.2f} s in the pre-roll")
     timeline = host.on_timeline(audio, frames, rolling, int(2.8 * host.rate))
     beats = host.beat_frames(int(0.5 * host.rate), int(2.7 * host.rate))
     err = onset_errors(click_onsets(timeline[0]), beats, host.rate)
-    assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, err
+    describe("after the reconnect", err)
+    assert len(err) == len(beats) and np.max(np.abs(err)) <= BEAT_BOUND_S, err
 
 
 def test_sigterm_exits_cleanly(rig):

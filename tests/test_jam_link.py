@@ -12,24 +12,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from jackutil import Jackd, Jam, click_onsets, need_jackd, onset_errors
+from support.clicks import click_onsets, onset_errors
+from support.jackd import need_jackd
+from support.rig import METRONOME_PRESET as PRESET
+from support.rig import Rig
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]  # Link multicasts: only in a private namespace
-PRESET = "jazz-trio-bossa"  # 4/4, 1-bar chunks, lookahead 400 ms
 QUANTUM = 4
+
+
+class LinkRig(Rig):
+    """The rig with `--clock link`, the host recording jamstream's audio by JACK frame time, the
+    test's own Link peer, and a reader of JACK's clock on the host's client."""
+
+    def __init__(self, tmp, peer):
+        from bridge.live.jack_time import JackClock
+
+        args = ["--preset", PRESET, "--metronome", "--clock", "link"]
+        # audio only: no MIDI back to jamstream, so the graph has no cycle and no period of delay
+        super().__init__(tmp, args, record_seconds=30, timebase=False, midi_to_jam=False)
+        self.peer = peer
+        self.jack_clock = JackClock(self.host.client)
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
     need_jackd()
     from aalink import Link
-
-    from bridge.live.host_sim import HostSim
-    from bridge.live.jack_time import JackClock
 
     loop = asyncio.new_event_loop()
 
@@ -39,31 +51,27 @@ def rig(tmp_path_factory):
     peer = loop.run_until_complete(make())
     peer.quantum = QUANTUM
     peer.enabled = True
-    jackd = Jackd()
-    tmp = tmp_path_factory.mktemp("jam-link")
-    jam = Jam(jackd.name, ["--preset", PRESET, "--metronome", "--clock", "link"], tmp)
-    rig = SimpleNamespace(jackd=jackd, jam=jam, host=None, peer=peer)
     try:
-        jam.wait_for(lambda s: s.get("ready"), 60, "the worker")
-        rig.host = HostSim(server=jackd.name, record_seconds=30, timebase=False)
-        # audio only: no MIDI back to jamstream, so the graph has no cycle and no period of delay
-        rig.host.client.connect("jamstream:out_L", rig.host.in_l)
-        rig.host.client.connect("jamstream:out_R", rig.host.in_r)
-        rig.jack_clock = JackClock(rig.host.client)
-        jam.wait_for(
-            lambda s: s.get("clock") == "link" and (s.get("link_peers") or 0) >= 1, 20, "joining the Link session"
-        )
-        peer.tempo = 100.0  # whichever peer's tempo the session kept when they met, this is the session's now
-        jam.wait_for(lambda s: s.get("bpm") == pytest.approx(100.0, abs=0.01) and s.get("chunks", 0) > 1, 20, "100 bpm")
-        time.sleep(
-            3.5
-        )  # chunks made before the session settled on 100 bpm have played (a bar at >= 100 bpm + lookahead)
-        yield rig
+        with LinkRig(tmp_path_factory.mktemp("jam-link"), peer) as rig:
+            jam = rig.jam
+            jam.wait_for(
+                lambda s: s.get("clock") == "link" and (s.get("link_peers") or 0) >= 1, 20, "joining the Link session"
+            )
+            peer.tempo = 100.0  # whichever peer's tempo the session kept when they met, this is the session's now
+            settled = jam.wait_for(
+                lambda s: s.get("bpm") == pytest.approx(100.0, abs=0.01) and s.get("chunks", 0) > 1, 20, "100 bpm"
+            )
+            # Chunks made before the session settled on 100 bpm must have played: wait until the
+            # callback has run through as many frames as were queued then (counted in periods, so
+            # a re-placed timeline cannot make the wait wrong).
+            queued = max(end for _, end, _ in settled["recent_chunks"]) - settled["song_frame"]
+            jam.wait_for(
+                lambda s: (s["periods"] - settled["periods"]) * s["period"] >= queued,
+                20,
+                "the chunks made before 100 bpm played",
+            )
+            yield rig
     finally:
-        if rig.host is not None:
-            rig.host.close()
-        jam.stop()
-        jackd.stop()
         peer.enabled = False
         loop.close()
 

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from jackutil import Jackd, Jam, need_jackd
 from netns import network_sockets, process_tree
+from support.jackd import need_jackd
+from support.rig import Rig, play_from
 
 pytestmark = pytest.mark.slow
 PRESET = Path(__file__).parent / "data" / "drums.toml"
@@ -37,18 +38,21 @@ def lm_args() -> list[str]:
 def played(tmp_path_factory):
     need_jackd()
     args = lm_args()
-    from bridge.live.host_sim import HostSim
-
-    jackd = Jackd()
     tmp = tmp_path_factory.mktemp("jam-model")
-    jam = Jam(jackd.name, ["--preset", str(PRESET), "--sync-timeout", "30", *args], tmp)
-    host = None
-    try:
-        jam.wait_for(lambda s: s.get("ready"), 240, "the model to load")
-        host = HostSim(server=jackd.name, bpm=120, record_seconds=SECONDS + 5)
-        host.connect_from()
-        host.client.transport_frame = 0
-        time.sleep(0.3)
+    with Rig(
+        tmp, ["--preset", str(PRESET), "--sync-timeout", "30", *args], ready_timeout=240, record_seconds=SECONDS + 5
+    ) as rig:
+        host, jam = rig.host, rig.jam
+        play_from(host, 0, jam)
+        # The pre-roll: start once the whole first chunk is in the ring (the worker makes it
+        # while stopped). The slow-sync callback alone would let the transport roll after its
+        # first piece, and on a loaded machine the rest of that chunk - the first inference,
+        # the slowest - then races the playhead; what is measured is the steady state after.
+        jam.wait_for(
+            lambda s: s["chunks"] >= 1 and not s["rolling"] and s["song_frame"] == 0 and s["buffer_fill"] > 0,
+            120,
+            "the first chunk in the ring",
+        )
         host.start_recording()
         host.client.transport_start()
         host.schedule_cc_sweep(1, 21, 6.0, 4.0, 0, 127)  # B in over 6-10 s
@@ -56,6 +60,10 @@ def played(tmp_path_factory):
         time.sleep(SECONDS)
         audio, frames, rolling = host.stop_recording()
         status = jam.status()
+        print(
+            f"model jam: rtf {status['rtf']}, slowest chunk {status['max_chunk_seconds']} s, "
+            f"underruns {status['underruns']}, starved periods {status['starved_periods']}"
+        )
         sockets = {pid: network_sockets(pid) for pid in process_tree(jam.proc.pid)}
         end = int(frames[rolling.astype(bool)].max())
         timeline = host.on_timeline(audio, frames, rolling, end)
@@ -68,16 +76,16 @@ def played(tmp_path_factory):
             "first_rolling_period": first,
             "sockets": sockets,
         }
-    finally:
-        if host is not None:
-            host.close()
-        jam.stop()
-        jackd.stop()
 
 
 def test_plays_without_underruns_after_the_pre_roll(played):
     tl, rate, s = played["timeline"], played["rate"], played["status"]
-    assert s["underruns"] == 0, s
+    # (rtf < 1 or a slowest chunk over its length - 2 s here - is a machine too slow or too
+    # loaded to generate in real time: the underruns are then the jam's, not the test's)
+    assert s["underruns"] == 0, (
+        f"{s['underruns']} underruns at rtf {s['rtf']}, slowest chunk {s['max_chunk_seconds']} s",
+        s,
+    )
     assert s["clock"] == "jack-bbt" and s["bpm"] == pytest.approx(120.0)
     windows = [tl[:, k : k + rate // 2] for k in range(rate // 2, tl.shape[1] - rate // 2, rate // 2)]
     quiet = [i for i, w in enumerate(windows) if np.sqrt(np.mean(w**2)) < 1e-3]

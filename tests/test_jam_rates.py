@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from jackutil import Jackd, Jam, click_onsets, onset_errors
-from test_jam import PRESET, play_from, record
+from support.clicks import click_onsets, describe, onset_errors
+from support.rig import METRONOME_PRESET as PRESET
+from support.rig import Rig, play_from, pre_roll_seconds, record_until
 
 pytestmark = pytest.mark.slow
 
@@ -17,28 +18,21 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize("rate,period", [(44100, 1024), (96000, 64)])
 def test_other_rates_and_periods(tmp_path, rate, period):
     """Not 48 kHz: the worker resamples with a StreamResampler; beats still land."""
-    from bridge.live.host_sim import HostSim
-
-    jackd = Jackd(rate=rate, period=period)
-    jam = Jam(jackd.name, ["--preset", PRESET, "--metronome"], tmp_path)
-    host = None
+    rig = Rig(tmp_path, ["--preset", PRESET, "--metronome"], rate=rate, period=period, record_seconds=6)
+    host, jam = rig.host, rig.jam
     try:
-        jam.wait_for(lambda s: s.get("ready"), 60, "the worker")
-        host = HostSim(server=jackd.name, bpm=120, record_seconds=6)
-        host.connect_from()
-        play_from(host, 0)
-        audio, frames, rolling = record(host, 3.5, host.client.transport_start)
+        play_from(host, 0, jam)
+        audio, frames, rolling = record_until(host, int(3.3 * rate), 5.5, host.client.transport_start)
+        print(f"{rate} Hz: the start waited {pre_roll_seconds(host, rolling):.2f} s in the pre-roll")
         timeline = host.on_timeline(audio, frames, rolling, int(3.3 * rate))
         beats = host.beat_frames(int(0.2 * rate), int(3.2 * rate))
         err = onset_errors(click_onsets(timeline[0], min_gap=rate // 10), beats, rate)
+        describe(f"{rate} Hz, period {period}", err)
         assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.020, err
         s = jam.status()
         assert s["sample_rate"] == rate and s["period"] == period and s["underruns"] == 0
     finally:
-        if host is not None:
-            host.close()
-        assert jam.stop() == 0
-        jackd.stop()
+        assert rig.close() == 0
 
 
 def test_live_input_ports_and_slot(tmp_path):
@@ -46,18 +40,12 @@ def test_live_input_ports_and_slot(tmp_path):
 
     import jack
 
-    from bridge.live.host_sim import HostSim
-
-    jackd = Jackd()
-    jam = Jam(jackd.name, ["--preset", PRESET, "--metronome", "--input", "--input-cc", "22"], tmp_path)
-    host = None
+    rig = Rig(tmp_path, ["--preset", PRESET, "--metronome", "--input", "--input-cc", "22"], record_seconds=4)
+    host, jam = rig.host, rig.jam
     try:
-        jam.wait_for(lambda s: s.get("ready"), 60, "the worker")
-        host = HostSim(server=jackd.name, bpm=120, record_seconds=4)
-        host.connect_from()
         names = [p.name for p in host.client.get_ports("jamstream:")]
         assert {"jamstream:in_L", "jamstream:in_R", "jamstream:out_L", "jamstream:midi_in"} <= set(names)
-        play_from(host, 0)
+        play_from(host, 0, jam)
         host.client.transport_start()
         host.send(bytes([0xB0, 22, 127]))
         s = jam.wait_for(lambda s: s.get("weights", {}).get("live", 0) > 0.9, 15, "the live slot's weight")
@@ -65,7 +53,4 @@ def test_live_input_ports_and_slot(tmp_path):
         playback = host.client.get_port_by_name("jamstream:midi_in")
         assert isinstance(playback, jack.MidiPort)
     finally:
-        if host is not None:
-            host.close()
-        assert jam.stop() == 0
-        jackd.stop()
+        assert rig.close() == 0

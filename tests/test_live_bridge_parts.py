@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from jackutil import click_onsets
+from support.clicks import click_onsets
 
 from bridge.jam.time.clock import ChunkLength, FixedClock
 from bridge.jam.time.followers import LiveClock, MidiClockFollower, quarters_from_bbt
