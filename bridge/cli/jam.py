@@ -287,7 +287,7 @@ def snapshot(shared, bridge, worker_status: dict) -> dict:
     from bridge.live import ring as R
 
     ctl = shared.ctl
-    rate = int(ctl[R.SAMPLE_RATE]) or 48000
+    rate = int(ctl[R.RATE_SLOT]) or 48000
     lookahead_frames = int(round(bridge.lookahead_s * rate))
     buffer_frames = max(0, int(ctl[R.VALID_END] - ctl[R.PLAY_FRAME]))
     out = {

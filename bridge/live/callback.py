@@ -118,7 +118,7 @@ class JackBridge:
         if self.live_input:
             self.in_l = client.inports.register("in_L")
             self.in_r = client.inports.register("in_R")
-        self.ctl[R.SAMPLE_RATE] = client.samplerate
+        self.ctl[R.RATE_SLOT] = client.samplerate
         self.ctl[R.PERIOD] = client.blocksize
         self._bbt_flag = jack._lib.JackPositionBBT
         self._rolling_state = jack.ROLLING
@@ -160,7 +160,7 @@ class JackBridge:
 
     @property
     def rate(self) -> int:
-        return int(self.ctl[R.SAMPLE_RATE])
+        return int(self.ctl[R.RATE_SLOT])
 
     def latency_frames(self) -> int:
         """Playback latency reported to the host: lookahead + one period. (A CC is heard up to one
@@ -289,7 +289,7 @@ class JackBridge:
             ctl[R.CB_ENTRY_MAX] = entry
         if us > ctl[R.CB_MAX_US]:
             ctl[R.CB_MAX_US] = us
-        if us * 2 * ctl[R.SAMPLE_RATE] > n * 1_000_000:
+        if us * 2 * ctl[R.RATE_SLOT] > n * 1_000_000:
             ctl[R.CB_SLOW] += 1
 
     def _process_period(self, n: int) -> None:

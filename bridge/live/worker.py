@@ -108,7 +108,7 @@ class Worker:
         self.sh = R.Shared(**spec)
         self.ctl = self.sh.ctl
         self.status_q = status_q
-        self.rate = int(self.ctl[R.SAMPLE_RATE]) or SAMPLE_RATE
+        self.rate = int(self.ctl[R.RATE_SLOT]) or SAMPLE_RATE
         self.writer = RateWriter(self.rate)
         self.preset = self._with_live_slot(find_preset(cfg.preset))
         self.preset_path = str(self.preset.path)
@@ -546,7 +546,7 @@ class Worker:
         ctl[R.WORKER_READY] = 1
         self.status_q.put({"ready": True})
         while ctl[R.QUIT] == 0:
-            rate = int(ctl[R.SAMPLE_RATE])
+            rate = int(ctl[R.RATE_SLOT])
             if rate and rate != self.rate:  # the server came back at another rate
                 self.rate = rate
                 self.writer = RateWriter(rate)
