@@ -90,6 +90,10 @@ class Generator:
     def levels(self) -> int:
         return self.lm.config.levels
 
+    @property
+    def style_token_count(self) -> int:
+        return self.lm.config.style_tokens  # the style levels the LM reads (lm.network.style_prefix)
+
     def new_state(self, seed: int = 0, guided: bool = True) -> GeneratorState:
         rows = 2 if guided else 1
         gen = torch.Generator().manual_seed(seed)

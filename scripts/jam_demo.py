@@ -26,13 +26,109 @@ sys.path.insert(0, str(REPO))
 
 
 def server_running(name: str | None) -> bool:
+    """Whether a JACK server `name` runs: a client opened and closed at once. libjack
+    reports a missing server on stderr ("Cannot connect to server socket ...", five lines
+    a try) through its error function, so that is silenced for the probe."""
     import jack
 
+    jack.set_error_function(lambda _msg: None)
+    jack.set_info_function(lambda _msg: None)
     try:
         jack.Client("jamstream-probe", no_start_server=True, servername=name).close()
         return True
     except jack.JackOpenError:
         return False
+    finally:
+        jack.set_error_function(None)  # libjack's own again (stderr) for the DAW stand-in
+        jack.set_info_function(None)
+
+
+def jam_arguments(args: argparse.Namespace) -> list[str]:
+    """`jamstream jam`'s arguments; the metronome (with a note) while no LM weights are shipped."""
+    jam_args = ["--preset", args.preset, "--sync-timeout", "30", "--quiet"]
+    if args.lm:
+        jam_args += ["--lm", args.lm]
+    elif not args.metronome and not (REPO / "model" / "weights" / "lm.safetensors").is_file():
+        print(
+            "jam-demo: no shipped LM weights yet (model/weights/lm.safetensors): playing the metronome instead "
+            "(set JAMSTREAM_LM=path/to/lm.safetensors to hear a trained model)",
+            file=sys.stderr,
+        )
+        args.metronome = True
+    if args.metronome:
+        jam_args.append("--metronome")
+    return jam_args
+
+
+def start_server() -> tuple[str, subprocess.Popen] | None:
+    """(name, process) of a private dummy JACK server, started and answering; None when
+    jackd is not installed."""
+    exe = shutil.which("jackd")
+    if exe is None:
+        print("jam-demo: no JACK server is running and jackd is not installed (apt install jackd2)", file=sys.stderr)
+        return None
+    server = f"jamstream-demo-{os.getpid()}"
+    jackd = subprocess.Popen(
+        [exe, "-n", server, "-d", "dummy", "-r", "48000", "-p", "256"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, JACK_NO_AUDIO_RESERVATION="1"),
+    )
+    for _ in range(100):
+        if server_running(server):
+            break
+        time.sleep(0.1)
+    print(f"jam-demo: started a dummy JACK server {server!r} (48 kHz, 256-frame periods)", file=sys.stderr)
+    return server, jackd
+
+
+def wait_until_ready(jam: subprocess.Popen, status_path: Path) -> bool:
+    """Until jam's status says its worker is ready (False: jam exited first)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if jam.poll() is not None:
+            return False
+        try:
+            if json.loads(status_path.read_text()).get("ready"):
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.2)
+    return True
+
+
+def play(host, preset, seconds: float):
+    """Roll the transport for `seconds` with a CC crossfade from slot A to B in the middle
+    third; what the DAW recorded, laid on the song timeline."""
+    host.connect_from()
+    host.client.transport_frame = 0
+    time.sleep(0.3)
+    host.start_recording()
+    host.client.transport_start()
+    a, b = preset.slots[0].cc, preset.slots[1].cc
+    third = seconds / 3
+    host.schedule_cc_sweep(a.channel, a.number, third, third, 127, 0)  # A out
+    host.schedule_cc_sweep(b.channel, b.number, third, third, 0, 127)  # B in (MSB; 14-bit LSB stays 0)
+    print(
+        f"jam-demo: playing {seconds:g} s of {preset.name!r} at {preset.bpm:g} bpm, crossfading "
+        f"{preset.slots[0].name} -> {preset.slots[1].name}...",
+        file=sys.stderr,
+    )
+    time.sleep(seconds)
+    host.client.transport_stop()
+    time.sleep(0.2)
+    audio, frames, rolling = host.stop_recording()
+    return host.on_timeline(audio, frames, rolling, int(frames[rolling.astype(bool)].max()) + host.client.blocksize)
+
+
+def stop(proc: subprocess.Popen, sig: int, timeout: float) -> None:
+    """Signal `proc` (if it still runs) and wait for it; kill it after `timeout` s."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def main() -> int:
@@ -51,41 +147,15 @@ def main() -> int:
     preset = find_preset(args.preset)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jam_args = ["--preset", args.preset, "--sync-timeout", "30", "--quiet"]
-    if args.lm:
-        jam_args += ["--lm", args.lm]
-    elif not args.metronome and not (REPO / "model" / "weights" / "lm.safetensors").is_file():
-        print(
-            "jam-demo: no shipped LM weights yet (model/weights/lm.safetensors): playing the metronome instead "
-            "(set JAMSTREAM_LM=path/to/lm.safetensors to hear a trained model)",
-            file=sys.stderr,
-        )
-        args.metronome = True
-    if args.metronome:
-        jam_args.append("--metronome")
-
+    jam_args = jam_arguments(args)
     jackd = None
     server = os.environ.get("JACK_DEFAULT_SERVER")
     own = not server_running(server)
     if own:
-        exe = shutil.which("jackd")
-        if exe is None:
-            print(
-                "jam-demo: no JACK server is running and jackd is not installed (apt install jackd2)", file=sys.stderr
-            )
+        started = start_server()
+        if started is None:
             return 2
-        server = f"jamstream-demo-{os.getpid()}"
-        jackd = subprocess.Popen(
-            [exe, "-n", server, "-d", "dummy", "-r", "48000", "-p", "256"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=dict(os.environ, JACK_NO_AUDIO_RESERVATION="1"),
-        )
-        for _ in range(100):
-            if server_running(server):
-                break
-            time.sleep(0.1)
-        print(f"jam-demo: started a dummy JACK server {server!r} (48 kHz, 256-frame periods)", file=sys.stderr)
+        server, jackd = started
     status_path = out / "status.json"
     status_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "bridge.cli", "jam", "--json-status", str(status_path), *jam_args]
@@ -93,18 +163,9 @@ def main() -> int:
         cmd += ["--server", server]
     jam = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
     host = None
-    code = 1
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if jam.poll() is not None:
-                return jam.returncode
-            try:
-                if json.loads(status_path.read_text()).get("ready"):
-                    break
-            except (FileNotFoundError, json.JSONDecodeError):
-                pass
-            time.sleep(0.2)
+        if not wait_until_ready(jam, status_path):
+            return jam.returncode
         host = HostSim(
             "jamstream-demo-daw",
             server=server,
@@ -113,25 +174,7 @@ def main() -> int:
             record_seconds=args.seconds + 5,
             timebase=own,
         )
-        host.connect_from()
-        host.client.transport_frame = 0
-        time.sleep(0.3)
-        host.start_recording()
-        host.client.transport_start()
-        a, b = preset.slots[0].cc, preset.slots[1].cc
-        third = args.seconds / 3
-        host.schedule_cc_sweep(a.channel, a.number, third, third, 127, 0)  # A out
-        host.schedule_cc_sweep(b.channel, b.number, third, third, 0, 127)  # B in (MSB; 14-bit LSB stays 0)
-        print(
-            f"jam-demo: playing {args.seconds:g} s of {preset.name!r} at {preset.bpm:g} bpm, crossfading "
-            f"{preset.slots[0].name} -> {preset.slots[1].name}...",
-            file=sys.stderr,
-        )
-        time.sleep(args.seconds)
-        host.client.transport_stop()
-        time.sleep(0.2)
-        audio, frames, rolling = host.stop_recording()
-        song = host.on_timeline(audio, frames, rolling, int(frames[rolling.astype(bool)].max()) + host.client.blocksize)
+        song = play(host, preset, args.seconds)
         wav = out / "jam-demo.wav"
         write_audio(wav, song, host.rate)
         status = json.loads(status_path.read_text())
@@ -147,18 +190,9 @@ def main() -> int:
     finally:
         if host is not None:
             host.close()
-        if jam.poll() is None:
-            jam.send_signal(signal.SIGTERM)
-            try:
-                jam.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                jam.kill()
+        stop(jam, signal.SIGTERM, 30)
         if jackd is not None:
-            jackd.send_signal(signal.SIGTERM)
-            try:
-                jackd.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                jackd.kill()
+            stop(jackd, signal.SIGTERM, 5)
 
 
 if __name__ == "__main__":

@@ -148,7 +148,8 @@ def test_rejoin_skips_to_the_next_boundary_ahead_of_the_playhead(small_generator
     engine = engine_for(small_generator, style_model, preset, clock)
     engine.start(0.0)
     engine.next_block()
-    assert engine.late(playhead_seconds=2.5)  # the next chunk (2.0 s) is already past
+    nxt = engine.peek()  # what the live worker looks at before generating
+    assert nxt.start_seconds() - FRAME_SAMPLES / SAMPLE_RATE < 2.5  # the next chunk (2.0 s) is already past
     chunk = engine.rejoin(2.5, margin_seconds=0.2)
     assert chunk.start_frame == round(4.0 * 25) and chunk.on_grid
     block = engine.next_block()

@@ -19,8 +19,8 @@ bounce is what the live rig would have played. The contract:
   later ones wait. Offline and live therefore apply a CC to the same chunk whenever the
   live worker keeps to its schedule, and CC-to-audible latency is at most one chunk
   plus the lookahead.
-- **Falling behind.** The live caller asks `late(playhead)` before generating; when the
-  next chunk would start too close to the playhead it calls `rejoin(playhead)`, which
+- **Falling behind.** The live caller `peek()`s the next chunk before generating; when
+  it could not be ready before the playhead passes it, it calls `rejoin(playhead)`, which
   keeps the LM's context but moves the grid to the next boundary far enough ahead; the
   audio side has already faded to silence and counted the underrun. The first block
   after a rejoin or locate is marked `fresh` and fades in over a few ms: never a click.
@@ -201,14 +201,6 @@ class Engine:
             self._pending = next(self._grid, None)
         return self._pending
 
-    def late(self, playhead_seconds: float, margin_seconds: float = 0.0) -> bool:
-        """Whether the next chunk's audio would begin before the playhead (+ a margin)."""
-        chunk = self.peek()
-        return (
-            chunk is not None
-            and chunk.start_seconds() - FRAME_SAMPLES / SAMPLE_RATE < playhead_seconds + margin_seconds
-        )
-
     def rejoin(self, playhead_seconds: float, margin_seconds: float = 0.0) -> Chunk:
         """Move the grid to the first boundary whose audio starts after playhead + margin.
 
@@ -224,10 +216,25 @@ class Engine:
         self._fresh = True
         return self.peek()
 
+    def take_over(self, old: Engine, keep_stream: bool) -> float | None:
+        """Replace `old` mid-performance (a preset reload): its counters run on, and with
+        `keep_stream`, if `old` has a stream, this engine continues it at old's next chunk with
+        old's LM context - the new preset continues the music, no gap. Returns the song time
+        where that chunk starts, or None when no stream was carried over."""
+        self.stats = old.stats
+        if not keep_stream or old._state is None:
+            return None
+        nxt = old.peek()
+        start = nxt.start_seconds() if nxt is not None else 0.0
+        self.start(start)
+        self._state, self._fresh = old._state, False
+        return start
+
     # ------------------------------------------------------------------ generation
     def style_tokens(self) -> torch.Tensor:
+        """The style mix quantized, cut to the style levels the generator's LM reads."""
         mix = self.controls.mix_embedding(self.styles.embeddings)
-        return self.style_model.quantize(mix).reshape(-1)[: self.generator.lm.config.style_tokens]
+        return self.style_model.quantize(mix).reshape(-1)[: self.generator.style_token_count]
 
     def next_block(self) -> Block:
         """Generate the next chunk of the grid (decision time = its start - lookahead): its

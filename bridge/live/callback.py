@@ -118,12 +118,9 @@ class JackBridge:
         if self.live_input:
             self.in_l = client.inports.register("in_L")
             self.in_r = client.inports.register("in_R")
-        self.ctl[R.SAMPLE_RATE] = client.samplerate
+        self.ctl[R.RATE_SLOT] = client.samplerate
         self.ctl[R.PERIOD] = client.blocksize
-        self._bbt_flag = jack._lib.JackPositionBBT
-        self._rolling_state = jack.ROLLING
-        self._midi_ptr = jack._ffi.cast("uint8_t *", jack._ffi.from_buffer(self.sh.midi_data))
-        self._memmove = jack._ffi.memmove
+        self._bind_constants()
         client.set_process_callback(self._process)
         client.set_sync_callback(self._sync)
         client.set_xrun_callback(self._xrun)
@@ -138,6 +135,15 @@ class JackBridge:
                 pass
         self._recompute_latency()
         self._auto_connect()
+
+    def _bind_constants(self) -> None:
+        """What the process callback reads from JACK-Client's module, looked up once here."""
+        import jack
+
+        self._bbt_flag = jack._lib.JackPositionBBT
+        self._rolling_state = jack.ROLLING
+        self._midi_ptr = jack._ffi.cast("uint8_t *", jack._ffi.from_buffer(self.sh.midi_data))
+        self._memmove = jack._ffi.memmove
 
     def close(self) -> None:
         client = self.client
@@ -160,7 +166,7 @@ class JackBridge:
 
     @property
     def rate(self) -> int:
-        return int(self.ctl[R.SAMPLE_RATE])
+        return int(self.ctl[R.RATE_SLOT])
 
     def latency_frames(self) -> int:
         """Playback latency reported to the host: lookahead + one period. (A CC is heard up to one
@@ -248,12 +254,6 @@ class JackBridge:
         _, lib = libjack(_LATENCY_CDEF)
         lib.jack_recompute_total_latencies(self._client_ptr)
 
-    def port_latency(self, port_name: str, mode: int = PLAYBACK) -> tuple[int, int]:
-        ffi, lib = libjack(_LATENCY_CDEF)
-        r = ffi.new("jack_latency_range_t *")
-        lib.jack_port_get_latency_range(self._ptr(self.client.get_port_by_name(port_name)), mode, r)
-        return int(r.min), int(r.max)
-
     # ------------------------------------------------------------------ callbacks
     def _xrun(self, delayed_usecs: float) -> None:
         self.ctl[R.XRUNS] += 1
@@ -289,17 +289,27 @@ class JackBridge:
             ctl[R.CB_ENTRY_MAX] = entry
         if us > ctl[R.CB_MAX_US]:
             ctl[R.CB_MAX_US] = us
-        if us * 2 * ctl[R.SAMPLE_RATE] > n * 1_000_000:
+        if us * 2 * ctl[R.RATE_SLOT] > n * 1_000_000:
             ctl[R.CB_SLOW] += 1
 
+    # One period, in the order the worker reads it: the transport, where the playhead is,
+    # MIDI and live input, then the ring's audio out. Split in steps that hand each other
+    # state through attributes (self._frame, self._rolling), not return tuples.
     def _process_period(self, n: int) -> None:
-        ctl = self.ctl
-        sh = self.sh
         state, pos = self.client.transport_query_struct()
         now = self.client.last_frame_time
-        tp = sh.tp
-        ctl[R.PERIODS] += 1
-        # --- transport -> worker (seqlock)
+        self.ctl[R.PERIODS] += 1
+        self._post_transport(state, pos, now)
+        self._follow_playhead(state, pos, now, n)
+        self._post_midi(now)
+        if self.in_l is not None:
+            self._post_live_input(n)
+        self._play(n)
+
+    def _post_transport(self, state, pos, now) -> None:
+        """The host's transport -> the worker (tp[], under the TP_SEQ seqlock)."""
+        ctl = self.ctl
+        tp = self.sh.tp
         ctl[R.TP_SEQ] += 1
         tp[R.TP_STATE] = state
         tp[R.TP_FRAME] = pos.frame
@@ -316,7 +326,11 @@ class JackBridge:
         else:
             tp[R.TP_BBT] = 0.0
         ctl[R.TP_SEQ] += 1
-        # --- where the playhead is
+
+    def _follow_playhead(self, state, pos, now, n: int) -> None:
+        """Where the playhead is this period (JACK transport, or the external clock's
+        timeline the worker placed), into self._frame / self._rolling; a jump is a locate."""
+        ctl = self.ctl
         if ctl[R.MODE] == 0:
             rolling = state == self._rolling_state
             frame = pos.frame
@@ -336,7 +350,12 @@ class JackBridge:
         self._expect = frame + n if rolling else frame
         ctl[R.PLAY_FRAME] = frame
         ctl[R.ROLLING] = rolling
-        # --- MIDI -> worker
+
+    def _post_midi(self, now) -> None:
+        """This period's MIDI -> the worker's ring, stamped with JACK time and song frame."""
+        ctl = self.ctl
+        sh = self.sh
+        frame, rolling = self._frame, self._rolling
         mslots = sh.midi_slots
         for t, buf in self.midi_in.incoming_midi_events():
             w = ctl[R.MIDI_W]
@@ -350,19 +369,28 @@ class JackBridge:
             sh.midi_len[j] = size
             self._memmove(self._midi_ptr + j * R.MIDI_BYTES, buf, size if size < R.MIDI_BYTES else R.MIDI_BYTES)
             ctl[R.MIDI_W] = w + 1
-        # --- live input -> worker
-        if self.in_l is not None:
-            w = ctl[R.LIVE_W]
-            i = w & (sh.live_capacity - 1)
-            k = min(n, sh.live_capacity - i)
-            a, b = self.in_l.get_array(), self.in_r.get_array()
-            sh.live[0, i : i + k] = a[:k]
-            sh.live[1, i : i + k] = b[:k]
-            if k < n:
-                sh.live[0, : n - k] = a[k:]
-                sh.live[1, : n - k] = b[k:]
-            ctl[R.LIVE_W] = w + n
-        # --- ring -> outputs
+
+    def _post_live_input(self, n: int) -> None:
+        """in_L/in_R -> the live ring (the live-input style slot)."""
+        ctl = self.ctl
+        sh = self.sh
+        w = ctl[R.LIVE_W]
+        i = w & (sh.live_capacity - 1)
+        k = min(n, sh.live_capacity - i)
+        a, b = self.in_l.get_array(), self.in_r.get_array()
+        sh.live[0, i : i + k] = a[:k]
+        sh.live[1, i : i + k] = b[:k]
+        if k < n:
+            sh.live[0, : n - k] = a[k:]
+            sh.live[1, : n - k] = b[k:]
+        ctl[R.LIVE_W] = w + n
+
+    def _play(self, n: int) -> None:
+        """The ring's frames of this period -> out_L/out_R, faded where it does not cover
+        them; counts starved periods and underruns."""
+        ctl = self.ctl
+        sh = self.sh
+        frame, rolling = self._frame, self._rolling
         out_l, out_r = self.out_l.get_array(), self.out_r.get_array()
         level = self._level
         if not rolling and level <= 0.0:

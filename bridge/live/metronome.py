@@ -30,18 +30,10 @@ class ClickState:
     tail: np.ndarray = field(default_factory=lambda: np.zeros((2, CLICK_SAMPLES), np.float32))
 
 
-class _Config:
-    style_tokens = 6
-
-
-class _LM:
-    config = _Config()
-
-
 class MetronomeGenerator:
-    """`new_state` / `generate_chunk` like model.system.Generator; no torch work."""
+    """`new_state` / `generate_chunk` / `style_token_count` like model.generator.Generator; no torch work."""
 
-    lm = _LM()
+    style_token_count = 6  # the style "levels" it reads: the first two set the click's pitch
 
     def new_state(self, seed: int = 0, guided: bool = True) -> ClickState:
         return ClickState()
