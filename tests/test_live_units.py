@@ -306,3 +306,32 @@ def test_the_period_follows_the_external_timeline_and_stamps_midi_with_song_fram
     period(b, 0, rolling=False, midi=[(10, b"\xb0\x14\x7f")])  # JACK's transport stopped: the worker's clock rolls
     assert ctl[R.PLAY_FRAME] == 5 * PERIOD and ctl[R.ROLLING] == 1
     assert list(sh.drain_midi()) == [(1_000_010, 5 * PERIOD + 10, b"\xb0\x14\x7f", 3)]
+
+
+# ---------------------------------------------------------------------- the clock choice
+def bbt_position(frame: int, jack_time: int, bpm: float) -> np.ndarray:
+    """A rolling JACK position from a timebase master at `bpm`, 4/4, at `frame`."""
+    tp = np.zeros(R.N_TP)
+    beats = frame / RATE * bpm / 60.0
+    tp[R.TP_STATE], tp[R.TP_FRAME], tp[R.TP_JACK_TIME] = JACK_ROLLING, frame, jack_time
+    tp[R.TP_BBT], tp[R.TP_BAR], tp[R.TP_BEAT] = 1, 1 + int(beats // 4), 1 + int(beats % 4)
+    tp[R.TP_TICK], tp[R.TP_TPB], tp[R.TP_BPB], tp[R.TP_BEAT_TYPE] = (beats % 1) * 1920, 1920, 4, 4
+    tp[R.TP_BPM] = bpm
+    return tp
+
+
+def test_one_cycle_without_bbt_after_a_locate_keeps_the_masters_tempo():
+    """Other clients see one cycle without BBT after every locate (measured). Taken for
+    "no timebase master", it set the start's first bar to the preset's tempo."""
+    from bridge.live.sources import BBT_GRACE_S, ClockSources
+
+    sources = ClockSources(new_shared(), "auto", 126.0, (4, 4), RATE, link=False)
+    sources.follow(bbt_position(RATE * 4, RATE * 10, 120.0), fallback_bpm=126.0)
+    assert sources.clock.bpm(4.0) == pytest.approx(120.0)
+    blank = bbt_position(RATE * 8, RATE * 10 + PERIOD, 120.0)
+    blank[R.TP_BBT] = 0  # the locate's cycle
+    sources.follow(blank, fallback_bpm=126.0)
+    assert sources.name == "jack-bbt" and sources.clock.bpm(8.0) == pytest.approx(120.0)
+    blank[R.TP_JACK_TIME] = RATE * 10 + int(BBT_GRACE_S * RATE) + PERIOD  # the master is really gone
+    sources.follow(blank, fallback_bpm=126.0)
+    assert sources.name == "jack" and sources.clock.bpm(8.0) == pytest.approx(126.0)

@@ -23,6 +23,10 @@ from bridge.live.link import LinkFollower, LinkSession, jack_frame_at
 
 JACK_ROLLING, JACK_STARTING = 1, 3  # jack.ROLLING, jack.STARTING (not imported here)
 MODES = ("free", "midi", "jack", "link")  # --clock values that force one source
+# How long a JACK position without BBT keeps the timebase master's tempo map. Measured:
+# after every locate other clients see one cycle without BBT; taking that cycle for "no
+# master" set the start's first bar to the fallback tempo (a 126 bpm bar in a 120 bpm song).
+BBT_GRACE_S = 0.5
 
 
 class ClockSources:
@@ -42,6 +46,7 @@ class ClockSources:
         self._placed = False
         self._free_started = False
         self._midi_events_seen = self.midi_clock.events
+        self._bbt_seen_at: int | None = None  # JACK frame time of the last position with BBT
 
     def set_rate(self, rate: int) -> None:
         """The server came back at another rate."""
@@ -108,7 +113,10 @@ class ClockSources:
                 tp[R.TP_BPM],
             )
             self.name = "jack-bbt"
+            self._bbt_seen_at = int(tp[R.TP_JACK_TIME])
             return
+        if self._bbt_seen_at is not None and 0 <= tp[R.TP_JACK_TIME] - self._bbt_seen_at <= BBT_GRACE_S * self.rate:
+            return  # a cycle without BBT (a locate): the master's map still holds
         bpm = self.midi_clock.bpm if self.midi_clock.active(int(tp[R.TP_JACK_TIME])) else None
         self.name = "jack+midi-tempo" if bpm else "jack"
         target = bpm or fallback_bpm
