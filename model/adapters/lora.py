@@ -53,7 +53,6 @@ trained on an LM of another shape.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -67,6 +66,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from model.errors import JamstreamError
+from model.io.atomic import write_json
 from model.io.checkpoint import load_tensors, read_metadata, save_checkpoint
 
 TARGET_MODULES: tuple[str, ...] = ("attn.qkv", "attn.out", "cross.q", "cross.kv", "cross.out", "mlp.up", "mlp.down")
@@ -544,26 +544,6 @@ def style_embedding(spec, style_model, adapters_dir=None) -> torch.Tensor:
             raise JamstreamError("style 'adapter:' needs a name, e.g. 'adapter:ohhalim'")
         return adapter_style(name, adapters_dir)
     return style_model.embed(spec)
-
-
-def write_json(path, obj) -> None:
-    """Atomic JSON write (temp file, fsync, rename)."""
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ------------------------------------------------------------------ quantized bases (QLoRA)

@@ -26,7 +26,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ import torch
 from model.adapters import lora as A
 from model.codec.network import FRAME_RATE
 from model.errors import JamstreamError
+from model.io.atomic import atomic_path, write_json
 from model.io.audio import READABLE_SUFFIXES, AudioReadError, load_audio
 from model.progress import progress
 
@@ -199,9 +199,8 @@ def scan_recordings(
             timing = torch.from_numpy(frame_timing(beats, downbeats, tokens.shape[0], FRAME_RATE))
             timing[:, 0] = timing[:, 0].clamp(20.0, 400.0)
             entry = {"seconds": seconds, "tokens": tokens, "timing": timing, "embedding": embedding, "bpm": bpm}
-            tmp = cache.with_suffix(f".partial-{os.getpid()}")
-            torch.save(entry, tmp)
-            os.replace(tmp, cache)
+            with atomic_path(cache) as tmp:
+                torch.save(entry, tmp)
         recordings.append(
             Recording(
                 path, float(entry["seconds"]), entry["tokens"], entry["timing"], entry["embedding"], float(entry["bpm"])
@@ -458,7 +457,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "base": meta["base"],
         "prompt": cfg.prompt,
     }
-    A.write_json(out / A.REPORT_FILE, report)
+    write_json(out / A.REPORT_FILE, report)
     return report
 
 

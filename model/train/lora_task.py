@@ -27,7 +27,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from model.adapters.lora import AdapterConfig, adapter_state, inject, load_adapter_state, quantize_base, write_json
+from model.adapters.lora import AdapterConfig, adapter_state, inject, load_adapter_state, quantize_base
+from model.io.atomic import write_json
 from model.lm.network import DepthformerLM, LMConfig
 from model.train.lm_task import LMTask, LMTrainConfig
 from model.train.token_data import TokenClip
