@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from model.corpus.generators import ALL_STYLES
     from model.generator import Generator, generate_clip
     from model.io.audio import load_audio, write_audio
-    from model.lm.network import load_lm
+    from model.lm.network import load_lm, style_prefix
     from model.lm.sampling import SamplingConfig
     from model.style.network import genre_prompt, load_style
     from model.train.finetune import audio_files, nearest_prompt
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         lm = load_lm(args.lm)
         if with_adapter:
             lora.apply_adapter(lm, ad, 1.0)
-        tokens = style_model.quantize(embedding).reshape(-1)[: lm.config.style_tokens]
+        tokens = style_prefix(style_model.quantize(embedding).reshape(-1), lm.config)
         gen = Generator(lm, codec)
         cos_c, cos_r, wall = [], [], 0.0
         for seed in range(args.seeds):

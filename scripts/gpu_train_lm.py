@@ -13,7 +13,7 @@ variant's loading dominating it, so it is gone.) Measured on one H100: tiny, 409
 a step, ~60 ms/step alone, ~65 ms each with two variants at once.
 
 Each variant trains with bf16 autocast; every --val-every steps it scores the val split
-(`model_nll`) and keeps the best state, so a variant that starts to overfit its passes
+(`heldout_nll`) and keeps the best state, so a variant that starts to overfit its passes
 returns the weights from before it did. The best variant is written in float16, split
 into parts of under 16 MB (what the device tool returns), with a JSON report:
 
@@ -67,7 +67,7 @@ def load_clips(paths: list[str]):
 
 def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
     """One training run; returns its report (the best state is saved as <name>-best.safetensors)."""
-    from model.eval.lm import model_nll
+    from model.eval.nll import heldout_nll
     from model.io.checkpoint import save_model
     from model.lm.network import CONFIGS
     from model.style.network import load_style
@@ -96,7 +96,7 @@ def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
             if step % args.val_every and step != steps and not out_of_time:
                 return False
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.device == "cuda"):
-                nll = model_nll(model, val)
+                nll = heldout_nll(model, val)
             curve.append((step, round(nll, 4)))
             print(f"[{v.name}] step {step}/{steps} val {nll:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
             if nll < best["val"]:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from model.lm.network import DepthformerLM, LMConfig
+from model.lm.network import DepthformerLM, LMConfig, style_prefix
 from model.train.token_data import TokenClip
 
 
@@ -73,9 +73,9 @@ class LMTask:
         seen = torch.zeros(c.style_tokens * c.style_codebook, dtype=torch.bool)
         offsets = torch.arange(c.style_tokens) * c.style_codebook
         for clip in self.clips:
-            rows = [clip.style[: c.style_tokens].view(1, -1)]
+            rows = [style_prefix(clip.style, c).view(1, -1)]
             if clip.text_style is not None and len(clip.text_style):
-                rows.append(clip.text_style[:, : c.style_tokens])
+                rows.append(style_prefix(clip.text_style, c))
             seen[(torch.cat(rows).long() + offsets).reshape(-1)] = True
         return seen
 
@@ -106,9 +106,9 @@ class LMTask:
             text = clip.text_style
             if text is not None and len(text) and float(torch.rand(1, generator=generator)) < cfg.text_style:
                 pick = int(torch.randint(0, text.shape[0], (1,), generator=generator))
-                style.append(text[pick, : self.model_cfg.style_tokens])
+                style.append(style_prefix(text[pick], self.model_cfg))
             else:
-                style.append(clip.style[: self.model_cfg.style_tokens])
+                style.append(style_prefix(clip.style, self.model_cfg))
         n = min(t.shape[0] for t in tokens)  # clips shorter than `length` shorten the batch
         tokens = torch.stack([t[:n, : self.model_cfg.levels] for t in tokens])
         timing = torch.stack([t[:n] for t in timing])

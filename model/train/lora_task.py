@@ -9,7 +9,7 @@ frozen base comes from the base LM file (its digest is part of the model config,
 resume against another base is refused), which keeps a checkpoint a few hundred kB.
 
 Validation and early stopping run in `after_step` at each epoch's end: the mean token
-NLL of the validation clips (fixed, non-overlapping windows, style on); the best adapter
+NLL of the validation clips (model.eval.nll.heldout_nll, as `jamstream eval lm` scores); the best adapter
 so far is written to the adapter folder then, and `patience` epochs without improvement
 stop the run. That history lives in train_state.json beside the checkpoint, so
 `--resume` continues early stopping where it left off.
@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from model.adapters.lora import AdapterConfig, adapter_state, inject, load_adapter_state, quantize_base
+from model.eval.nll import heldout_nll
 from model.io.atomic import write_json
 from model.lm.network import DepthformerLM, LMConfig
 from model.train.lm_task import LMTask, LMTrainConfig
@@ -40,7 +41,7 @@ class LoRATrainConfig(LMTrainConfig):
     steps_per_epoch: int = 1
     patience: int = 3  # epochs without a better validation NLL before stopping
     min_delta: float = 1e-3  # nats: smaller gains do not count as better
-    val_window: int = 250  # frames per validation window (the LM's attention window)
+    val_window: int | None = None  # frames per validation window (None: the LM's attention window)
 
 
 class LoRAModel(nn.Module):
@@ -60,33 +61,6 @@ class LoRAModel(nn.Module):
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         load_adapter_state(self.lm, self.adapter_name, dict(state), "checkpoint")
         return torch.nn.modules.module._IncompatibleKeys([], [])
-
-
-@torch.no_grad()
-def validation_nll(
-    lm: nn.Module, clips: list[TokenClip], levels: int, style_tokens: int, window: int = 250, device="cpu"
-) -> float:
-    """Mean next-token NLL (nats) over every token of the clips, in non-overlapping windows."""
-    was_training = lm.training
-    lm.eval()
-    total, count = 0.0, 0
-    for clip in clips:
-        n = clip.tokens.shape[0]
-        for start in range(0, n, window):
-            end = min(n, start + window)
-            if end - start < 2 and start > 0:
-                continue
-            tokens = clip.tokens[start:end, :levels].long().unsqueeze(0).to(device)
-            timing = clip.timing[start:end].unsqueeze(0).to(device)
-            style = clip.style[:style_tokens].unsqueeze(0).to(device)
-            logits = lm(tokens, timing, style)
-            nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), tokens.reshape(-1), reduction="sum"
-            )
-            total += float(nll)
-            count += tokens.numel()
-    lm.train(was_training)
-    return total / max(1, count)
 
 
 class LoRATask(LMTask):
@@ -153,10 +127,7 @@ class LoRATask(LMTask):
     # ---------------------------------------------------------------- validation, early stopping
     def evaluate(self, model: nn.Module) -> float:
         lm = model.lm if isinstance(model, LoRAModel) else model
-        dev = next(lm.parameters()).device
-        return validation_nll(
-            lm, self.val_clips, self.model_cfg.levels, self.model_cfg.style_tokens, self.cfg.val_window, dev
-        )
+        return heldout_nll(lm, self.val_clips, self.cfg.val_window)
 
     def load_state(self, checkpoint_step: int) -> None:
         """Early-stopping history of a run being resumed, trimmed to its checkpoint."""
