@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from model.adapters import lora
+    from model.adapters import lora, store
     from model.codec.network import load_codec
     from model.corpus import scores
     from model.corpus.generators import ALL_STYLES
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     files, _ = audio_files(Path(args.ref))
     refs = torch.stack([style_model.embed_audio(load_audio(f), 48_000) for f in files])
     centroid = F.normalize(refs.mean(0), dim=0)
-    ad = lora.load_adapter(args.adapter)
+    ad = store.load_adapter(args.adapter)
     prompts = [genre_prompt(g) for g in tuple(scores.GENRES) + tuple(ALL_STYLES)]
     prompt, prompt_cos = nearest_prompt(ad.style, style_model, prompts)
     text_style = style_model.embed_text([prompt])[0]

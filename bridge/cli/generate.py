@@ -51,7 +51,7 @@ def parse_meter(text: str) -> tuple[int, int]:
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from model.adapters import lora
+    from model.adapters import lora, store
     from model.codec.network import load_codec
     from model.errors import JamstreamError
     from model.generator import MAX_BPM, Generator, generate_clip
@@ -73,7 +73,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.mix is not None:
         pairs = parse_mix(args.mix)
     else:  # no prompt with --adapter: the adapter's own captured style
-        pairs = [(args.prompt if args.prompt is not None else f"{lora.STYLE_PREFIX}{args.adapter}", 1.0)]
+        pairs = [(args.prompt if args.prompt is not None else f"{store.STYLE_PREFIX}{args.adapter}", 1.0)]
     if any(not p.strip() for p, _ in pairs):
         raise JamstreamError('the prompt is empty: describe a style, e.g. "bossa nova guitar"')
     if any(w < 0 for _, w in pairs) or not any(w > 0 for _, w in pairs):
@@ -82,7 +82,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     style_model = load_style(args.style)
-    embedding = style_model.mix([(lora.style_embedding(p, style_model, args.adapters_dir), w) for p, w in pairs])
+    embedding = style_model.mix([(store.style_embedding(p, style_model, args.adapters_dir), w) for p, w in pairs])
     lm = load_lm(args.lm)
     if args.adapter:
         lora.apply_adapter(lm, args.adapter, strength=args.adapter_strength, adapters_dir=args.adapters_dir)

@@ -20,7 +20,8 @@
    trained by the shared Trainer (atomic checkpoints, resume, progress bar) with
    validation at every epoch's end and early stopping.
 5. adapters/NAME/: adapter.safetensors (the best epoch's), adapter.json, style.safetensors,
-   report.json. See model/adapters/lora.py for loading and applying them.
+   report.json. See model/adapters/store.py for reading them, model/adapters/lora.py for
+   applying them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.adapters import lora as A
+from model.adapters import lora, names, quantize, store
 from model.codec.network import FRAME_RATE
 from model.errors import JamstreamError
 from model.io.atomic import atomic_path, write_json
@@ -255,25 +256,25 @@ def finetune(cfg: FinetuneConfig) -> dict:
     from model.weights import default_weight_path
 
     wall_start = time.perf_counter()
-    A.check_name(cfg.name)
+    names.check_name(cfg.name)
     if cfg.epochs < 1:
         raise JamstreamError(f"--epochs must be >= 1 (got {cfg.epochs})")
-    if cfg.quantize not in A.QUANTIZE_MODES:
-        raise JamstreamError(f"--quantize must be one of {', '.join(A.QUANTIZE_MODES)} (got {cfg.quantize!r})")
+    if cfg.quantize not in quantize.QUANTIZE_MODES:
+        raise JamstreamError(f"--quantize must be one of {', '.join(quantize.QUANTIZE_MODES)} (got {cfg.quantize!r})")
     if cfg.device not in ("cpu", "cuda"):
         raise JamstreamError(f"--device must be cpu or cuda (got {cfg.device!r})")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise JamstreamError("--device cuda asked for, but this machine has no CUDA GPU")
     if cfg.prompt is not None and not cfg.prompt.strip():
         raise JamstreamError("--prompt is empty; describe the style in a few words or leave it out")
-    A.AdapterConfig(cfg.rank, cfg.alpha).validate()
+    store.AdapterConfig(cfg.rank, cfg.alpha).validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.adapters_dir) / cfg.name
     checkpoint = out / "checkpoint.safetensors"
     if cfg.resume and not checkpoint.is_file():
         raise JamstreamError(f"--resume: no fine-tuning checkpoint at {checkpoint}; drop --resume to start")
-    if not cfg.resume and (checkpoint.is_file() or (out / A.ADAPTER_FILE).is_file()):
+    if not cfg.resume and (checkpoint.is_file() or (out / store.ADAPTER_FILE).is_file()):
         raise JamstreamError(f"{out} exists; pass --resume to continue it or choose another --name")
     if not cfg.resume and (out / "train_state.json").is_file():  # a run stopped before its first epoch
         (out / "train_state.json").unlink()
@@ -320,7 +321,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     style_tokens = style_model.quantize(style).reshape(-1).long()
     clips, split_kind = split_clips(recs, style_tokens)
 
-    adapter_cfg = A.AdapterConfig(cfg.rank, cfg.alpha)
+    adapter_cfg = store.AdapterConfig(cfg.rank, cfg.alpha)
     per_epoch = steps_per_epoch(clips, cfg.frames_per_batch)
     train_cfg = LoRATrainConfig(frames_per_batch=cfg.frames_per_batch, steps_per_epoch=per_epoch, patience=cfg.patience)
     out.mkdir(parents=True, exist_ok=True)
@@ -333,7 +334,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     }
 
     def save_best(tensors: dict, entry: dict) -> None:
-        A.save_adapter(
+        store.save_adapter(
             out,
             cfg.name,
             adapter_cfg,
@@ -355,7 +356,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         state_path=out / "train_state.json",
         on_best=save_best,
     )
-    A.save_style(
+    store.save_style(
         out,
         style,
         style_tokens,
@@ -411,13 +412,13 @@ def finetune(cfg: FinetuneConfig) -> dict:
     fp32_after = None
     if cfg.quantize != "none":  # what generation will see: the adapter on the full-precision base
         lm = load_lm(base_path, cfg.device)
-        A.apply_adapter(lm, A.load_adapter(out))
+        lora.apply_adapter(lm, store.load_adapter(out))
         fp32_after = task.evaluate(lm)
     epoch_times = [e["train_seconds"] for e in evals]
     finished = task.state.get("stopped") or result.get("step", 0) >= cfg.epochs * per_epoch
     report = {
         "name": cfg.name,
-        "adapter": str(out / A.ADAPTER_FILE),
+        "adapter": str(out / store.ADAPTER_FILE),
         "recordings": len(recs),
         "audio_seconds": round(sum(r.seconds for r in recs), 2),
         "train_seconds_audio": round(sum(c.tokens.shape[0] for c in clips if c.split == "train") / FRAME_RATE, 2),
@@ -457,7 +458,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "base": meta["base"],
         "prompt": cfg.prompt,
     }
-    write_json(out / A.REPORT_FILE, report)
+    write_json(out / store.REPORT_FILE, report)
     return report
 
 

@@ -27,7 +27,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from model.adapters.lora import AdapterConfig, adapter_state, inject, load_adapter_state, quantize_base
+from model.adapters.lora import adapter_state, inject, load_adapter_state
+from model.adapters.quantize import quantize_base
+from model.adapters.store import AdapterConfig
 from model.eval.nll import heldout_nll
 from model.io.atomic import write_json
 from model.lm.network import DepthformerLM, LMConfig
