@@ -40,7 +40,6 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-
     from model.adapters import lora, store
     from model.codec.network import load_codec
     from model.corpus import scores
@@ -50,7 +49,8 @@ def main(argv=None) -> int:
     from model.lm.network import load_lm, style_prefix
     from model.lm.sampling import SamplingConfig
     from model.style.network import genre_prompt, load_style
-    from model.train.finetune import audio_files, nearest_prompt
+    from model.train.finetune import nearest_prompt
+    from model.train.recordings import audio_files
 
     style_model = load_style(args.style)
     files, _ = audio_files(Path(args.ref))

@@ -146,8 +146,9 @@ def test_finetune_lowers_heldout_validation_nll_and_writes_the_adapter_folder(tr
 
 def test_training_changes_only_the_adapter(ft, trained):
     """After LoRA training steps the base tensors are bit-identical; the LoRA ones moved."""
-    from model.train.finetune import Recording, split_clips
+    from model.train.finetune import split_clips
     from model.train.lora_task import LoRATask, LoRATrainConfig
+    from model.train.recordings import Recording
     from model.train.trainer import TrainConfig, Trainer
 
     g = torch.Generator().manual_seed(1)

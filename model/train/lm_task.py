@@ -16,6 +16,7 @@ import torch
 
 from model.lm.network import DepthformerLM, LMConfig, style_prefix
 from model.train.token_data import TokenClip
+from model.train.trainer import Task
 
 
 @dataclass
@@ -27,7 +28,7 @@ class LMTrainConfig:
     text_style: float = 0.5  # share of crops conditioned on a caption's style tokens, not the audio's
 
 
-class LMTask:
+class LMTask(Task):
     kind = "lm"
 
     # --init from an LM trained before the codebook-feature path existed: those parts start fresh
@@ -87,9 +88,6 @@ class LMTask:
             return
         with torch.no_grad():
             model.style_embed.weight[~self.seen_style_codes()] = 0.0
-
-    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
-        return [p for p in model.parameters() if p.requires_grad]
 
     def batch(self, step: int, rank: int, world: int, generator: torch.Generator, device: torch.device):
         cfg = self.cfg
