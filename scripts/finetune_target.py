@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     from bridge.jam.offline import render_clip
-    from model.adapters import lora
+    from model.adapters import lora, store
     from model.codec.network import load_codec
     from model.corpus import scores
     from model.corpus.styles import ALL_STYLES
@@ -51,13 +51,14 @@ def main(argv=None) -> int:
     from model.lm.network import load_lm
     from model.lm.sampling import SamplingConfig
     from model.style.network import genre_prompt, load_style
-    from model.train.finetune import audio_files, nearest_prompt
+    from model.train.finetune import nearest_prompt
+    from model.train.recordings import audio_files
 
     style_model = load_style(args.style)
     files, _ = audio_files(Path(args.ref))
     refs = torch.stack([style_model.embed_audio(load_audio(f), 48_000) for f in files])
     centroid = F.normalize(refs.mean(0), dim=0)
-    ad = lora.load_adapter(args.adapter)
+    ad = store.load_adapter(args.adapter)
     prompts = [genre_prompt(g) for g in tuple(scores.GENRES) + tuple(ALL_STYLES)]
     prompt, prompt_cos = nearest_prompt(ad.style, style_model, prompts)
     text_style = style_model.embed_text([prompt])[0]

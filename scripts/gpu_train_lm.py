@@ -12,10 +12,11 @@ steps to fit the schedule to the time misread the speed 3-5x, start-up and the o
 variant's loading dominating it, so it is gone.) Measured on one H100: tiny, 4096 frames
 a step, ~60 ms/step alone, ~65 ms each with two variants at once.
 
-Each variant trains with bf16 autocast; every --val-every steps it scores the val split
-(`model_nll`) and keeps the best state, so a variant that starts to overfit its passes
-returns the weights from before it did. The best variant is written in float16, split
-into parts of under 16 MB (what the device tool returns), with a JSON report:
+Each variant trains with bf16 autocast; every --val-every steps (and at its last step) the
+Trainer's validation stage scores the val split (`heldout_nll`) and keeps the best state,
+so a variant that starts to overfit its passes returns the weights from before it did.
+The best variant is written in float16, split into parts of under 16 MB (what the device
+tool returns), with a JSON report:
 
   python3 scripts/gpu_train_lm.py --tokens .gpu/tok/a.pt.xz --tokens .gpu/tok/b.pt.xz --out $OUT \\
       --variant e:13:4096:2e-3 --steps 2800 --minutes 3.9 --val-every 700 --val-stride 2
@@ -67,12 +68,13 @@ def load_clips(paths: list[str]):
 
 def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
     """One training run; returns its report (the best state is saved as <name>-best.safetensors)."""
-    from model.eval.lm import model_nll
+    from model.eval.nll import heldout_nll
     from model.io.checkpoint import save_model
     from model.lm.network import CONFIGS
     from model.style.network import load_style
     from model.train.lm_task import LMTask, LMTrainConfig
     from model.train.trainer import TrainConfig, Trainer
+    from model.train.validation import Validation
 
     clips = load_clips(args.tokens)
     val = [c for c in clips if c.split == "val"][:: args.val_stride]
@@ -81,33 +83,23 @@ def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
     train_frames = sum(c.tokens.shape[0] for c in clips if c.split == "train")
     started = time.perf_counter()
     steps = args.steps or max(100, int(v.passes * train_frames / v.frames_per_batch))
-    print(
-        f"[{v.name}] {steps} steps of {v.frames_per_batch} frames ({steps * v.frames_per_batch / train_frames:.1f} "
-        "passes)",
-        flush=True,
-    )
-    curve: list[tuple[int, float]] = []
-    best: dict = {"val": float("inf"), "step": 0, "state": None}
+    passes = steps * v.frames_per_batch / train_frames
+    print(f"[{v.name}] {steps} steps of {v.frames_per_batch} frames ({passes:.1f} passes)", flush=True)
 
     class ValidatedLMTask(LMTask):
-        def after_step(self, model: torch.nn.Module, step: int) -> bool:
-            # The wall-time cap lives here, not in the trainer, so the last step is scored too.
-            out_of_time = time.perf_counter() - started >= args.minutes * 60
-            if step % args.val_every and step != steps and not out_of_time:
-                return False
+        def validation(self) -> Validation:
+            # at_end: the last step is scored too, also when --minutes stops the run early
+            return Validation(every=args.val_every, at_end=True, metric="val_nll")
+
+        def validate(self, model: torch.nn.Module, step: int) -> dict[str, float]:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.device == "cuda"):
-                nll = model_nll(model, val)
-            curve.append((step, round(nll, 4)))
+                nll = heldout_nll(model, val)
             print(f"[{v.name}] step {step}/{steps} val {nll:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
-            if nll < best["val"]:
-                best.update(
-                    val=nll, step=step, state={k: t.detach().cpu().clone() for k, t in model.state_dict().items()}
-                )
-            return out_of_time
+            return {"val_nll": nll}
 
     task = ValidatedLMTask(config, LMTrainConfig(frames_per_batch=v.frames_per_batch), clips, codebooks)
     ckpt = out / f"{v.name}.ckpt.safetensors"
-    result = Trainer(
+    trainer = Trainer(
         task,
         TrainConfig(
             out=str(ckpt),
@@ -118,10 +110,13 @@ def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
             device=args.device,
             bf16=args.device == "cuda",
             seed=args.seed,
+            max_minutes=args.minutes - (time.perf_counter() - started) / 60,  # the cap counts from loading
         ),
-    ).fit()
+    )
+    result = trainer.fit()
+    best = result["best"]
     model = task.build_model()
-    model.load_state_dict(best["state"])
+    model.load_state_dict(trainer.best_state)
     report = {
         "variant": v.__dict__,
         "steps_planned": steps,
@@ -129,9 +124,9 @@ def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
         "stopped_early": result["stopped_early"],
         "seconds": round(time.perf_counter() - started, 1),
         "train_frames": train_frames,
-        "best_val_nll": round(best["val"], 4),
+        "best_val_nll": round(best["val_nll"], 4),
         "best_step": best["step"],
-        "val_curve": curve,
+        "val_curve": [(r["step"], round(r["val_nll"], 4)) for r in result["validations"]],
         "final_batch": result["metrics"],
     }
     save_model(
@@ -142,7 +137,7 @@ def train_variant(v: Variant, args: argparse.Namespace, out: Path) -> dict:
         half=True,
         extra={
             "step": best["step"],
-            "metrics": {"val_nll": round(best["val"], 4)},
+            "metrics": {"val_nll": round(best["val_nll"], 4)},
             "codec_fingerprint": args.codec_fingerprint,
             "recipe": f"scripts/gpu_train_lm.py variant {v.__dict__}, best val at step {best['step']}",
         },

@@ -247,18 +247,18 @@ def test_a_cc_crossfade_in_the_file_moves_the_output_style_from_a_to_b(tmp_path,
 def _make_adapter(folder: Path, lm, style_model, name: str = "player") -> None:
     """An adapter with random (non-zero) LoRA weights and a captured style, written the
     way `jamstream finetune` writes one."""
-    from model.adapters import lora
+    from model.adapters import lora, store
 
     probe = DepthformerLM(lm.config)
     probe.load_state_dict(lm.state_dict())
-    lora.inject(probe, name, lora.AdapterConfig(rank=4, alpha=8.0))
+    lora.inject(probe, name, store.AdapterConfig(rank=4, alpha=8.0))
     gen = torch.Generator().manual_seed(1)
     tensors = {k: torch.randn(v.shape, generator=gen) * 0.2 for k, v in lora.adapter_state(probe, name).items()}
     from dataclasses import asdict
 
-    lora.save_adapter(folder, name, lora.AdapterConfig(rank=4, alpha=8.0), asdict(lm.config), tensors)
+    store.save_adapter(folder, name, store.AdapterConfig(rank=4, alpha=8.0), asdict(lm.config), tensors)
     emb = style_model.embed_text(["afrobeat music"])[0]
-    lora.save_style(folder, emb, style_model.quantize(emb).reshape(-1))
+    store.save_style(folder, emb, style_model.quantize(emb).reshape(-1))
 
 
 def test_an_adapter_slot_cc_scales_the_lora_and_its_style(tmp_path, monkeypatch, small_lm_file, style_model):

@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import run_cli, small_codec
 
-from model.adapters import lora
+from model.adapters import lora, quantize, store
 from model.lm.network import DepthformerLM, LMConfig, load_lm
 
 # style_features as in the shipped config: the LoRA task must take a base that carries them
@@ -146,8 +146,9 @@ def test_finetune_lowers_heldout_validation_nll_and_writes_the_adapter_folder(tr
 
 def test_training_changes_only_the_adapter(ft, trained):
     """After LoRA training steps the base tensors are bit-identical; the LoRA ones moved."""
-    from model.train.finetune import Recording, split_clips
+    from model.train.finetune import split_clips
     from model.train.lora_task import LoRATask, LoRATrainConfig
+    from model.train.recordings import Recording
     from model.train.trainer import TrainConfig, Trainer
 
     g = torch.Generator().manual_seed(1)
@@ -167,7 +168,7 @@ def test_training_changes_only_the_adapter(ft, trained):
         ft["base"],
         "x",
         SMALL_LM,
-        lora.AdapterConfig(rank=4, alpha=8),
+        store.AdapterConfig(rank=4, alpha=8),
         LoRATrainConfig(frames_per_batch=128, steps_per_epoch=3),
         clips,
         "t",
@@ -242,9 +243,9 @@ def test_fused_adapter_equals_peft_forward(ft, trained):
 
 def test_two_adapters_blend_and_each_has_its_own_strength(ft, trained, tmp_path):
     lm = load_lm(ft["base"])
-    ad = lora.load_adapter(trained["folder"])
+    ad = store.load_adapter(trained["folder"])
     twin = tmp_path / "twin"
-    lora.save_adapter(
+    store.save_adapter(
         twin, "twin", ad.config, ad.lm_config, {k: -v if "lora_B" in k else v for k, v in ad.tensors.items()}
     )
     tokens, timing, style = _batch(1)
@@ -260,26 +261,26 @@ def test_two_adapters_blend_and_each_has_its_own_strength(ft, trained, tmp_path)
 
 
 def test_adapter_save_load_round_trip(ft, trained, tmp_path):
-    ad = lora.load_adapter(trained["folder"])
+    ad = store.load_adapter(trained["folder"])
     assert ad.name == "afro" and ad.config.rank == 8 and ad.lm_config["width"] == SMALL_LM.width
     lm = load_lm(ft["base"])
     lora.apply_adapter(lm, ad, 1.0)
     state = lora.adapter_state(lm, "afro")
     assert set(state) == set(ad.tensors) and all(torch.equal(state[k], ad.tensors[k]) for k in state)
-    lora.save_adapter(tmp_path / "copy", "afro", ad.config, ad.lm_config, state)
-    again = lora.load_adapter(tmp_path / "copy")
+    store.save_adapter(tmp_path / "copy", "afro", ad.config, ad.lm_config, state)
+    again = store.load_adapter(tmp_path / "copy")
     assert all(torch.equal(again.tensors[k], ad.tensors[k]) for k in ad.tensors)
     # the captured style: unit length, and what "adapter:NAME" resolves to
-    style = lora.adapter_style("afro", ft["root"] / "adapters")
+    style = store.adapter_style("afro", ft["root"] / "adapters")
     assert abs(float(style.norm()) - 1) < 1e-5 and torch.equal(style, ad.style)
-    assert torch.equal(lora.style_embedding("adapter:afro", None, ft["root"] / "adapters"), style)
+    assert torch.equal(store.style_embedding("adapter:afro", None, ft["root"] / "adapters"), style)
 
 
 def test_adapter_errors_are_one_line(ft, trained, tmp_path):
     from model.errors import JamstreamError
 
     with pytest.raises(JamstreamError, match="no adapter 'nobody'"):
-        lora.load_adapter("nobody", ft["root"] / "adapters")
+        store.load_adapter("nobody", ft["root"] / "adapters")
     other = DepthformerLM(
         LMConfig(levels=4, codebook_size=64, width=32, heads=2, temporal_layers=1, depth_layers=1, mlp_ratio=2)
     )
@@ -289,7 +290,7 @@ def test_adapter_errors_are_one_line(ft, trained, tmp_path):
     bad.mkdir()
     (bad / "adapter.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(JamstreamError, match="corrupt"):
-        lora.load_adapter(bad)
+        store.load_adapter(bad)
 
 
 def test_quantized_bases_train_through_lora(ft):
@@ -307,8 +308,8 @@ def test_quantized_bases_train_through_lora(ft):
         want = ref(tokens, timing, style, return_loss=True)
     for mode in modes:
         lm = load_lm(ft["base"])
-        size = lora.quantize_base(lm, mode)
-        lora.inject(lm, "q", lora.AdapterConfig(rank=4, alpha=8))
+        size = quantize.quantize_base(lm, mode)
+        lora.inject(lm, "q", store.AdapterConfig(rank=4, alpha=8))
         loss = lm(tokens, timing, style, return_loss=True)
         loss.backward()
         trainable = [p for p in lm.parameters() if p.requires_grad]

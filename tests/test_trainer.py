@@ -23,7 +23,8 @@ from model.codec.network import FRAME_SAMPLES, load_codec
 from model.errors import JamstreamError
 from model.io.checkpoint import load_tensors, read_metadata
 from model.train.codec_task import CodecTask, CodecTrainConfig
-from model.train.trainer import TrainConfig, Trainer
+from model.train.trainer import Task, TrainConfig, Trainer
+from model.train.validation import Validation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -301,3 +302,64 @@ def test_train_lm_reads_every_corpus_given_and_names_a_bad_one(tiny_corpus, tmp_
     )
     assert code == 0, err
     assert read_metadata(out, "lm")[1]["step"] == 1
+
+
+# ------------------------------------------------------------------ validation stage
+class ScriptedTask(Task):
+    """A one-weight model whose validation figure at step k is `figures[k]`."""
+
+    kind = "toy"
+
+    def __init__(self, figures: dict[int, float], spec: Validation):
+        self.figures, self.spec, self.bests = figures, spec, []
+
+    def model_config(self) -> dict:
+        return {"width": 1}
+
+    def build_model(self) -> torch.nn.Module:
+        return torch.nn.Linear(1, 1)
+
+    def batch(self, step, rank, world, generator, device):
+        return torch.randn(4, 1, generator=generator)
+
+    def loss(self, model, batch, step):
+        loss = (model(batch) - 2 * batch).pow(2).mean()
+        return loss, {"loss": loss.item()}
+
+    def validation(self) -> Validation:
+        return self.spec
+
+    def validate(self, model, step):
+        return {"score": self.figures[step], "weight": float(model.weight.detach())}
+
+    def on_best(self, state, record):
+        self.bests.append(record["step"])
+
+
+def test_validation_keeps_the_best_state_and_stops_when_patience_runs_out(tmp_path):
+    figures = {1: 3.0, 2: 2.0, 3: 2.5, 4: 2.1, 5: 9.0, 6: 1.0}
+    task = ScriptedTask(figures, Validation(every=1, metric="score", patience=2))
+    trainer = Trainer(task, TrainConfig(out=str(tmp_path / "toy.safetensors"), steps=6, warmup_steps=1, threads=1))
+    result = trainer.fit()
+    assert result["step"] == 4 and result["stopped_early"] and result["out_of_patience"]
+    assert [r["step"] for r in result["validations"]] == [1, 2, 3, 4] and task.bests == [1, 2]
+    assert result["best"]["step"] == 2 and result["metrics"]["score"] == 2.1
+    best = result["validations"][1]["weight"]
+    assert float(trainer.best_state["weight"]) == pytest.approx(best)
+    # the checkpoint holds the history and the best state: a resume knows patience ran out
+    again = Trainer(
+        task, TrainConfig(out=str(tmp_path / "toy.safetensors"), steps=6, warmup_steps=1, threads=1, resume=True)
+    )
+    resumed = again.fit()
+    assert resumed["step"] == 4 and resumed["out_of_patience"] and resumed["best"]["step"] == 2
+    assert torch.equal(again.best_state["weight"], trainer.best_state["weight"])
+
+
+def test_validation_higher_is_better_min_delta_and_at_end(tmp_path):
+    figures = {2: 0.5, 4: 0.505, 5: 0.7}
+    task = ScriptedTask(
+        figures, Validation(every=2, at_end=True, metric="score", higher_is_better=True, min_delta=0.01)
+    )
+    result = Trainer(task, TrainConfig(out=str(tmp_path / "t.safetensors"), steps=5, warmup_steps=1, threads=1)).fit()
+    assert [(r["step"], r["improved"]) for r in result["validations"]] == [(2, True), (4, False), (5, True)]
+    assert result["best"]["step"] == 5 and not result["stopped_early"] and not result["out_of_patience"]

@@ -41,7 +41,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from bridge.jam.offline import render_clip
     from bridge.jam.time.clock import parse_meter
-    from model.adapters import lora
+    from model.adapters import lora, store
     from model.codec.network import load_codec
     from model.errors import JamstreamError
     from model.generator import MAX_BPM, Generator
@@ -63,7 +63,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.mix is not None:
         pairs = parse_mix(args.mix)
     else:  # no prompt with --adapter: the adapter's own captured style
-        pairs = [(args.prompt if args.prompt is not None else f"{lora.STYLE_PREFIX}{args.adapter}", 1.0)]
+        pairs = [(args.prompt if args.prompt is not None else f"{store.STYLE_PREFIX}{args.adapter}", 1.0)]
     if any(not p.strip() for p, _ in pairs):
         raise JamstreamError('the prompt is empty: describe a style, e.g. "bossa nova guitar"')
     if any(w < 0 for _, w in pairs) or not any(w > 0 for _, w in pairs):

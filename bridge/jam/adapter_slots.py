@@ -13,19 +13,19 @@ from __future__ import annotations
 import torch
 
 from bridge.jam.presets import Preset
-from model.adapters import lora
+from model.adapters import lora, store
 
 
 class AdapterSet:
     def __init__(self, lm, preset: Preset, slot_adapters: list[str], always_on: str | None = None):
         self.lm = lm
         self._slots = {s.name: s.value for s in preset.slots if s.kind == "adapter"}
-        self._loaded: dict[str, lora.Adapter] = {}
+        self._loaded: dict[str, store.Adapter] = {}
         for name in dict.fromkeys(slot_adapters):
             self._loaded[name] = lora.apply_adapter(lm, name, strength=self._initial(preset, name))
         self.always_on = None
         if always_on:
-            ad = lora.load_adapter(always_on)
+            ad = store.load_adapter(always_on)
             if ad.name not in self._loaded:
                 self._loaded[ad.name] = lora.apply_adapter(lm, ad, strength=1.0)
             self.always_on = ad.name

@@ -20,7 +20,7 @@ from bridge.jam.engine import SAMPLE_RATE, Engine, SlotStyles
 from bridge.jam.presets import Preset, preset_from_table
 from bridge.jam.render import bounce
 from bridge.jam.time.clock import FixedClock
-from model.adapters import lora
+from model.adapters import store
 from model.eval.generation import Clip
 from model.lm.sampling import SamplingConfig
 
@@ -39,7 +39,7 @@ def prompt_preset(
     top = max(w for _, w in pairs)
     slots = {}
     for i, (prompt, weight) in enumerate(pairs):
-        kind, value = ("adapter", adapter_name(prompt)) if lora.is_adapter_style(prompt) else ("prompt", prompt)
+        kind, value = ("adapter", adapter_name(prompt)) if store.is_adapter_style(prompt) else ("prompt", prompt)
         slots[f"S{i + 1}"] = {kind: value, "cc": FIRST_SLOT_CC + i, "weight": weight / top}
     table = {
         "name": "prompt mix",
@@ -62,7 +62,7 @@ def prompt_preset(
 
 def adapter_name(spec: str) -> str:
     """ "adapter:NAME" -> NAME."""
-    return spec.strip()[len(lora.STYLE_PREFIX) :].strip()
+    return spec.strip()[len(store.STYLE_PREFIX) :].strip()
 
 
 def render_clip(
@@ -82,7 +82,7 @@ def render_clip(
     preset = prompt_preset(pairs, bpm, meter, sampling, bars_per_chunk)
     clock = FixedClock(bpm, meter)
     frames = max(1, round(seconds * 25))
-    captured = {s.value: lora.adapter_style(s.value, adapters_dir) for s in preset.slots if s.kind == "adapter"}
+    captured = {s.value: store.adapter_style(s.value, adapters_dir) for s in preset.slots if s.kind == "adapter"}
     with torch.inference_mode():
         styles = SlotStyles(style_model, preset, captured)
         engine = Engine(generator, style_model, preset, clock, seed=seed, slot_styles=styles)

@@ -26,7 +26,7 @@ from bridge.jam.presets import (
     StyleSlot,
 )
 from bridge.jam.time.clock import MAX_BPM, METER_RULE, ChunkLength, MeterError, parse_meter
-from model.adapters.lora import check_name
+from model.adapters.names import check_name
 from model.errors import JamstreamError
 from model.io.audio import READABLE_SUFFIXES
 from model.lm.sampling import SamplingConfig

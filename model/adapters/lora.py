@@ -1,16 +1,7 @@
-"""LoRA adapters for the depthformer LM, and the styles captured with them.
+"""LoRA adapters in a loaded depthformer LM: inject, apply, strength, fuse, remove.
 
-`jamstream finetune DIR --name NAME` (model/train/finetune.py) trains low-rank adapters on a
-musician's recordings with the base LM frozen and writes `adapters/NAME/`:
-
-    adapter.safetensors   the LoRA A/B matrices (a jamstream checkpoint of kind "adapter";
-                          its header carries the rank, alpha, target modules and the base
-                          LM's config, so a mismatched LM is a one-line error)
-    adapter.json          the same config, for people
-    style.safetensors     the captured style: the style model's mean audio embedding of the
-                          recordings [512] and its 12 style tokens (kind "captured-style")
-    report.json           the training report (parameters, memory, time, validation NLL)
-    checkpoint.safetensors, train_state.json   what `finetune --resume` continues from
+Adapters are trained by `jamstream finetune` (model/train/finetune.py) and stored as
+model/adapters/store.py describes; this module puts them into a loaded LM.
 
 The adapters are peft LoRA layers (`peft.inject_adapter_in_model` with a `LoraConfig`)
 around the attention and MLP projections (`attn.qkv`, `attn.out`, `cross.q`, `cross.kv`,
@@ -20,8 +11,8 @@ the originals back.
 
 Engine API (everything the live engine, render and presets need):
 
-    from model.adapters import lora as adapters
-    ad = adapters.load_adapter("ohhalim")          # a name under ./adapters (or
+    from model.adapters import lora as adapters, store
+    ad = store.load_adapter("ohhalim")             # a name under ./adapters (or
                                                    # $JAMSTREAM_ADAPTERS), or a folder path
     adapters.apply_adapter(lm, ad, strength=1.0)   # inject into a loaded DepthformerLM
     adapters.set_strength(lm, "ohhalim", 0.4)      # runtime LoRA scaling (a MIDI CC): takes
@@ -30,8 +21,8 @@ Engine API (everything the live engine, render and presets need):
     adapters.strengths(lm)                         # {"ohhalim": 0.4}
     adapters.remove_adapter(lm, "ohhalim")         # or remove_adapter(lm) for all of them
     ad.style                                       # [512] captured style embedding (unit)
-    adapters.adapter_style("ohhalim")              # the same without keeping the Adapter
-    adapters.style_embedding("adapter:ohhalim", style_model)   # preset/--mix style strings:
+    store.adapter_style("ohhalim")                 # the same without keeping the Adapter
+    store.style_embedding("adapter:ohhalim", style_model)   # preset/--mix style strings:
                                                    # "adapter:NAME" -> captured style, any
                                                    # other string -> style_model.embed_text
 
@@ -47,61 +38,24 @@ LoRA's scaling multiplier: the update is strength * (alpha / rank) * B @ A. Stre
 every adapter disables the LoRA path, so the forward pass is the base model's, bit for
 bit. Call set_strength between chunks (not while a forward pass runs in another thread).
 
-Errors are JamstreamError one-liners: unknown adapter name, damaged files, an adapter
-trained on an LM of another shape.
+Errors are JamstreamError one-liners: an adapter trained on an LM of another shape, an
+unknown or already applied adapter name.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import re
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Iterator
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from model.adapters.names import check_name
+from model.adapters.store import SHAPE_FIELDS, Adapter, AdapterConfig, load_adapter
 from model.errors import JamstreamError
-from model.io.checkpoint import load_tensors, read_metadata, save_checkpoint
-
-TARGET_MODULES: tuple[str, ...] = ("attn.qkv", "attn.out", "cross.q", "cross.kv", "cross.out", "mlp.up", "mlp.down")
-ADAPTER_FILE = "adapter.safetensors"
-CONFIG_FILE = "adapter.json"
-STYLE_FILE = "style.safetensors"
-REPORT_FILE = "report.json"
-ADAPTER_KIND = "adapter"
-STYLE_KIND = "captured-style"
-STYLE_PREFIX = "adapter:"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# LM config fields that decide tensor shapes (the others, e.g. style_dropout, do not).
-SHAPE_FIELDS = (
-    "levels",
-    "codebook_size",
-    "width",
-    "heads",
-    "temporal_layers",
-    "depth_layers",
-    "mlp_ratio",
-    "style_tokens",
-    "style_codebook",
-)
-
-
-def default_adapters_dir() -> Path:
-    return Path(os.environ.get("JAMSTREAM_ADAPTERS", "adapters"))
-
-
-def check_name(name: str) -> str:
-    if not NAME_RE.match(name or ""):
-        raise JamstreamError(
-            f"adapter name {name!r}: use letters, digits, '_', '-' or '.', starting with a letter or digit"
-        )
-    return name
 
 
 def _peft():
@@ -115,61 +69,15 @@ def _peft():
     return peft
 
 
-@dataclass(frozen=True)
-class AdapterConfig:
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    targets: tuple[str, ...] = TARGET_MODULES
-
-    def validate(self) -> "AdapterConfig":
-        if not 1 <= self.rank <= 512:
-            raise JamstreamError(f"--rank must be in 1..512 (got {self.rank})")
-        if not (math.isfinite(self.alpha) and self.alpha > 0):
-            raise JamstreamError(f"--alpha must be > 0 (got {self.alpha})")
-        if not 0 <= self.dropout < 1:
-            raise JamstreamError(f"LoRA dropout must be in [0, 1) (got {self.dropout})")
-        unknown = [t for t in self.targets if t not in TARGET_MODULES]
-        if unknown or not self.targets:
-            raise JamstreamError(f"LoRA targets must be some of {', '.join(TARGET_MODULES)} (got {unknown or 'none'})")
-        return self
-
-    def lora_config(self):
-        return _peft().LoraConfig(
-            r=self.rank,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=list(self.targets),
-            bias="none",
-            init_lora_weights=True,  # B = 0: a fresh adapter is the base model exactly
-        )
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AdapterConfig":
-        return cls(
-            rank=int(d["rank"]),
-            alpha=float(d["alpha"]),
-            dropout=float(d.get("dropout", 0.0)),
-            targets=tuple(d["targets"]),
-        )
-
-
-@dataclass
-class Adapter:
-    """An adapter read from disk: LoRA tensors, config, captured style."""
-
-    name: str
-    path: Path  # its folder
-    config: AdapterConfig
-    lm_config: dict
-    tensors: dict[str, torch.Tensor]  # "<module>.lora_A.weight" / "<module>.lora_B.weight"
-    style: torch.Tensor | None  # [512] unit vector (None if the folder has no style file)
-    style_tokens: torch.Tensor | None  # [12]
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def parameters(self) -> int:
-        return sum(t.numel() for t in self.tensors.values())
+def _peft_config(config: AdapterConfig):
+    return _peft().LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.targets),
+        bias="none",
+        init_lora_weights=True,  # B = 0: a fresh adapter is the base model exactly
+    )
 
 
 # ------------------------------------------------------------------ injection into an LM
@@ -205,7 +113,7 @@ def inject(model: nn.Module, name: str, config: AdapterConfig) -> None:
         raise JamstreamError(f"an adapter named {name!r} is already applied to this LM; remove it first")
     for p in model.parameters():
         p.requires_grad_(False)
-    peft.inject_adapter_in_model(config.validate().lora_config(), model, adapter_name=name)
+    peft.inject_adapter_in_model(_peft_config(config.validate()), model, adapter_name=name)
     # inject_adapter_in_model leaves only the newest adapter active; keep every applied one.
     _activate(model, {**strengths(model), name: 1.0}, train=True, only=name)
     if hasattr(model, "peft_config"):  # peft's bookkeeping; the adapter files are ours
@@ -441,203 +349,3 @@ def _unfuse(model: nn.Module) -> None:
         _set_module(model, name, layer)
     del model._jamstream_fused
     model._jamstream_layers = None
-
-
-# ------------------------------------------------------------------ files
-def adapter_dir(name_or_path, adapters_dir=None) -> Path:
-    """A folder path (holding adapter.safetensors) or a name under the adapters folder."""
-    p = Path(name_or_path)
-    if (p / ADAPTER_FILE).is_file():
-        return p
-    root = Path(adapters_dir) if adapters_dir else default_adapters_dir()
-    if p.name == str(name_or_path) and NAME_RE.match(str(name_or_path)):
-        if (root / p / ADAPTER_FILE).is_file():
-            return root / p
-        known = sorted(d.name for d in root.glob("*") if (d / ADAPTER_FILE).is_file()) if root.is_dir() else []
-        hint = (
-            f"; known: {', '.join(known)}"
-            if known
-            else f"; train one with `jamstream finetune DIR --name {name_or_path}`"
-        )
-        raise JamstreamError(f"no adapter {str(name_or_path)!r} in {root}{hint}")
-    raise JamstreamError(f"{name_or_path}: not an adapter folder (no {ADAPTER_FILE})")
-
-
-def save_adapter(
-    folder,
-    name: str,
-    config: AdapterConfig,
-    lm_config: dict,
-    tensors: dict[str, torch.Tensor],
-    meta: dict | None = None,
-) -> Path:
-    """Write adapter.safetensors (atomic) and adapter.json into `folder`."""
-    folder = Path(folder)
-    header = {"name": name, "lora": {**asdict(config), "targets": list(config.targets)}, "lm": lm_config}
-    save_checkpoint(
-        folder / ADAPTER_FILE,
-        ADAPTER_KIND,
-        header,
-        {f"lora.{k}": v.detach().float().cpu() for k, v in tensors.items()},
-        meta or {},
-    )
-    write_json(folder / CONFIG_FILE, {**header, **(meta or {})})
-    return folder / ADAPTER_FILE
-
-
-def save_style(folder, embedding: torch.Tensor, tokens: torch.Tensor, meta: dict | None = None) -> Path:
-    path = Path(folder) / STYLE_FILE
-    save_checkpoint(
-        path,
-        STYLE_KIND,
-        {"dim": int(embedding.numel())},
-        {"embedding": embedding.float().reshape(-1), "tokens": tokens.long().reshape(-1)},
-        meta or {},
-    )
-    return path
-
-
-def load_style_capture(folder) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    path = Path(folder) / STYLE_FILE
-    _, extra = read_metadata(path, STYLE_KIND)
-    t = load_tensors(path)
-    if "embedding" not in t or "tokens" not in t:
-        raise JamstreamError(f"{path} is damaged (no embedding/tokens)")
-    return F.normalize(t["embedding"].float(), dim=0), t["tokens"].long(), extra
-
-
-def load_adapter(name_or_path, adapters_dir=None) -> Adapter:
-    folder = adapter_dir(name_or_path, adapters_dir)
-    path = folder / ADAPTER_FILE
-    header, meta = read_metadata(path, ADAPTER_KIND)
-    try:
-        config = AdapterConfig.from_dict(header["lora"]).validate()
-        lm_config, name = dict(header["lm"]), str(header["name"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise JamstreamError(f"{path} has a damaged adapter header ({exc})") from exc
-    tensors = load_tensors(path, "lora")
-    if not tensors:
-        raise JamstreamError(f"{path} holds no LoRA tensors")
-    style = tokens = None
-    if (folder / STYLE_FILE).is_file():
-        style, tokens, _ = load_style_capture(folder)
-    return Adapter(name, folder, config, lm_config, tensors, style, tokens, meta)
-
-
-def adapter_style(name_or_path, adapters_dir=None) -> torch.Tensor:
-    """The captured style embedding [512] of an adapter (name or folder)."""
-    folder = adapter_dir(name_or_path, adapters_dir)
-    if not (folder / STYLE_FILE).is_file():
-        raise JamstreamError(f"adapter {folder.name!r} has no captured style ({folder / STYLE_FILE} is missing)")
-    return load_style_capture(folder)[0]
-
-
-def is_adapter_style(spec) -> bool:
-    return isinstance(spec, str) and spec.strip().startswith(STYLE_PREFIX)
-
-
-def style_embedding(spec, style_model, adapters_dir=None) -> torch.Tensor:
-    """A preset/--mix style: "adapter:NAME" -> the adapter's captured style; text -> the text tower."""
-    if is_adapter_style(spec):
-        name = spec.strip()[len(STYLE_PREFIX) :].strip()
-        if not name:
-            raise JamstreamError("style 'adapter:' needs a name, e.g. 'adapter:ohhalim'")
-        return adapter_style(name, adapters_dir)
-    return style_model.embed(spec)
-
-
-def write_json(path, obj) -> None:
-    """Atomic JSON write (temp file, fsync, rename)."""
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-# ------------------------------------------------------------------ quantized bases (QLoRA)
-QUANTIZE_MODES = ("none", "int8", "nf4")
-
-
-class Int8Linear(nn.Linear):
-    """A frozen nn.Linear stored as int8 with one absmax scale per output row.
-
-    Weight-only quantization that runs anywhere torch runs (CPU included) and keeps
-    autograd to the input, which LoRA training needs through every frozen layer: each
-    forward dequantizes to the input's dtype (memory 4x smaller, time not better on CPU).
-    torch's dynamic int8 Linear has no backward, so it can't sit under LoRA training.
-    """
-
-    def __init__(self, linear: nn.Linear):
-        nn.Module.__init__(self)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        w = linear.weight.detach().float()
-        scale = (w.abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(1e-12)
-        self.weight = nn.Parameter(torch.round(w / scale).clamp(-127, 127).to(torch.int8), requires_grad=False)
-        self.register_buffer("scale", scale.to(linear.weight.dtype))
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.scale.to(x.dtype)
-        return F.linear(x, w, None if self.bias is None else self.bias.to(x.dtype))
-
-
-def _nf4_linear(linear: nn.Linear, device: str) -> nn.Module:
-    """bitsandbytes' NF4 Linear4bit (QLoRA's 4-bit NormalFloat, 64-weight blocks).
-
-    The bias stays outside bitsandbytes' matmul: its CPU path adds the bias in place,
-    which autograd refuses once LoRA makes the input require grad (bitsandbytes 0.50).
-    """
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    try:
-        import bitsandbytes as bnb
-    except ImportError as exc:
-        raise JamstreamError(
-            "--quantize nf4 needs bitsandbytes (pip install 'jamstream[qlora]' or pip install bitsandbytes)"
-        ) from exc
-
-    class NF4Linear(bnb.nn.Linear4bit):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = super().forward(x)
-            return y if self.outer_bias is None else y + self.outer_bias.to(y.dtype)
-
-    q = NF4Linear(linear.in_features, linear.out_features, bias=False, compute_dtype=torch.float32, quant_type="nf4")
-    q.weight = bnb.nn.Params4bit(linear.weight.detach().float().clone(), requires_grad=False, quant_type="nf4")
-    bias = None if linear.bias is None else linear.bias.detach().float().clone()
-    q.register_buffer("outer_bias", bias)
-    try:
-        return q.to(device)  # Params4bit quantizes on its first move to a device
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise JamstreamError(
-            f"--quantize nf4 on {device}: this bitsandbytes build cannot ({first}); use --quantize int8 or --device "
-            "cuda"
-        ) from exc
-
-
-def quantize_base(model: nn.Module, mode: str, targets=TARGET_MODULES, device: str = "cpu") -> int:
-    """Replace the frozen target projections by quantized ones; returns their bytes now."""
-    if mode not in QUANTIZE_MODES:
-        raise JamstreamError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)} (got {mode!r})")
-    if mode == "none":
-        return 0
-    total = 0
-    for name, module in list(model.named_modules()):
-        if type(module) is not nn.Linear or not any(name == t or name.endswith("." + t) for t in targets):
-            continue
-        q = Int8Linear(module) if mode == "int8" else _nf4_linear(module, device)
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, q)
-        total += sum(t.numel() * t.element_size() for t in list(q.parameters()) + list(q.buffers()))
-    return total

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from model.corpus.manifest import MANIFEST_NAME
 from model.corpus.piece import Piece, beat_times, to_midi
 from model.corpus.synth import check_synth, render_midi
 from model.errors import JamstreamError
+from model.io.atomic import write_text
 from model.io.audio import SAMPLE_RATE, loudness_normalize, write_audio
 from model.progress import progress
 
@@ -128,17 +127,6 @@ def make_piece(spec: ClipSpec) -> Piece:
     raise scores.ScoreUnusable("; ".join(errors))
 
 
-def _atomic_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def build_clip(spec: ClipSpec, out_dir: Path, soundfont: str) -> dict:
     """Render one clip and write audio, MIDI, then (last) its row. Returns the row."""
     piece = make_piece(spec)
@@ -167,7 +155,7 @@ def build_clip(spec: ClipSpec, out_dir: Path, soundfont: str) -> dict:
         "piece_id": piece.piece_id,
         "build_version": BUILD_VERSION,
     }
-    _atomic_json(out_dir / "rows" / f"{spec.clip_id}.json", row)
+    write_text(out_dir / "rows" / f"{spec.clip_id}.json", json.dumps(row))
     return row
 
 
@@ -255,7 +243,7 @@ def build_corpus(
         info["genres"] = list(check_genres(genres))
     if tempo_spread != 1.0:
         info["tempo_spread"] = tempo_spread
-    _atomic_json(out_dir / "corpus.json", info)
+    write_text(out_dir / "corpus.json", json.dumps(info))
     return BuildResult(
         out_dir=out_dir,
         clips=len(rows),
@@ -311,12 +299,5 @@ def write_manifest(out_dir: Path, specs: list[ClipSpec]) -> list[dict]:
             continue
         seen_pieces.add(row["piece_id"])
         rows.append(row)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{MANIFEST_NAME}.", suffix=".partial")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out_dir / MANIFEST_NAME)
+    write_text(out_dir / MANIFEST_NAME, "".join(json.dumps(row) + "\n" for row in rows))
     return rows

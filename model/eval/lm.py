@@ -2,7 +2,8 @@
 
 The unigram baseline (each level's token frequencies on the train split) is what a model
 that ignored all context would score; the gap between the two is what the context,
-style and timing buy.
+style and timing buy. The model's figure is model.eval.nll.heldout_nll, the one LoRA
+validation reads too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 
 import torch
 
+from model.eval.nll import heldout_nll
 from model.lm.network import DepthformerLM
 from model.train.token_data import TokenClip
 
@@ -30,31 +32,10 @@ def unigram_nll(train: list[TokenClip], test: list[TokenClip], levels: int, voca
     return total / max(1, n)
 
 
-@torch.inference_mode()
-def model_nll(model: DepthformerLM, test: list[TokenClip], segment: int | None = None) -> float:
-    """Mean NLL (nats/token) over test clips, in segments one window long, style on."""
-    model.eval()
-    device = next(model.parameters()).device
-    segment = segment or model.config.window
-    levels = model.config.levels
-    total, n = 0.0, 0
-    for c in test:
-        for start in range(0, c.tokens.shape[0], segment):
-            tok = c.tokens[start : start + segment, :levels].long().unsqueeze(0).to(device)
-            if tok.shape[1] == 0:
-                continue
-            timing = c.timing[start : start + segment].unsqueeze(0).to(device)
-            style = c.style[: model.config.style_tokens].unsqueeze(0).to(device)
-            nll = model(tok, timing, style, return_loss=True)
-            total += float(nll) * tok[0].numel()
-            n += tok[0].numel()
-    return total / max(1, n)
-
-
 def evaluate_lm(model: DepthformerLM, clips: list[TokenClip], split: str = "test") -> dict:
     train = [c for c in clips if c.split == "train"]
     test = [c for c in clips if c.split == split]
-    nll = model_nll(model, test)
+    nll = heldout_nll(model, test)
     uni = unigram_nll(train, test, model.config.levels, model.config.codebook_size)
     return {
         "split": split,

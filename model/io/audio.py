@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from model.errors import JamstreamError
+from model.io.atomic import atomic_path
 
 SAMPLE_RATE = 48_000
 CHANNELS = 2
@@ -79,18 +80,13 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = S
     from pedalboard.io import AudioFile
 
     p = Path(path)
-    tmp = p.with_name(f".{p.stem}.partial{p.suffix}")
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     kwargs = {"bit_depth": 24} if p.suffix.lower() in (".flac", ".wav", ".aiff") else {}
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with AudioFile(str(tmp), "w", sample_rate, audio.shape[0], **kwargs) as f:
-            f.write(audio)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
+        with atomic_path(p, suffix=p.suffix) as tmp:  # the suffix picks the format
+            with AudioFile(str(tmp), "w", sample_rate, audio.shape[0], **kwargs) as f:
+                f.write(audio)
     except (OSError, ValueError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise JamstreamError(
             f"{p}: cannot write audio ({text.rstrip('.')}{_space_hint(p.parent, audio.nbytes)})"

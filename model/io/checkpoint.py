@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from model.errors import JamstreamError
+from model.io.atomic import atomic_path
 
 FORMAT = "jamstream"
 FORMAT_VERSION = 1
@@ -33,11 +33,9 @@ def save_checkpoint(
     tensors: dict[str, torch.Tensor],
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write atomically: temp file in the same folder, fsync, rename."""
+    """Write atomically (model.io.atomic): a checkpoint on disk is the old one or the new one."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -46,17 +44,8 @@ def save_checkpoint(
         "extra": json.dumps(extra or {}, sort_keys=True),
     }
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(fd)
-    try:
-        save_file(contiguous, tmp, metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; shipped weights must be readable by all
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(contiguous, str(tmp), metadata=metadata)
 
 
 def read_metadata(path: str | os.PathLike, kind: str) -> tuple[dict, dict]:

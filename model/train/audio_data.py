@@ -9,7 +9,6 @@ extended corpus gets a fresh cache instead of stale audio.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 
 from model.corpus.manifest import ClipRow, read_manifest
 from model.errors import JamstreamError
+from model.io.atomic import atomic_path
 from model.io.audio import SAMPLE_RATE, load_audio
 from model.progress import progress
 
@@ -60,17 +60,15 @@ def load_split(corpus_dir: str | Path, split: str = "train", show_progress: bool
     lengths = np.array([int(round(r.duration * SAMPLE_RATE)) for r in rows], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     if not cache.is_file():
-        cache_dir.mkdir(exist_ok=True)
-        tmp = cache.with_suffix(f".partial-{os.getpid()}.npy")
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(2, int(lengths.sum())))
-        for r, s, n in progress(
-            list(zip(rows, starts, lengths)), desc=f"decode {split}", unit="clip", enabled=show_progress
-        ):
-            audio = load_audio(r.path)[:, :n]
-            out[:, s : s + audio.shape[1]] = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
-        out.flush()
-        del out
-        os.replace(tmp, cache)
+        with atomic_path(cache, suffix=".npy") as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(2, int(lengths.sum())))
+            for r, s, n in progress(
+                list(zip(rows, starts, lengths)), desc=f"decode {split}", unit="clip", enabled=show_progress
+            ):
+                audio = load_audio(r.path)[:, :n]
+                out[:, s : s + audio.shape[1]] = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+            out.flush()
+            del out
     audio = np.load(cache, mmap_mode="r")
     return AudioSplit(audio=audio, starts=starts, lengths=lengths, rows=rows)
 

@@ -26,6 +26,8 @@ from model.eval.metrics import logfreq_loss, mel_distance, peak_loss, stft_loss
 from model.eval.pitch import chroma_corr, dac_mel
 from model.io.audio import SAMPLE_RATE
 from model.train.audio_data import AudioSplit, load_splits
+from model.train.trainer import Task
+from model.train.validation import Validation
 
 KMEANS_INIT_CROPS = 64
 VAL_CROPS, VAL_SECONDS, VAL_LEVELS, VAL_SEED = 8, 4, 16, 1234
@@ -48,7 +50,7 @@ class CodecTrainConfig:
     val_log: str | None = None  # JSON lines of the val figures, beside the checkpoint
 
 
-class CodecTask:
+class CodecTask(Task):
     kind = "codec"
 
     def __init__(self, model_config: CodecConfig, train_config: CodecTrainConfig, data: AudioSplit | None = None):
@@ -56,7 +58,6 @@ class CodecTask:
         self.cfg = train_config
         self._data = data
         self._val: torch.Tensor | None = None
-        self.last_val: dict[str, float] = {}
 
     @property
     def data(self) -> AudioSplit:
@@ -69,9 +70,6 @@ class CodecTask:
 
     def build_model(self) -> torch.nn.Module:
         return build_codec(self.model_cfg)
-
-    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
-        return [p for p in model.parameters() if p.requires_grad]
 
     def batch(self, step: int, rank: int, world: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         # Step 0 also k-means-initialises the 1024-code books: give it enough frames to cluster.
@@ -99,7 +97,7 @@ class CodecTask:
             logfreq = logfreq_loss(recon, batch)
             total = total + self.cfg.logfreq_weight * logfreq
             parts["logfreq"] = logfreq.item()
-        return total, {"loss": total.item(), **parts, **self.last_val}
+        return total, {"loss": total.item(), **parts}
 
     # ------------------------------------------------------------ val pitch figures
     def val_crops(self) -> torch.Tensor:
@@ -116,7 +114,11 @@ class CodecTask:
             )
         return self._val
 
-    def validate(self, model: torch.nn.Module) -> dict[str, float]:
+    def validation(self) -> Validation:
+        return Validation(every=self.cfg.eval_every)
+
+    def validate(self, model: torch.nn.Module, step: int) -> dict[str, float]:
+        """The val crops' pitch figures at 16 levels, logged to `val_log` and stderr."""
         crops = self.val_crops()
         was_training = model.training
         model.eval()
@@ -127,24 +129,17 @@ class CodecTask:
         finally:
             model.train(was_training)
         ref = crops.numpy()
-        return {
+        figures = {
             "val_chroma": float(np.mean([chroma_corr(o, r) for o, r in zip(out, ref)])),
             "val_dac_mel": float(np.mean([dac_mel(o, r) for o, r in zip(out, ref)])),
         }
-
-    def after_step(self, model: torch.nn.Module, step: int) -> bool:
-        if not self.cfg.eval_every or step % self.cfg.eval_every:
-            return False
-        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
-            return False
-        self.last_val = self.validate(model)
         if self.cfg.val_log:
             with open(self.cfg.val_log, "a") as f:
-                f.write(json.dumps({"step": step, **self.last_val}) + "\n")
+                f.write(json.dumps({"step": step, **figures}) + "\n")
         from tqdm import tqdm
 
         tqdm.write(
-            f"step {step}: val chroma {self.last_val['val_chroma']:.3f}, DAC mel {self.last_val['val_dac_mel']:.3f}",
+            f"step {step}: val chroma {figures['val_chroma']:.3f}, DAC mel {figures['val_dac_mel']:.3f}",
             file=sys.stderr,
         )
-        return False
+        return figures

@@ -3,13 +3,10 @@
 `finetune(FinetuneConfig)` is what `jamstream finetune DIR --name NAME` runs:
 
 1. Read every audio file under DIR (wav/flac/mp3/ogg/aiff, any rate or channel count,
-   through model.audio.load_audio: 48 kHz stereo). Unreadable, silent and too-short
+   through model.io.audio.load_audio: 48 kHz stereo). Unreadable, silent and too-short
    files are skipped and listed; no usable audio at all is a one-line error.
-2. Per file, once (cached under <adapters>/.cache/, keyed by the file's bytes and the
-   codec and style weights): codec tokens, per-frame timing and the style model's audio
-   embedding. User recordings have no beat annotations, so the timing (bpm, beat and bar
-   phase per frame, as the LM was trained with) comes from librosa's beat tracker; bars
-   are assumed to be 4 beats, with the downbeat phase that has the strongest onsets.
+2. Per file, once (cached): codec tokens, per-frame timing from a beat tracker and the
+   style model's audio embedding (model/train/recordings.py).
 3. The captured style is the duration-weighted mean of the recordings' audio embeddings
    (optionally mixed with a --prompt): a made-up adapter name means nothing to a text
    encoder, the recordings themselves do. Its 12 style tokens condition every training
@@ -20,32 +17,29 @@
    trained by the shared Trainer (atomic checkpoints, resume, progress bar) with
    validation at every epoch's end and early stopping.
 5. adapters/NAME/: adapter.safetensors (the best epoch's), adapter.json, style.safetensors,
-   report.json. See model/adapters/lora.py for loading and applying them.
+   report.json. See model/adapters/store.py for reading them, model/adapters/lora.py for
+   applying them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from model.adapters import lora as A
+from model.adapters import lora, names, quantize, store
 from model.codec.network import FRAME_RATE
 from model.errors import JamstreamError
-from model.io.audio import READABLE_SUFFIXES, AudioReadError, load_audio
-from model.progress import progress
+from model.io.atomic import write_json
+from model.lm.network import LMConfig
+from model.train.lora_task import LoRATask, LoRATrainConfig, steps_per_epoch
+from model.train.recordings import Recording, ScanResult, file_digest, scan_recordings
+from model.train.trainer import TrainConfig, Trainer
 
-MIN_SECONDS = 2.0  # shorter recordings teach nothing about continuation
-SILENCE_PEAK = 1e-4  # -80 dBFS: a file whose loudest sample is below this is silence
 VAL_SHARE = 0.15
-CACHE_VERSION = 1
-BEATS_PER_BAR = 4
 
 
 @dataclass
@@ -72,146 +66,6 @@ class FinetuneConfig:
     max_minutes: float | None = None
     resume: bool = False
     show_progress: bool = True
-
-
-@dataclass
-class Recording:
-    path: Path
-    seconds: float
-    tokens: torch.Tensor  # int16 [frames, levels]
-    timing: torch.Tensor  # float32 [frames, 3]
-    embedding: torch.Tensor  # [512]
-    bpm: float
-
-
-@dataclass
-class ScanResult:
-    recordings: list[Recording]
-    skipped: list[dict] = field(default_factory=list)  # {"file", "reason"}
-    tokenize_seconds: float = 0.0
-
-
-# ------------------------------------------------------------------ recordings -> tokens
-def audio_files(folder: Path) -> tuple[list[Path], list[dict]]:
-    """Audio files under `folder` (recursive, sorted), and the other files as skipped."""
-    if not folder.exists():
-        raise JamstreamError(f"{folder}: no such directory")
-    if not folder.is_dir():
-        raise JamstreamError(f"{folder} is not a directory; give the folder that holds your recordings")
-    files, other = [], []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
-            continue
-        (files if p.suffix.lower() in READABLE_SUFFIXES else other).append(p)
-    return files, [{"file": str(p), "reason": "not an audio file (wav/flac/mp3/ogg/aiff)"} for p in other]
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def beat_grid(audio: np.ndarray, sr: int = 48_000) -> tuple[list[float], list[float], float]:
-    """(beat times, downbeat times, bpm) from librosa's beat tracker on a mono 22.05 kHz mix.
-
-    Downbeats: every 4th beat, starting at whichever of the first four beats gives the
-    strongest mean onset strength. Fewer than 4 beats found (rubato, drones): a 120 bpm
-    grid from 0, which is what the LM saw most.
-    """
-    import librosa
-    from scipy.signal import resample_poly
-
-    mono = audio.mean(axis=0) if audio.ndim == 2 else audio
-    y = resample_poly(mono, 147, 320).astype(np.float32)  # 48000 * 147/320 = 22050
-    hop = 512
-    onset = librosa.onset.onset_strength(y=y, sr=22050, hop_length=hop)
-    _, frames = librosa.beat.beat_track(onset_envelope=onset, sr=22050, hop_length=hop)
-    frames = np.asarray(frames, dtype=int)
-    if frames.size < 4:
-        seconds = len(y) / 22050
-        beats = list(np.arange(0.0, seconds + 0.5, 0.5))
-        return beats, beats[::BEATS_PER_BAR], 120.0
-    times = librosa.frames_to_time(frames, sr=22050, hop_length=hop)
-    strength = [float(onset[frames[k::BEATS_PER_BAR]].mean()) for k in range(BEATS_PER_BAR)]
-    first = int(np.argmax(strength))
-    bpm = float(60.0 / np.median(np.diff(times)))
-    return [float(t) for t in times], [float(t) for t in times[first::BEATS_PER_BAR]], bpm
-
-
-def scan_recordings(
-    folder,
-    codec,
-    codec_path: Path,
-    style_model,
-    style_path: Path,
-    levels: int,
-    cache_dir: Path,
-    show_progress: bool = True,
-) -> ScanResult:
-    """Every usable recording under `folder`, tokenized and beat-tracked (cached per file)."""
-    from model.train.token_data import frame_timing
-
-    folder = Path(folder)
-    files, skipped = audio_files(folder)
-    if not files:
-        what = f" ({len(skipped)} other files)" if skipped else ""
-        raise JamstreamError(f"{folder} has no audio files (wav/flac/mp3/ogg/aiff){what}; put your recordings there")
-    models_key = hashlib.sha1(
-        f"{_digest(Path(codec_path))}:{_digest(Path(style_path))}:{levels}:{CACHE_VERSION}".encode()
-    ).hexdigest()[:16]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    recordings: list[Recording] = []
-    started = time.perf_counter()
-    for path in progress(files, desc="tokenize", unit="file", enabled=show_progress):
-        key = hashlib.sha1(f"{_digest(path)}:{models_key}".encode()).hexdigest()[:20]
-        cache = cache_dir / f"rec-{key}.pt"
-        entry = None
-        if cache.is_file():
-            try:
-                entry = torch.load(cache, weights_only=False)
-            except Exception:  # a damaged cache entry is recomputed, never trusted
-                entry = None
-        if entry is None:
-            try:
-                audio = load_audio(path)
-            except AudioReadError as exc:
-                skipped.append({"file": str(path), "reason": f"unreadable ({str(exc).split(': ', 1)[-1]})"})
-                continue
-            seconds = audio.shape[1] / 48_000
-            peak = float(np.abs(audio).max()) if audio.size else 0.0
-            if not np.isfinite(audio).all():
-                skipped.append({"file": str(path), "reason": "contains NaN or infinite samples"})
-                continue
-            if seconds < MIN_SECONDS:
-                skipped.append({"file": str(path), "reason": f"too short ({seconds:.2f} s < {MIN_SECONDS:g} s)"})
-                continue
-            if peak < SILENCE_PEAK:
-                skipped.append({"file": str(path), "reason": "silent"})
-                continue
-            with torch.inference_mode():
-                tokens = codec.encode(torch.from_numpy(audio), levels=levels)[0].to(torch.int16)
-                embedding = style_model.embed_audio(audio, 48_000).float()
-            beats, downbeats, bpm = beat_grid(audio)
-            timing = torch.from_numpy(frame_timing(beats, downbeats, tokens.shape[0], FRAME_RATE))
-            timing[:, 0] = timing[:, 0].clamp(20.0, 400.0)
-            entry = {"seconds": seconds, "tokens": tokens, "timing": timing, "embedding": embedding, "bpm": bpm}
-            tmp = cache.with_suffix(f".partial-{os.getpid()}")
-            torch.save(entry, tmp)
-            os.replace(tmp, cache)
-        recordings.append(
-            Recording(
-                path, float(entry["seconds"]), entry["tokens"], entry["timing"], entry["embedding"], float(entry["bpm"])
-            )
-        )
-    if not recordings:
-        listed = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped[:3])
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        raise JamstreamError(f"{folder}: no usable audio ({listed}{more})")
-    return ScanResult(recordings, skipped, time.perf_counter() - started)
 
 
 def split_clips(recordings: list[Recording], style_tokens: torch.Tensor, min_frames: int = 25):
@@ -242,42 +96,60 @@ def split_clips(recordings: list[Recording], style_tokens: torch.Tensor, min_fra
 
 
 # ------------------------------------------------------------------ the run
+CHECKPOINT_FILE = "checkpoint.safetensors"
+STATE_FILE = "train_state.json"
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
 
 
-def finetune(cfg: FinetuneConfig) -> dict:
-    from model.codec.network import load_codec
-    from model.generator import check_pair
-    from model.lm.network import count_parameters, load_lm
-    from model.style.network import load_style, mix_embeddings
-    from model.train.lora_task import LoRATask, LoRATrainConfig, steps_per_epoch
-    from model.train.trainer import TrainConfig, Trainer
-    from model.weights import default_weight_path
+@dataclass
+class Models:
+    """The frozen models a fine-tune reads: the base LM (its config), codec and style model."""
 
-    wall_start = time.perf_counter()
-    A.check_name(cfg.name)
+    base_path: Path
+    codec_path: Path
+    style_path: Path
+    lm_config: LMConfig
+    base_parameters: int
+    base_digest: str
+    levels: int
+    codec: object
+    style: object
+
+
+def check_request(cfg: FinetuneConfig) -> Path:
+    """Every bad option is a one-line error before any model work; returns adapters/NAME."""
+    names.check_name(cfg.name)
     if cfg.epochs < 1:
         raise JamstreamError(f"--epochs must be >= 1 (got {cfg.epochs})")
-    if cfg.quantize not in A.QUANTIZE_MODES:
-        raise JamstreamError(f"--quantize must be one of {', '.join(A.QUANTIZE_MODES)} (got {cfg.quantize!r})")
+    if cfg.quantize not in quantize.QUANTIZE_MODES:
+        raise JamstreamError(f"--quantize must be one of {', '.join(quantize.QUANTIZE_MODES)} (got {cfg.quantize!r})")
     if cfg.device not in ("cpu", "cuda"):
         raise JamstreamError(f"--device must be cpu or cuda (got {cfg.device!r})")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise JamstreamError("--device cuda asked for, but this machine has no CUDA GPU")
     if cfg.prompt is not None and not cfg.prompt.strip():
         raise JamstreamError("--prompt is empty; describe the style in a few words or leave it out")
-    A.AdapterConfig(cfg.rank, cfg.alpha).validate()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    store.AdapterConfig(cfg.rank, cfg.alpha).validate()
     out = Path(cfg.adapters_dir) / cfg.name
-    checkpoint = out / "checkpoint.safetensors"
+    checkpoint = out / CHECKPOINT_FILE
     if cfg.resume and not checkpoint.is_file():
         raise JamstreamError(f"--resume: no fine-tuning checkpoint at {checkpoint}; drop --resume to start")
-    if not cfg.resume and (checkpoint.is_file() or (out / A.ADAPTER_FILE).is_file()):
+    if not cfg.resume and (checkpoint.is_file() or (out / store.ADAPTER_FILE).is_file()):
         raise JamstreamError(f"{out} exists; pass --resume to continue it or choose another --name")
-    if not cfg.resume and (out / "train_state.json").is_file():  # a run stopped before its first epoch
-        (out / "train_state.json").unlink()
+    if not cfg.resume and (out / STATE_FILE).is_file():  # a run stopped before its first epoch
+        (out / STATE_FILE).unlink()
+    return out
+
+
+def load_models(cfg: FinetuneConfig) -> Models:
+    from model.codec.network import load_codec
+    from model.generator import check_pair
+    from model.lm.network import count_parameters, load_lm
+    from model.style.network import load_style
+    from model.weights import default_weight_path
 
     base_path = Path(cfg.base) if cfg.base else default_weight_path("lm")
     codec_path = Path(cfg.codec) if cfg.codec else default_weight_path("codec")
@@ -285,140 +157,172 @@ def finetune(cfg: FinetuneConfig) -> dict:
     base = load_lm(base_path)  # fails fast, one line, on a bad base file
     codec = load_codec(codec_path)
     check_pair(base, codec)  # adapters on tokens the base never learned would train on noise
-    lm_cfg = base.config
-    base_params = count_parameters(base)
-    base_digest = _digest(base_path)[:16]
-    del base
-    levels = cfg.levels or lm_cfg.levels
-    style_model = load_style(style_path)
-    scan = scan_recordings(
-        cfg.data,
-        codec,
+    return Models(
+        base_path,
         codec_path,
-        style_model,
         style_path,
-        levels,
-        Path(cfg.adapters_dir) / ".cache",
-        cfg.show_progress,
+        base.config,
+        count_parameters(base),
+        file_digest(base_path)[:16],
+        cfg.levels or base.config.levels,
+        codec,
+        load_style(style_path),
     )
-    recs = scan.recordings
-    del codec
-    rss_after_tokenize = _peak_rss_mb()
 
-    # the captured style: the recordings' mean audio embedding (+ an optional prompt)
-    audio_style = mix_embeddings([(r.embedding, r.seconds) for r in recs])
-    style = audio_style
-    if cfg.prompt:
-        if not 0 <= cfg.prompt_weight <= 1:
-            raise JamstreamError(f"--prompt-weight must be in [0, 1] (got {cfg.prompt_weight})")
-        style = (
-            mix_embeddings(
-                [(audio_style, 1 - cfg.prompt_weight), (style_model.embed_text([cfg.prompt])[0], cfg.prompt_weight)]
-            )
-            if cfg.prompt_weight < 1
-            else style_model.embed_text([cfg.prompt])[0]
-        )
-    style_tokens = style_model.quantize(style).reshape(-1).long()
-    clips, split_kind = split_clips(recs, style_tokens)
 
-    adapter_cfg = A.AdapterConfig(cfg.rank, cfg.alpha)
+def captured_style(recordings: list[Recording], style_model, cfg: FinetuneConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(captured style, the recordings' mean audio embedding): the mean, optionally mixed with --prompt."""
+    from model.style.network import mix_embeddings
+
+    audio_style = mix_embeddings([(r.embedding, r.seconds) for r in recordings])
+    if not cfg.prompt:
+        return audio_style, audio_style
+    if not 0 <= cfg.prompt_weight <= 1:
+        raise JamstreamError(f"--prompt-weight must be in [0, 1] (got {cfg.prompt_weight})")
+    text = style_model.embed_text([cfg.prompt])[0]
+    if cfg.prompt_weight == 1:
+        return text, audio_style
+    return mix_embeddings([(audio_style, 1 - cfg.prompt_weight), (text, cfg.prompt_weight)]), audio_style
+
+
+def make_task(cfg: FinetuneConfig, out: Path, models: Models, clips, recordings: list[Recording]) -> LoRATask:
+    """The LoRA task, writing each new best adapter (with the run's facts) to `out`."""
+    adapter_cfg = store.AdapterConfig(cfg.rank, cfg.alpha)
     per_epoch = steps_per_epoch(clips, cfg.frames_per_batch)
     train_cfg = LoRATrainConfig(frames_per_batch=cfg.frames_per_batch, steps_per_epoch=per_epoch, patience=cfg.patience)
-    out.mkdir(parents=True, exist_ok=True)
     meta = {
         "prompt": cfg.prompt,
-        "base": {"path": str(base_path), "digest": base_digest},
-        "codec_levels": levels,
+        "base": {"path": str(models.base_path), "digest": models.base_digest},
+        "codec_levels": models.levels,
         "quantize_during_training": cfg.quantize,
-        "recordings": [str(r.path) for r in recs],
+        "recordings": [str(r.path) for r in recordings],
     }
+    lm_config = asdict(models.lm_config)
 
-    def save_best(tensors: dict, entry: dict) -> None:
-        A.save_adapter(
-            out,
-            cfg.name,
-            adapter_cfg,
-            asdict(lm_cfg),
-            tensors,
-            {**meta, "epoch": entry["epoch"], "step": entry["step"], "val_nll": entry["val_nll"]},
-        )
+    def save_best(tensors: dict, record: dict) -> None:
+        facts = {"epoch": record["epoch"], "step": record["step"], "val_nll": record["val_nll"]}
+        store.save_adapter(out, cfg.name, adapter_cfg, lm_config, tensors, {**meta, **facts})
 
-    task = LoRATask(
-        base_path,
-        base_digest,
-        lm_cfg,
+    return LoRATask(
+        models.base_path,
+        models.base_digest,
+        models.lm_config,
         adapter_cfg,
         train_cfg,
         clips,
         cfg.name,
         cfg.quantize,
         cfg.device,
-        state_path=out / "train_state.json",
+        state_path=out / STATE_FILE,
         on_best=save_best,
     )
-    A.save_style(
-        out,
-        style,
-        style_tokens,
-        {
-            "recordings": len(recs),
-            "seconds": sum(r.seconds for r in recs),
-            "prompt": cfg.prompt,
-            "prompt_weight": cfg.prompt_weight if cfg.prompt else 0.0,
-        },
-    )
 
-    # validation NLL before: the fresh adapter (B = 0) is the (possibly quantized) base exactly
+
+def measure_before(task: LoRATask, cfg: FinetuneConfig) -> None:
+    """Validation NLL before training (a resumed run keeps its first measurement): the fresh
+    adapter (B = 0) is the (possibly quantized) base exactly."""
     if cfg.resume:
-        from model.io.checkpoint import read_metadata
+        task.load_state()
+    if task.state.get("before") is not None:
+        return
+    torch.manual_seed(cfg.seed)
+    probe = task.build_model()
+    task.state["before"] = task.evaluate(probe)
+    task.state["trainable_parameters"] = sum(p.numel() for p in task.trainable_parameters(probe))
+    task.state["base_projection_bytes"] = task.base_weight_bytes
+    task.save_state()
 
-        _, extra = read_metadata(checkpoint, "lora")
-        task.load_state(int(extra.get("step", 0)))
-    if task.state.get("before") is None:
-        torch.manual_seed(cfg.seed)
-        probe = task.build_model()
-        task.state["before"] = task.evaluate(probe)
-        task.state["trainable_parameters"] = sum(p.numel() for p in task.trainable_parameters(probe))
-        task.state["base_projection_bytes"] = task.base_weight_bytes
-        del probe
-        task.save_state()
 
-    result = {"step": 0, "stopped_early": False}
-    if not task.state.get("stopped"):
-        train = TrainConfig(
-            out=str(checkpoint),
-            steps=cfg.epochs * per_epoch,
-            lr=cfg.lr,
-            warmup_steps=min(50, max(1, per_epoch // 2)),
-            checkpoint_every=per_epoch,
-            seed=cfg.seed,
-            device=cfg.device,
-            resume=cfg.resume and checkpoint.is_file(),
-            max_minutes=cfg.max_minutes,
-            threads=cfg.threads,
-        )
-        if cfg.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        task._last_eval_time = time.perf_counter()
-        result = Trainer(task, train).fit()
-    evals = task.state["evals"]
-    best = task.best()
-    if best is None:
+def train_adapter(task: LoRATask, cfg: FinetuneConfig, checkpoint: Path) -> dict:
+    """The shared Trainer's run: validation each epoch, the best adapter kept, early stopping."""
+    per_epoch = task.cfg.steps_per_epoch
+    train = TrainConfig(
+        out=str(checkpoint),
+        steps=cfg.epochs * per_epoch,
+        lr=cfg.lr,
+        warmup_steps=min(50, max(1, per_epoch // 2)),
+        checkpoint_every=per_epoch,
+        seed=cfg.seed,
+        device=cfg.device,
+        resume=cfg.resume,
+        max_minutes=cfg.max_minutes,
+        threads=cfg.threads,
+    )
+    if cfg.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result = Trainer(task, train).fit()
+    if result["best"] is None:
         raise JamstreamError(
-            f"fine-tuning stopped before its first epoch ended; run again with --resume to continue {out}"
+            f"fine-tuning stopped before its first epoch ended; run again with --resume to continue {checkpoint.parent}"
         )
-    after = best["val_nll"]
-    before = task.state["before"]
-    fp32_after = None
-    if cfg.quantize != "none":  # what generation will see: the adapter on the full-precision base
-        lm = load_lm(base_path, cfg.device)
-        A.apply_adapter(lm, A.load_adapter(out))
-        fp32_after = task.evaluate(lm)
-    epoch_times = [e["train_seconds"] for e in evals]
-    finished = task.state.get("stopped") or result.get("step", 0) >= cfg.epochs * per_epoch
+    return result
+
+
+def full_precision_nll(task: LoRATask, cfg: FinetuneConfig, models: Models, out: Path) -> float | None:
+    """With a quantized base: what generation will see, the adapter on the full-precision base."""
+    if cfg.quantize == "none":
+        return None
+    from model.lm.network import load_lm
+
+    lm = load_lm(models.base_path, cfg.device)
+    lora.apply_adapter(lm, store.load_adapter(out))
+    return task.evaluate(lm)
+
+
+def finetune(cfg: FinetuneConfig) -> dict:
+    """`jamstream finetune`: the steps of the module docstring; returns (and writes) the report."""
+    wall_start = time.perf_counter()
+    out = check_request(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    models = load_models(cfg)
+    cache = Path(cfg.adapters_dir) / ".cache"
+    scan = scan_recordings(
+        cfg.data,
+        models.codec,
+        models.codec_path,
+        models.style,
+        models.style_path,
+        models.levels,
+        cache,
+        cfg.show_progress,
+    )
+    models.codec = None  # the codec's part is done: free its memory before training
+    rss_after_tokenize = _peak_rss_mb()
+    recs = scan.recordings
+    style, audio_style = captured_style(recs, models.style, cfg)
+    style_tokens = models.style.quantize(style).reshape(-1).long()
+    clips, split_kind = split_clips(recs, style_tokens)
+    task = make_task(cfg, out, models, clips, recs)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = sum(r.seconds for r in recs)
+    weight = cfg.prompt_weight if cfg.prompt else 0.0
+    style_meta = {"recordings": len(recs), "seconds": seconds, "prompt": cfg.prompt, "prompt_weight": weight}
+    store.save_style(out, style, style_tokens, style_meta)
+    measure_before(task, cfg)
+    result = train_adapter(task, cfg, out / CHECKPOINT_FILE)
+    fp32_after = full_precision_nll(task, cfg, models, out)
     report = {
+        **run_facts(cfg, out, task, models, scan, clips, split_kind),
+        **training_figures(task, cfg, result, fp32_after),
+        "peak_rss_megabytes": round(_peak_rss_mb(), 1),
+        "peak_rss_megabytes_before_training": round(rss_after_tokenize, 1),  # codec/style models, tokenizing
+        "peak_cuda_megabytes": round(torch.cuda.max_memory_allocated() / 1e6, 1) if cfg.device == "cuda" else None,
+        "wall_seconds": round(time.perf_counter() - wall_start, 2),
+        "captured_style_cosine_to_audio_mean": round(float(torch.dot(style, audio_style)), 4),
+    }
+    write_json(out / store.REPORT_FILE, report)
+    return report
+
+
+def run_facts(cfg: FinetuneConfig, out: Path, task: LoRATask, models: Models, scan: ScanResult, clips, split_kind):
+    """The report's what-was-trained part: data, split, adapter shape, base."""
+    recs = scan.recordings
+    trainable = task.state["trainable_parameters"]
+    projection_bytes = task.state.get("base_projection_bytes", 0)
+    return {
         "name": cfg.name,
-        "adapter": str(out / A.ADAPTER_FILE),
+        "adapter": str(out / store.ADAPTER_FILE),
         "recordings": len(recs),
         "audio_seconds": round(sum(r.seconds for r in recs), 2),
         "train_seconds_audio": round(sum(c.tokens.shape[0] for c in clips if c.split == "train") / FRAME_RATE, 2),
@@ -427,39 +331,39 @@ def finetune(cfg: FinetuneConfig) -> dict:
         "skipped": scan.skipped,
         "rank": cfg.rank,
         "alpha": cfg.alpha,
-        "targets": list(adapter_cfg.targets),
+        "targets": list(task.adapter_cfg.targets),
         "quantize": cfg.quantize,
         "device": cfg.device,
-        "trainable_parameters": task.state["trainable_parameters"],
-        "base_parameters": base_params,
-        "trainable_share": task.state["trainable_parameters"] / base_params,
-        "base_projection_megabytes": round(task.state.get("base_projection_bytes", 0) / 1e6, 3)
-        if cfg.quantize != "none"
-        else None,
-        "peak_rss_megabytes": round(_peak_rss_mb(), 1),
-        "peak_rss_megabytes_before_training": round(rss_after_tokenize, 1),  # codec/style models, tokenizing
-        "peak_cuda_megabytes": round(torch.cuda.max_memory_allocated() / 1e6, 1) if cfg.device == "cuda" else None,
-        "steps_per_epoch": per_epoch,
+        "trainable_parameters": trainable,
+        "base_parameters": models.base_parameters,
+        "trainable_share": trainable / models.base_parameters,
+        "base_projection_megabytes": round(projection_bytes / 1e6, 3) if cfg.quantize != "none" else None,
+        "steps_per_epoch": task.cfg.steps_per_epoch,
         "frames_per_batch": cfg.frames_per_batch,
-        "epochs_run": len(evals),
-        "best_epoch": best["epoch"],
+        "tokenize_seconds": round(scan.tokenize_seconds, 2),
+        "base": {"path": str(models.base_path), "digest": models.base_digest},
+        "prompt": cfg.prompt,
+    }
+
+
+def training_figures(task: LoRATask, cfg: FinetuneConfig, result: dict, fp32_after: float | None) -> dict:
+    """The report's how-it-went part: validation NLL before, per epoch and at the best epoch."""
+    records, best = result["validations"], result["best"]
+    before, after = task.state["before"], best["val_nll"]
+    epoch_times = [r["train_seconds"] for r in records]
+    return {
+        "epochs_run": len(records),
+        "best_epoch": task.epoch(best["step"]),
         "seconds_per_epoch": round(sum(epoch_times) / len(epoch_times), 2),
         "epoch_seconds": epoch_times,
         "val_nll_before": round(before, 5),
         "val_nll_after": round(after, 5),
         "val_nll_change": round((after - before) / before, 5),
         "val_nll_after_full_precision_base": None if fp32_after is None else round(fp32_after, 5),
-        "val_nll_by_epoch": [round(e["val_nll"], 5) for e in evals],
-        "early_stopped": bool(task.state.get("stopped")),
-        "finished": bool(finished),
-        "tokenize_seconds": round(scan.tokenize_seconds, 2),
-        "wall_seconds": round(time.perf_counter() - wall_start, 2),
-        "captured_style_cosine_to_audio_mean": round(float(torch.dot(style, audio_style)), 4),
-        "base": meta["base"],
-        "prompt": cfg.prompt,
+        "val_nll_by_epoch": [round(r["val_nll"], 5) for r in records],
+        "early_stopped": bool(result["out_of_patience"]),
+        "finished": bool(result["out_of_patience"] or result["step"] >= cfg.epochs * task.cfg.steps_per_epoch),
     }
-    A.write_json(out / A.REPORT_FILE, report)
-    return report
 
 
 def nearest_prompt(embedding: torch.Tensor, style_model, prompts) -> tuple[str, float]:

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from model.lm.network import DepthformerLM, LMConfig
+from model.lm.network import DepthformerLM, LMConfig, style_prefix
 from model.train.token_data import TokenClip
+from model.train.trainer import Task
 
 
 @dataclass
@@ -27,7 +28,7 @@ class LMTrainConfig:
     text_style: float = 0.5  # share of crops conditioned on a caption's style tokens, not the audio's
 
 
-class LMTask:
+class LMTask(Task):
     kind = "lm"
 
     # --init from an LM trained before the codebook-feature path existed: those parts start fresh
@@ -73,9 +74,9 @@ class LMTask:
         seen = torch.zeros(c.style_tokens * c.style_codebook, dtype=torch.bool)
         offsets = torch.arange(c.style_tokens) * c.style_codebook
         for clip in self.clips:
-            rows = [clip.style[: c.style_tokens].view(1, -1)]
+            rows = [style_prefix(clip.style, c).view(1, -1)]
             if clip.text_style is not None and len(clip.text_style):
-                rows.append(clip.text_style[:, : c.style_tokens])
+                rows.append(style_prefix(clip.text_style, c))
             seen[(torch.cat(rows).long() + offsets).reshape(-1)] = True
         return seen
 
@@ -87,9 +88,6 @@ class LMTask:
             return
         with torch.no_grad():
             model.style_embed.weight[~self.seen_style_codes()] = 0.0
-
-    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
-        return [p for p in model.parameters() if p.requires_grad]
 
     def batch(self, step: int, rank: int, world: int, generator: torch.Generator, device: torch.device):
         cfg = self.cfg
@@ -106,9 +104,9 @@ class LMTask:
             text = clip.text_style
             if text is not None and len(text) and float(torch.rand(1, generator=generator)) < cfg.text_style:
                 pick = int(torch.randint(0, text.shape[0], (1,), generator=generator))
-                style.append(text[pick, : self.model_cfg.style_tokens])
+                style.append(style_prefix(text[pick], self.model_cfg))
             else:
-                style.append(clip.style[: self.model_cfg.style_tokens])
+                style.append(style_prefix(clip.style, self.model_cfg))
         n = min(t.shape[0] for t in tokens)  # clips shorter than `length` shorten the batch
         tokens = torch.stack([t[:n, : self.model_cfg.levels] for t in tokens])
         timing = torch.stack([t[:n] for t in timing])

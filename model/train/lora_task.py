@@ -8,18 +8,17 @@ What the trainer checkpoints is `LoRAModel`'s state_dict: the adapter tensors on
 frozen base comes from the base LM file (its digest is part of the model config, so a
 resume against another base is refused), which keeps a checkpoint a few hundred kB.
 
-Validation and early stopping run in `after_step` at each epoch's end: the mean token
-NLL of the validation clips (fixed, non-overlapping windows, style on); the best adapter
-so far is written to the adapter folder then, and `patience` epochs without improvement
-stop the run. That history lives in train_state.json beside the checkpoint, so
-`--resume` continues early stopping where it left off.
+The validation stage runs at each epoch's end: the mean token NLL of the validation clips
+(model.eval.nll.heldout_nll, the figure `jamstream eval lm` reports). The Trainer keeps
+the best state and stops after `patience` epochs without a better one; each new best is
+written to the adapter folder (`on_best`). train_state.json beside the checkpoint keeps
+what the report needs from before training (the validation NLL of the base).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,10 +26,15 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from model.adapters.lora import AdapterConfig, adapter_state, inject, load_adapter_state, quantize_base, write_json
+from model.adapters.lora import adapter_state, inject, load_adapter_state
+from model.adapters.quantize import quantize_base
+from model.adapters.store import AdapterConfig
+from model.eval.nll import heldout_nll
+from model.io.atomic import write_json
 from model.lm.network import DepthformerLM, LMConfig
 from model.train.lm_task import LMTask, LMTrainConfig
 from model.train.token_data import TokenClip
+from model.train.validation import Validation
 
 
 @dataclass
@@ -39,7 +43,7 @@ class LoRATrainConfig(LMTrainConfig):
     steps_per_epoch: int = 1
     patience: int = 3  # epochs without a better validation NLL before stopping
     min_delta: float = 1e-3  # nats: smaller gains do not count as better
-    val_window: int = 250  # frames per validation window (the LM's attention window)
+    val_window: int | None = None  # frames per validation window (None: the LM's attention window)
 
 
 class LoRAModel(nn.Module):
@@ -59,33 +63,6 @@ class LoRAModel(nn.Module):
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         load_adapter_state(self.lm, self.adapter_name, dict(state), "checkpoint")
         return torch.nn.modules.module._IncompatibleKeys([], [])
-
-
-@torch.no_grad()
-def validation_nll(
-    lm: nn.Module, clips: list[TokenClip], levels: int, style_tokens: int, window: int = 250, device="cpu"
-) -> float:
-    """Mean next-token NLL (nats) over every token of the clips, in non-overlapping windows."""
-    was_training = lm.training
-    lm.eval()
-    total, count = 0.0, 0
-    for clip in clips:
-        n = clip.tokens.shape[0]
-        for start in range(0, n, window):
-            end = min(n, start + window)
-            if end - start < 2 and start > 0:
-                continue
-            tokens = clip.tokens[start:end, :levels].long().unsqueeze(0).to(device)
-            timing = clip.timing[start:end].unsqueeze(0).to(device)
-            style = clip.style[:style_tokens].unsqueeze(0).to(device)
-            logits = lm(tokens, timing, style)
-            nll = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), tokens.reshape(-1), reduction="sum"
-            )
-            total += float(nll)
-            count += tokens.numel()
-    lm.train(was_training)
-    return total / max(1, count)
 
 
 class LoRATask(LMTask):
@@ -114,11 +91,9 @@ class LoRATask(LMTask):
         self.quantize = quantize
         self.device = device
         self.state_path = Path(state_path) if state_path else None
-        self.on_best = on_best
+        self.write_best = on_best  # (adapter tensors, record with "epoch") of each new best
         self.base_weight_bytes = 0
-        self.state = {"evals": [], "stopped": False, "before": None}
-        self._last_eval_time = time.perf_counter()
-        self._last_val: float | None = None
+        self.state: dict = {"before": None}  # validation NLL of the base, parameter counts
 
     # ---------------------------------------------------------------- Task protocol
     def model_config(self) -> dict:
@@ -140,72 +115,36 @@ class LoRATask(LMTask):
         inject(lm, self.name, self.adapter_cfg)
         return LoRAModel(lm, self.name)
 
-    def trainable_parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        return [p for p in model.parameters() if p.requires_grad]
-
-    def loss(self, model: nn.Module, batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        loss, parts = super().loss(model, batch, step)
-        if self._last_val is not None:
-            parts["val"] = self._last_val
-        return loss, parts
-
-    # ---------------------------------------------------------------- validation, early stopping
+    # ---------------------------------------------------------------- validation stage
     def evaluate(self, model: nn.Module) -> float:
+        """Validation NLL of a LoRAModel or a plain (adapted) LM."""
         lm = model.lm if isinstance(model, LoRAModel) else model
-        dev = next(lm.parameters()).device
-        return validation_nll(
-            lm, self.val_clips, self.model_cfg.levels, self.model_cfg.style_tokens, self.cfg.val_window, dev
+        return heldout_nll(lm, self.val_clips, self.cfg.val_window)
+
+    def validation(self) -> Validation:
+        return Validation(
+            every=self.cfg.steps_per_epoch, metric="val_nll", min_delta=self.cfg.min_delta, patience=self.cfg.patience
         )
 
-    def load_state(self, checkpoint_step: int) -> None:
-        """Early-stopping history of a run being resumed, trimmed to its checkpoint."""
+    def validate(self, model: nn.Module, step: int) -> dict[str, float]:
+        return {"val_nll": self.evaluate(model)}
+
+    def epoch(self, step: int) -> int:
+        return step // self.cfg.steps_per_epoch
+
+    def on_best(self, state: dict[str, torch.Tensor], record: dict) -> None:
+        if self.write_best is not None:
+            self.write_best(state, {**record, "epoch": self.epoch(record["step"])})
+
+    # ---------------------------------------------------------------- run facts (train_state.json)
+    def load_state(self) -> None:
+        """What a run being resumed measured before it trained."""
         if self.state_path and self.state_path.is_file():
-            state = json.loads(self.state_path.read_text())
-            state["evals"] = [e for e in state.get("evals", []) if e["step"] <= checkpoint_step]
-            if state.get("stopped") and not any(e["step"] == state.get("stopped_step") for e in state["evals"]):
-                state["stopped"] = False
-            self.state = state
-            if state["evals"]:
-                self._last_val = state["evals"][-1]["val_nll"]
+            self.state = json.loads(self.state_path.read_text())
 
     def save_state(self) -> None:
         if self.state_path:
             write_json(self.state_path, self.state)
-
-    def best(self) -> dict | None:
-        evals = self.state["evals"]
-        return min(evals, key=lambda e: e["val_nll"]) if evals else None
-
-    def after_step(self, model: nn.Module, step: int) -> bool:
-        if step % self.cfg.steps_per_epoch != 0:
-            return False
-        now = time.perf_counter()
-        train_seconds = now - self._last_eval_time
-        val = self.evaluate(model)
-        self._last_val = round(val, 5)
-        best = self.best()
-        improved = best is None or val < best["val_nll"] - self.cfg.min_delta
-        entry = {
-            "step": step,
-            "epoch": step // self.cfg.steps_per_epoch,
-            "val_nll": val,
-            "train_seconds": round(train_seconds, 3),
-            "improved": improved,
-        }
-        self.state["evals"].append(entry)
-        if improved and self.on_best is not None:
-            self.on_best({k: v.detach().clone() for k, v in model.state_dict().items()}, entry)
-        since = 0
-        for e in reversed(self.state["evals"]):
-            if e["improved"]:
-                break
-            since += 1
-        stop = since >= self.cfg.patience
-        if stop:
-            self.state["stopped"], self.state["stopped_step"] = True, step
-        self.save_state()
-        self._last_eval_time = time.perf_counter()
-        return stop
 
 
 def steps_per_epoch(clips: list[TokenClip], frames_per_batch: int) -> int:

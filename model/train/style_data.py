@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 
 from model.corpus.manifest import ClipRow, read_manifest
 from model.errors import JamstreamError
+from model.io.atomic import atomic_path
 from model.io.audio import SAMPLE_RATE, load_audio
 from model.progress import progress
 from model.style.network import LogMel, StyleConfig, audio_log_mels, encode_sentences, genre_prompt
@@ -89,14 +89,8 @@ def _rows_key(rows: list[ClipRow], settings: dict) -> str:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @dataclass

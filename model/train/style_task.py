@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from model.style.network import StyleConfig, StyleModel
 from model.train.style_data import StyleData, genre_prompt, load_style_data, random_crop
+from model.train.trainer import Task
 
 
 @dataclass
@@ -33,7 +34,7 @@ class StyleTrainConfig:
     quantizer_iters: int = 20
 
 
-class StyleTask:
+class StyleTask(Task):
     kind = "style"
 
     def __init__(self, model_config: StyleConfig, train_config: StyleTrainConfig, data: StyleData | None = None):
@@ -52,9 +53,6 @@ class StyleTask:
 
     def build_model(self) -> torch.nn.Module:
         return StyleModel(self.model_cfg)
-
-    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
-        return [p for p in model.parameters() if p.requires_grad]
 
     def batch(self, step: int, rank: int, world: int, generator: torch.Generator, device: torch.device) -> dict:
         data = self.data

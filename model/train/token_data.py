@@ -15,7 +15,6 @@ invalidates the cache instead of silently mixing token vocabularies.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from model.codec.network import FRAME_RATE, Codec
 from model.corpus.manifest import ClipRow, read_manifest
 from model.errors import JamstreamError
+from model.io.atomic import atomic_path
 from model.io.audio import load_audio
 from model.progress import progress
 
@@ -102,10 +102,8 @@ def tokenize_corpus(
         with torch.inference_mode():
             style = style_model.quantize(style_model.embed_audio(audio, 48_000)).reshape(-1).long()
         clips.append(TokenClip(r.id, r.split, r.genre, tokens, timing, style, text_style_tokens(style_model, r)))
-    cache.parent.mkdir(exist_ok=True)
-    tmp = cache.with_suffix(f".partial-{os.getpid()}")
-    torch.save([c.__dict__ for c in clips], tmp)
-    os.replace(tmp, cache)
+    with atomic_path(cache) as tmp:
+        torch.save([c.__dict__ for c in clips], tmp)
     return clips
 
 

@@ -1,14 +1,17 @@
 """The one training loop every jamstream model shares.
 
-A model plugs in as a `Task` (how to build it, how to draw a batch for a step, its loss);
-the trainer owns everything else: devices, DDP under torchrun (gloo on CPU, nccl on
-GPU), bf16 autocast, AdamW with warmup + cosine decay, gradient clipping, a progress bar
-with the losses, and checkpoints written atomically on a schedule and on SIGINT/SIGTERM.
+A model plugs in as a `Task` (how to build it, how to draw a batch for a step, its loss,
+and optionally how to score it on held-out data); the trainer owns everything else:
+devices, DDP under torchrun (gloo on CPU, nccl on GPU), bf16 autocast, AdamW with warmup
++ cosine decay, gradient clipping, a progress bar with the losses, the validation stage
+with its best state and early stopping, and checkpoints written atomically on a schedule
+and on SIGINT/SIGTERM.
 
 Resume is bit-for-bit because nothing random carries hidden state across steps: every
 step reseeds torch from (seed, step, rank) and draws its batch from a generator seeded
 the same way, so step k computes the same thing whether or not the process restarted
-before it. The checkpoint only has to hold weights, optimizer moments and the step.
+before it. The checkpoint only has to hold weights, optimizer moments and the step (and,
+with a validation stage, its history and the best state).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,6 +30,7 @@ import torch.distributed as dist
 from model.errors import JamstreamError
 from model.io.checkpoint import load_state_into, load_tensors, read_metadata, save_checkpoint
 from model.progress import progress
+from model.train.validation import RECORD_KEYS, Validation, ValidationHistory
 
 
 @dataclass
@@ -34,7 +38,6 @@ class TrainConfig:
     out: str  # checkpoint file (.safetensors)
     steps: int = 1000
     lr: float = 1e-3
-    weight_decay: float = 0.0
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
@@ -50,24 +53,60 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-class Task(Protocol):
-    """What a model brings to the trainer."""
+class Task:
+    """What a model brings to the trainer. Subclass it and fill in the train stage; every
+    other stage and hook is optional and does nothing unless overridden.
 
-    kind: str  # checkpoint kind: "codec", "style", "lm"
+    Train stage: `kind` (the checkpoint kind: "codec", "style", "lm", ...), `model_config`,
+    `build_model`, `batch` and `loss`.
+    Validation stage (audiocraft's solver habit: train and valid stages, a best state):
+    `validation()` says when it runs and how its figures are read (model/train/validation.py),
+    `validate(model, step)` computes the figures on held-out data, and `on_best` hears of
+    each new best state. The trainer runs it between steps on rank 0, keeps the best state
+    and stops early when patience runs out.
+    """
 
-    def model_config(self) -> dict: ...
+    kind: str
+    # With --init: parameters the weights may lack (parts added to the model since), which
+    # keep their fresh initialisation.
+    init_new_keys: tuple[str, ...] = ()
 
-    def build_model(self) -> torch.nn.Module: ...
+    # ------------------------------------------------------------ train stage
+    def model_config(self) -> dict:
+        raise NotImplementedError
 
-    def batch(self, step: int, rank: int, world: int, generator: torch.Generator, device: torch.device) -> Any: ...
+    def build_model(self) -> torch.nn.Module:
+        raise NotImplementedError
 
-    def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def batch(self, step: int, rank: int, world: int, generator: torch.Generator, device: torch.device) -> Any:
+        raise NotImplementedError
 
-    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]: ...
+    def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
 
-    # Optional: `after_step(model, step) -> bool`, called after every optimizer step (before
-    # that step's checkpoint); returning True stops training there, with a checkpoint
-    # (validation and early stopping, e.g. the LoRA fine-tuning task).
+    def trainable_parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    # ------------------------------------------------------------ optional hooks
+    def after_init(self, model: torch.nn.Module) -> None:
+        """Called once the --init weights are loaded (not on --resume)."""
+
+    def checkpoint_extra(self) -> dict:
+        """More header metadata for every checkpoint."""
+        return {}
+
+    # ------------------------------------------------------------ validation stage
+    def validation(self) -> Validation:
+        """When validation runs and what its figures decide; the default: never."""
+        return Validation()
+
+    def validate(self, model: torch.nn.Module, step: int) -> dict[str, float]:
+        """Figures on held-out data after `step` steps (the model unwrapped from DDP).
+        Must leave the model as it found it: the next step continues bit for bit."""
+        return {}
+
+    def on_best(self, state: dict[str, torch.Tensor], record: dict) -> None:
+        """A validation stage found a new best state (a CPU copy of the model's state_dict)."""
 
 
 def _dist_env() -> tuple[int, int, int]:
@@ -84,6 +123,9 @@ class Trainer:
         self.cfg = config
         self.rank, self.world, self.local_rank = _dist_env()
         self._stop_requested = False
+        self.history = ValidationHistory(Validation())  # the task's, once fit() starts
+        self.best_state: dict[str, torch.Tensor] | None = None  # CPU copy, with a validation metric
+        self._figures: dict[str, float] = {}  # the last validation stage's, shown beside the losses
 
     # ------------------------------------------------------------ setup
     def _device(self) -> torch.device:
@@ -123,6 +165,7 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, metrics: dict) -> None:
+        """Weights, optimizer moments, step, validation history and best state: all a resume needs."""
         if self.rank != 0:
             return
         tensors = {f"model.{k}": v for k, v in _unwrap(model).state_dict().items()}
@@ -130,6 +173,8 @@ class Trainer:
             for name, value in state.items():
                 if torch.is_tensor(value):
                     tensors[f"optim.{pid}.{name}"] = value
+        for key, value in (self.best_state or {}).items():
+            tensors[f"best.{key}"] = value
         extra = {
             "step": step,
             "train_config": {k: v for k, v in asdict(self.cfg).items() if k not in ("resume",)},
@@ -138,8 +183,10 @@ class Trainer:
                 {k: v for k, v in g.items() if k != "params"} for g in optimizer.state_dict()["param_groups"]
             ],
             "world_size": self.world,
-            **getattr(self.task, "checkpoint_extra", dict)(),
+            **self.task.checkpoint_extra(),
         }
+        if self.history.spec.enabled:
+            extra["validation"] = {"records": self.history.records}
         save_checkpoint(self.cfg.out, self.task.kind, self.task.model_config(), tensors, extra)
 
     def _restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
@@ -156,27 +203,28 @@ class Trainer:
             new_state.setdefault(int(pid), {})[field_name] = tensor
         state_dict["state"] = new_state
         optimizer.load_state_dict(state_dict)
+        self.history = ValidationHistory(self.history.spec, extra.get("validation", {}).get("records"))
+        self.best_state = load_tensors(path, "best") or None
+        if self.history.records:
+            last = self.history.records[-1]
+            self._figures = {k: round(float(v), 5) for k, v in last.items() if k not in RECORD_KEYS}
         return int(extra["step"])
 
-    # ------------------------------------------------------------ loop
-    def fit(self) -> dict:
+    # ------------------------------------------------------------ stages
+    def _prepare(self, device: torch.device) -> tuple[torch.nn.Module, list, torch.optim.Optimizer, int]:
+        """The model (weights from --init or --resume, DDP-wrapped under torchrun), its
+        trainable parameters, the optimizer and the step to start from."""
         cfg = self.cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        device = self._device()
-        self._init_distributed(device)
         torch.manual_seed(cfg.seed)
         model = self.task.build_model().to(device)
         params = self.task.trainable_parameters(model)
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.8, 0.99))
+        # No weight decay: what every shipped model was trained with (AdamW's default is 0.01).
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.8, 0.99))
         if cfg.init_from and not cfg.resume:
             read_metadata(cfg.init_from, self.task.kind)
-            load_state_into(
-                model, load_tensors(cfg.init_from, "model"), cfg.init_from, getattr(self.task, "init_new_keys", ())
-            )
-            after_init = getattr(self.task, "after_init", None)
-            if after_init is not None:
-                after_init(model)
+            load_state_into(model, load_tensors(cfg.init_from, "model"), cfg.init_from, self.task.init_new_keys)
+            self.task.after_init(model)
+        self.history = ValidationHistory(self.task.validation())
         start_step = 0
         out = Path(cfg.out)
         if cfg.resume:
@@ -189,40 +237,72 @@ class Trainer:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
             )
+        return model, params, optimizer, start_step
+
+    def _train_step(self, model, params, optimizer, step: int, device: torch.device) -> dict[str, float]:
+        """One optimizer step; its batch and randomness depend only on (seed, step, rank)."""
+        cfg = self.cfg
+        torch.manual_seed(step_seed(cfg.seed, step, self.rank))
+        gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, self.rank))
+        batch = self.task.batch(step, self.rank, self.world, gen, device)
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr_at(step)
+        model.train()
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss, parts = self.task.loss(model, batch, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            parts = {**parts, "grad_norm": float(grad_norm)}
+        optimizer.step()
+        return {k: round(float(v), 5) for k, v in parts.items()}
+
+    def _valid_stage(self, model: torch.nn.Module, step: int, train_seconds: float) -> None:
+        """Score the model (rank 0), record it, and keep its state if it is the best yet."""
+        if self.rank != 0:
+            return
+        figures = {k: float(v) for k, v in self.task.validate(_unwrap(model), step).items()}
+        record = self.history.add(step, figures, train_seconds)
+        self._figures = {k: round(v, 5) for k, v in figures.items()}
+        if record["improved"]:
+            self.best_state = {k: v.detach().cpu().clone() for k, v in _unwrap(model).state_dict().items()}
+            self.task.on_best(self.best_state, record)
+
+    # ------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        """Train to `steps` (or until stopped: signal, --max-minutes, patience); returns
+        {"step", "stopped_early", "metrics", "checkpoint"}, and with a validation stage
+        "validations" (every record), "best" (the best state's record) and "out_of_patience"."""
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = self._device()
+        self._init_distributed(device)
+        model, params, optimizer, step = self._prepare(device)
         old_handlers = self._install_signal_handlers()
         bar = None
         if self.rank == 0:
-            bar = progress(total=cfg.steps, initial=start_step, desc=f"train {self.task.kind}", unit="step")
+            bar = progress(total=cfg.steps, initial=step, desc=f"train {self.task.kind}", unit="step")
         metrics: dict[str, float] = {}
-        started = time.perf_counter()
-        step = start_step
-        stopped_early = False
+        spec = self.history.spec
+        # a resumed run whose patience had already run out trains no further
+        stopped_early = self.history.out_of_patience() and step < cfg.steps
+        started = clock = time.perf_counter()
         try:
-            while step < cfg.steps:
-                torch.manual_seed(step_seed(cfg.seed, step, self.rank))
-                gen = torch.Generator().manual_seed(step_seed(cfg.seed, step, self.rank))
-                batch = self.task.batch(step, self.rank, self.world, gen, device)
-                for group in optimizer.param_groups:
-                    group["lr"] = self.lr_at(step)
-                model.train()
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                    loss, parts = self.task.loss(model, batch, step)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    parts = {**parts, "grad_norm": float(grad_norm)}
-                optimizer.step()
+            while step < cfg.steps and not stopped_early:
+                metrics = self._train_step(model, params, optimizer, step, device)
                 step += 1
-                metrics = {k: round(float(v), 5) for k, v in parts.items()}
+                out_of_time = cfg.max_minutes is not None and (time.perf_counter() - started) / 60 >= cfg.max_minutes
+                if spec.due(step, last=step == cfg.steps or out_of_time):
+                    self._valid_stage(model, step, time.perf_counter() - clock)
+                    clock = time.perf_counter()  # an epoch's train time leaves validation out
+                metrics.update(self._figures)
                 if bar is not None:
                     bar.update(1)
                     if step % cfg.log_every == 0:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
-                out_of_time = cfg.max_minutes is not None and (time.perf_counter() - started) / 60 >= cfg.max_minutes
-                after_step = getattr(self.task, "after_step", None)
-                task_stop = bool(after_step(_unwrap(model), step)) if after_step is not None else False
-                stop = self._agree(self._stop_requested or out_of_time or task_stop, device)
+                stop = self._agree(self._stop_requested or out_of_time or self.history.out_of_patience(), device)
                 if stop or step % cfg.checkpoint_every == 0 or step == cfg.steps:
                     self.save(model, optimizer, step, metrics)
                     self._barrier()
@@ -234,7 +314,14 @@ class Trainer:
                 bar.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
-        return {"step": step, "stopped_early": stopped_early, "metrics": metrics, "checkpoint": str(out)}
+        result = {"step": step, "stopped_early": stopped_early, "metrics": metrics, "checkpoint": str(Path(cfg.out))}
+        if spec.enabled:
+            result.update(
+                validations=self.history.records,
+                best=self.history.best(),
+                out_of_patience=self.history.out_of_patience(),
+            )
+        return result
 
     def _agree(self, flag: bool, device: torch.device) -> bool:
         """All ranks stop on the same step, or DDP would hang on the next all-reduce."""
