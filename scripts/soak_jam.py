@@ -29,13 +29,25 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from support.jam import Jam
+
+    from bridge.jam.presets import CCBinding, Preset
+    from bridge.live.host_sim import HostSim
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+
+# tests/support's click detector (a sample array -> the indices where clicks start), handed
+# down from main so the rig's modules all load before the collector is frozen
+Onsets = Callable[[np.ndarray], np.ndarray]
 
 
 def proc_stat(pid: int) -> tuple[float, float]:
@@ -65,7 +77,44 @@ def dominant_hz(x: np.ndarray, rate: int) -> float:
     return float(np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spec)])
 
 
-def main() -> int:
+@dataclass
+class Knobs:
+    """The CCs the soak turns. The slots' mix CCs are stepped (A -> B, then back) and the
+    time until the output follows is what is measured; `traffic` is a bound knob (the
+    preset's first sampling control, else CC 7) swept all along so the step has to get
+    through a busy MIDI port."""
+
+    a_cc: CCBinding
+    b_cc: CCBinding
+    a_slot: str
+    b_slot: str
+    traffic: CCBinding
+
+
+@dataclass
+class SoakRun:
+    """What the one-second ticks of the soak carry from one to the next: the rig, the
+    schedule (next jump, next sample), the CC step awaiting its measurement, and what has
+    been collected for the report."""
+
+    args: argparse.Namespace
+    knobs: Knobs
+    jam: Jam
+    rng: random.Random
+    host: HostSim | None = None
+    worker_pid: int | None = None
+    rate: int = 0
+    start: float = 0.0
+    next_jump: float = 0.0
+    next_sample: float = 0.0
+    step_state: int = 0  # 0: the next step goes A -> B, 1: B -> A
+    step_at: tuple[int, int] | None = None  # (JACK frame time, hi) of the step since the last jump
+    samples: list[dict] = field(default_factory=list)
+    latencies: list[float | None] = field(default_factory=list)
+    jumps: int = 0
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--preset", default="techno-dub")
@@ -76,11 +125,19 @@ def main() -> int:
     ap.add_argument("--jump-every", type=float, default=20.0, help="seconds between transport jumps")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> int:
+    """Soak the jam and print the report. The rig's modules load before the collector is
+    frozen; the DAW, the jam and jackd are stopped whatever happened, before the report."""
+    args = parse_args()
 
     import gc
 
-    from jackutil import Jackd, Jam, click_onsets
+    from support.clicks import click_onsets
+    from support.jackd import Jackd
+    from support.jam import Jam
 
     from bridge.jam.presets import find_preset
     from bridge.live.host_sim import HostSim
@@ -88,149 +145,218 @@ def main() -> int:
     gc.freeze()  # the scripted DAW's callback is Python too: keep full collections off its thread
     gc.disable()
     preset = find_preset(args.preset)
-    a_cc, b_cc = preset.slots[0].cc, preset.slots[1].cc
-    a_slot, b_slot = preset.slots[0].name, preset.slots[1].name
-    traffic = next(iter(preset.controls.values())).cc if preset.controls else type(a_cc)(a_cc.channel, 7)
+    knobs = knobs_of(preset)
     tmp = Path(tempfile.mkdtemp(prefix="jam-soak-"))
     os.environ["JAMTEST_JACKD_LOG"] = str(tmp / "jackd.log")
     jackd = Jackd(period=args.period)
-    jam_args = ["--preset", args.preset, "--sync-timeout", "30", "--threads", str(args.threads)]
-    jam_args += ["--metronome"] if args.metronome else (["--lm", args.lm] if args.lm else [])
-    jam = Jam(jackd.name, jam_args, tmp)
-    host = None
-    rng = random.Random(args.seed)
-    samples, latencies, jumps = [], [], 0
+    jam = Jam(jackd.name, jam_args_for(args), tmp)
+    run = SoakRun(args, knobs, jam, random.Random(args.seed))
     try:
-        jam.wait_for(lambda s: s.get("ready"), 300, "the worker")
-        worker_pid = worker_of(jam.proc.pid)
-        host = HostSim(
-            "soak-daw", server=jackd.name, bpm=preset.bpm, meter=preset.meter, record_seconds=args.jump_every + 5
-        )
-        host.connect_from()
-        rate = host.rate
-        host.client.transport_frame = 0
-        time.sleep(0.3)
-        host.client.transport_start()
-        start = time.monotonic()
-        end = start + args.minutes * 60
-        next_jump = start + args.jump_every
-        next_sample = start
-        step_state = 0
-        jam.wait_for(lambda s: s["rolling"] and s.get("chunks", 0) > 0, 60, "rolling")
-        host.start_recording()
-        step_at = None
-        while time.monotonic() < end:
-            now = time.monotonic()
-            # CC traffic: one second of sweeps at cc_rate (split over both slots), queued ahead
-            # CC traffic on a bound knob (the preset's first sampling control, else CC 7), a second queued ahead
-            host.schedule_cc_sweep(
-                traffic.channel,
-                traffic.number,
-                0.0,
-                1.0,
-                rng.randrange(64),
-                64 + rng.randrange(64),
-                rate_hz=args.cc_rate,
-            )
-            if step_at is None and now - (next_jump - args.jump_every) > 3.0:
-                # a CC step on the slots (other traffic goes to CC 7/gain... bound or not, it is parsed)
-                hi, lo = (127, 0) if step_state == 0 else (0, 127)
-                host.send(bytes([0xB0 | (a_cc.channel - 1), a_cc.number, lo]))
-                host.send(bytes([0xB0 | (b_cc.channel - 1), b_cc.number, hi]))
-                step_at = (host.client.frame_time, hi)
-                step_state ^= 1
-            if now >= next_sample:
-                next_sample = now + 10
-                s = jam.status()
-                jcpu, jrss = proc_stat(jam.proc.pid)
-                wcpu, wrss = proc_stat(worker_pid) if worker_pid else (0.0, 0.0)
-                samples.append(
-                    {
-                        "t": round(now - start, 1),
-                        "jam_cpu_s": jcpu,
-                        "jam_rss_mb": round(jrss, 1),
-                        "worker_cpu_s": wcpu,
-                        "worker_rss_mb": round(wrss, 1),
-                        "underruns": s.get("underruns"),
-                        "xruns": s.get("xruns"),
-                        "rtf": s.get("rtf"),
-                        "buffer": s.get("buffer_fill"),
-                    }
-                )
-                print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
-            if now >= next_jump:
-                audio, frames, rolling = host.stop_recording()
-                if step_at is not None:
-                    if args.metronome:
-                        latencies.append(
-                            measure_latency(
-                                audio,
-                                host.rec_time[: len(frames)],
-                                host.client.blocksize,
-                                step_at,
-                                rate,
-                                click_onsets,
-                                dominant_hz,
-                            )
-                        )
-                    else:
-                        latencies.append(
-                            mix_latency(
-                                jam.status().get("recent_chunks", []),
-                                host.rec_time[: len(frames)],
-                                frames,
-                                rolling,
-                                host.client.blocksize,
-                                step_at,
-                                rate,
-                                a_slot,
-                                b_slot,
-                            )
-                        )
-                step_at = None
-                bar = rng.randrange(1, 200)
-                host.client.transport_frame = host.frame_at_bar(bar)
-                jumps += 1
-                next_jump = now + args.jump_every
-                host.start_recording()
-            time.sleep(1.0 - (time.monotonic() - now) % 1.0)
-        final = jam.status()
+        final = soak(run, preset, jackd.name, HostSim, click_onsets)
     finally:
-        if host is not None:
-            host.close()
+        if run.host is not None:
+            run.host.close()
         code = jam.stop()
         jackd.stop()
-    log = (tmp / "jackd.log").read_text(errors="replace") if (tmp / "jackd.log").exists() else ""
-    ours = len(re.findall(r"client = jamstream was not finished", log))
-    others = len(re.findall(r"client = (?!jamstream)\S+ was not finished", log))
-    cycles = late_cycles(log)
-    first = next((x for x in samples if x["t"] >= 30), samples[0])
-    last = samples[-1]
-    minutes = (last["t"] - first["t"]) / 60 or 1.0
-    lat = [x for x in latencies if x is not None]
-    report = {
+    report = build_report(run, preset, final, jackd_log(tmp), code, tmp)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def knobs_of(preset: Preset) -> Knobs:
+    a_cc, b_cc = preset.slots[0].cc, preset.slots[1].cc
+    traffic = next(iter(preset.controls.values())).cc if preset.controls else type(a_cc)(a_cc.channel, 7)
+    return Knobs(a_cc, b_cc, preset.slots[0].name, preset.slots[1].name, traffic)
+
+
+def jam_args_for(args: argparse.Namespace) -> list[str]:
+    """`jamstream jam`'s arguments: the preset, and the metronome or an LM if one was asked for."""
+    jam_args = ["--preset", args.preset, "--sync-timeout", "30", "--threads", str(args.threads)]
+    jam_args += ["--metronome"] if args.metronome else (["--lm", args.lm] if args.lm else [])
+    return jam_args
+
+
+def soak(run: SoakRun, preset: Preset, server: str, host_cls: type[HostSim], click_onsets: Onsets) -> dict:
+    """Start the DAW once the worker is ready, roll, tick once a second until the time is up;
+    the jam's final status. `run.host` is set as soon as the DAW exists, so the caller can
+    close it whatever happens after."""
+    args, jam = run.args, run.jam
+    jam.wait_for(lambda s: s.get("ready"), 300, "the worker")
+    run.worker_pid = worker_of(jam.proc.pid)
+    run.host = host_cls(
+        "soak-daw", server=server, bpm=preset.bpm, meter=preset.meter, record_seconds=args.jump_every + 5
+    )
+    host = run.host
+    host.connect_from()
+    run.rate = host.rate
+    host.client.transport_frame = 0
+    time.sleep(0.3)
+    host.client.transport_start()
+    run.start = time.monotonic()
+    end = run.start + args.minutes * 60
+    run.next_jump = run.start + args.jump_every
+    run.next_sample = run.start
+    jam.wait_for(lambda s: s["rolling"] and s.get("chunks", 0) > 0, 60, "rolling")
+    host.start_recording()
+    while time.monotonic() < end:
+        tick(run, click_onsets)
+    return jam.status()
+
+
+def tick(run: SoakRun, click_onsets: Onsets) -> None:
+    """One second of the soak: queue the next second of CC traffic, step the slots 3 s after
+    a jump, sample the processes every 10 s, jump every `--jump-every` s."""
+    now = time.monotonic()
+    queue_cc_traffic(run)
+    if run.step_at is None and now - (run.next_jump - run.args.jump_every) > 3.0:
+        send_cc_step(run)
+    if now >= run.next_sample:
+        run.next_sample = now + 10
+        take_sample(run, now)
+    if now >= run.next_jump:
+        jump_transport(run, now, click_onsets)
+    time.sleep(1.0 - (time.monotonic() - now) % 1.0)
+
+
+def queue_cc_traffic(run: SoakRun) -> None:
+    """CC traffic on the bound knob: a random sweep over the next second, queued ahead."""
+    traffic = run.knobs.traffic
+    run.host.schedule_cc_sweep(
+        traffic.channel,
+        traffic.number,
+        0.0,
+        1.0,
+        run.rng.randrange(64),
+        64 + run.rng.randrange(64),
+        rate_hz=run.args.cc_rate,
+    )
+
+
+def send_cc_step(run: SoakRun) -> None:
+    """A CC step on the slots (A -> B, or back), timed by JACK frame time so the jump can
+    measure how long the output took to follow. The traffic goes to another CC: bound or
+    not, the bridge parses it."""
+    knobs, host = run.knobs, run.host
+    hi, lo = (127, 0) if run.step_state == 0 else (0, 127)
+    host.send(bytes([0xB0 | (knobs.a_cc.channel - 1), knobs.a_cc.number, lo]))
+    host.send(bytes([0xB0 | (knobs.b_cc.channel - 1), knobs.b_cc.number, hi]))
+    run.step_at = (host.client.frame_time, hi)
+    run.step_state ^= 1
+
+
+def take_sample(run: SoakRun, now: float) -> None:
+    """CPU and RSS of the bridge and its generator, with the bridge's counters; echoed to
+    stderr so a long soak shows its progress."""
+    s = run.jam.status()
+    jcpu, jrss = proc_stat(run.jam.proc.pid)
+    wcpu, wrss = proc_stat(run.worker_pid) if run.worker_pid else (0.0, 0.0)
+    run.samples.append(
+        {
+            "t": round(now - run.start, 1),
+            "jam_cpu_s": jcpu,
+            "jam_rss_mb": round(jrss, 1),
+            "worker_cpu_s": wcpu,
+            "worker_rss_mb": round(wrss, 1),
+            "underruns": s.get("underruns"),
+            "xruns": s.get("xruns"),
+            "rtf": s.get("rtf"),
+            "buffer": s.get("buffer_fill"),
+        }
+    )
+    print(json.dumps(run.samples[-1]), file=sys.stderr, flush=True)
+
+
+def jump_transport(run: SoakRun, now: float, click_onsets: Onsets) -> None:
+    """Measure the step in what was recorded since the last jump, then locate the transport
+    to a random bar and record afresh."""
+    host = run.host
+    audio, frames, rolling = host.stop_recording()
+    if run.step_at is not None:
+        run.latencies.append(step_latency(run, audio, frames, rolling, click_onsets))
+    run.step_at = None
+    bar = run.rng.randrange(1, 200)
+    host.client.transport_frame = host.frame_at_bar(bar)
+    run.jumps += 1
+    run.next_jump = now + run.args.jump_every
+    host.start_recording()
+
+
+def step_latency(
+    run: SoakRun, audio: np.ndarray, frames: np.ndarray, rolling: np.ndarray, click_onsets: Onsets
+) -> float | None:
+    """The CC step's latency: from the clicks' pitch with the metronome, from the bridge's
+    recent chunks' weights with a model."""
+    host = run.host
+    times = host.rec_time[: len(frames)]
+    if run.args.metronome:
+        return measure_latency(audio, times, host.client.blocksize, run.step_at, run.rate, click_onsets, dominant_hz)
+    chunks = run.jam.status().get("recent_chunks", [])
+    knobs = run.knobs
+    return mix_latency(
+        chunks, times, frames, rolling, host.client.blocksize, run.step_at, run.rate, knobs.a_slot, knobs.b_slot
+    )
+
+
+def jackd_log(tmp: Path) -> str:
+    """jackd's log (the xruns it blames on a client are only there), '' if it wrote none."""
+    return (tmp / "jackd.log").read_text(errors="replace") if (tmp / "jackd.log").exists() else ""
+
+
+def build_report(run: SoakRun, preset: Preset, final: dict, log: str, code: int, tmp: Path) -> dict:
+    """The report on stdout, its keys in the order they have always been printed."""
+    args = run.args
+    return {
         "minutes": args.minutes,
         "preset": args.preset,
         "model": "metronome" if args.metronome else (args.lm or "shipped"),
         "period": args.period,
         "cc_per_second": args.cc_rate,
-        "jumps": jumps,
+        "jumps": run.jumps,
+        **xrun_fields(final, log),
+        **resource_fields(run.samples),
+        **bridge_fields(final),
+        **latency_fields(run.latencies, preset),
+        "exit_code": code,
+        "logs": str(tmp),
+    }
+
+
+def xrun_fields(final: dict, log: str) -> dict:
+    """Underruns and xruns: the bridge's counters, and whom jackd's log blames for each late cycle."""
+    cycles = late_cycles(log)
+    return {
         "underruns_after_preroll": final.get("underruns"),
         "starved_periods_incl_preroll": final.get("starved_periods"),
         "xruns_server": final.get("xruns"),
-        "xruns_blaming_jamstream": ours,
-        "xruns_blaming_other_clients": others,
+        "xruns_blaming_jamstream": len(re.findall(r"client = jamstream was not finished", log)),
+        "xruns_blaming_other_clients": len(re.findall(r"client = (?!jamstream)\S+ was not finished", log)),
         "late_cycles": len(cycles),
         "late_cycles_only_jamstream": sum(c["clients"] == ["jamstream"] for c in cycles),
         "late_cycles_every_client": sum(len(c["clients"]) > 1 for c in cycles),
         "late_cycles_driver_late": sum(c["driver_late_us"] is not None for c in cycles),
         "late_cycles_detail": cycles,
+    }
+
+
+def resource_fields(samples: list[dict]) -> dict:
+    """Memory and CPU from the first sample after 30 s of warm-up (else the first) to the last."""
+    first = next((x for x in samples if x["t"] >= 30), samples[0])
+    last = samples[-1]
+    seconds = last["t"] - first["t"]
+    minutes = seconds / 60 or 1.0
+    return {
         "jam_rss_mb": [first["jam_rss_mb"], last["jam_rss_mb"]],
         "worker_rss_mb": [first["worker_rss_mb"], last["worker_rss_mb"]],
         "jam_rss_slope_mb_per_min": round((last["jam_rss_mb"] - first["jam_rss_mb"]) / minutes, 3),
         "worker_rss_slope_mb_per_min": round((last["worker_rss_mb"] - first["worker_rss_mb"]) / minutes, 3),
-        "jack_process_cpu_percent": round(100 * (last["jam_cpu_s"] - first["jam_cpu_s"]) / (last["t"] - first["t"]), 2),
-        "worker_cpu_percent": round(100 * (last["worker_cpu_s"] - first["worker_cpu_s"]) / (last["t"] - first["t"]), 2),
+        "jack_process_cpu_percent": round(100 * (last["jam_cpu_s"] - first["jam_cpu_s"]) / seconds, 2),
+        "worker_cpu_percent": round(100 * (last["worker_cpu_s"] - first["worker_cpu_s"]) / seconds, 2),
+    }
+
+
+def bridge_fields(final: dict) -> dict:
+    """The bridge's own counters from its final status, as it reported them."""
+    return {
         "callback_max_us": final.get("callback_max_us"),
         "callbacks_over_half_period": final.get("callbacks_over_half_period"),
         "callback_entry_max_frames": final.get("callback_entry_max_frames"),
@@ -239,6 +365,13 @@ def main() -> int:
         "rejoins": final.get("rejoins"),
         "cc_counts": final.get("cc"),
         "midi_overflow": final.get("midi_overflow"),
+    }
+
+
+def latency_fields(latencies: list[float | None], preset: Preset) -> dict:
+    """The CC steps' measured latencies (those found) against the bound the design promises."""
+    lat = [x for x in latencies if x is not None]
+    return {
         "cc_to_audible_s": {
             "n": len(lat),
             "median": round(float(np.median(lat)), 3) if lat else None,
@@ -253,11 +386,7 @@ def main() -> int:
             + 60 / preset.bpm,
             3,
         ),
-        "exit_code": code,
-        "logs": str(tmp),
     }
-    print(json.dumps(report, indent=1))
-    return 0
 
 
 def max_chunk_seconds(preset) -> float:
