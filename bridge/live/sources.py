@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bridge.jam.time.clock import seconds_per_quarter
 from bridge.jam.time.followers import LiveClock, MidiClockFollower
 from bridge.live import ring as R
 from bridge.live.link import LinkFollower, LinkSession, jack_frame_at
@@ -137,7 +138,7 @@ class ClockSources:
         bpm = mc.bpm or fallback_bpm
         if not self._placed:
             self._placed = True
-            spq = 60.0 / bpm * meter[1] / 4.0
+            spq = seconds_per_quarter(bpm, meter[1])
             seconds = mc.quarters_at_tick * spq
             self.clock.reset(bpm, meter, seconds, mc.quarters_at_tick)
             ctl[R.EXT_OFFSET] = int(round(seconds * self.rate - mc.fitted_tick_time))
