@@ -135,6 +135,9 @@ class Supervisor:
         self.worker_status: dict = {}
         self.exit_code = 0
         self.jack_clock = None
+        self.rt_main = False
+        self.deaths: list[float] = []  # monotonic times the generator process died
+        self.worker_restarts = 0
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -159,8 +162,8 @@ class Supervisor:
         if not self.connect() and not self._wait_for_server():
             self.shared.close()
             return 0
-        rt_main = lift_priority() and rt_main  # again, now that libjack's threads exist
-        self._start_worker(rt_main)
+        self.rt_main = lift_priority() and rt_main  # again, now that libjack's threads exist
+        self._start_worker(self.rt_main)
         self.status = StatusBoard(self.args.json_status, quiet=self.args.quiet)
         try:
             self._loop()
@@ -232,8 +235,7 @@ class Supervisor:
                 log(f"jamstream: {signal.Signals(self.stop_signal).name} - stopping")
                 break
             self._read_worker()
-            if not self.worker.is_alive():
-                log(f"jamstream: error: the generator process died (exit code {self.worker.exitcode})")
+            if not self.worker.is_alive() and not self._restart_worker():
                 self.exit_code = 1
                 break
             if self.reload_requests != shared.ctl[R.RELOAD_SEQ]:
@@ -250,10 +252,35 @@ class Supervisor:
             if now - last_write >= 1.0:
                 last_write = now
                 gc.collect(0)
-                self.status.update(snapshot(shared, bridge, self.worker_status))
+                self.status.update(self._snapshot())
             if args.seconds is not None and now - started >= args.seconds:
                 break
             time.sleep(0.1)
+
+    def _restart_worker(self) -> bool:
+        """The generator process died (a crash, the OOM killer, a stray SIGKILL): start
+        another on the same shared block while the DAW keeps rolling. The callback has
+        already faded to silence when the ring ran dry; the new worker starts a stream a
+        margin ahead of the playhead, so the music comes back on the grid at the next
+        boundary. False (the jam ends) when it keeps dying: 3 deaths within a minute."""
+        now = time.monotonic()
+        self.deaths = [t for t in self.deaths if now - t < 60.0] + [now]
+        code = self.worker.exitcode
+        how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        if len(self.deaths) >= 3:
+            log(f"jamstream: error: the generator process died ({how}), 3 times within a minute: stopping")
+            return False
+        log(f"jamstream: the generator process died ({how}): restarting it; the track is silent until it plays")
+        self.worker_restarts += 1
+        self.worker_status = {k: v for k, v in self.worker_status.items() if k in ("clock", "bpm", "weights")}
+        self._start_worker(self.rt_main)
+        return True
+
+    def _snapshot(self) -> dict:
+        out = snapshot(self.shared, self.bridge, self.worker_status)
+        out["worker_pid"] = self.worker.pid
+        out["worker_restarts"] = self.worker_restarts
+        return out
 
     def _read_worker(self) -> None:
         """The worker's messages: ready, status, or a fatal error (raises _Stop)."""
@@ -300,7 +327,7 @@ class Supervisor:
             self.exit_code = 1
             return False
         while self.stop_signal is None:
-            status.update(snapshot(self.shared, bridge, self.worker_status))
+            status.update(self._snapshot())
             if self.connect():
                 break
             time.sleep(0.5)
@@ -323,7 +350,7 @@ class Supervisor:
     def _shut_down(self) -> None:
         shared, bridge, worker = self.shared, self.bridge, self.worker
         shared.ctl[R.QUIT] = 1
-        final = snapshot(shared, bridge, self.worker_status)
+        final = self._snapshot()
         bridge.close()
         worker.join(timeout=10)
         if worker.is_alive():

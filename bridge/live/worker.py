@@ -306,8 +306,11 @@ class Worker:
         playhead = int(ctl[R.PLAY_FRAME])
         rolling = bool(ctl[R.ROLLING])
         if seq != self._target_seq:
+            posted_before_us = self._target_seq < 0
             self._target_seq = seq
             target = int(ctl[R.TARGET_FRAME])
+            if rolling and posted_before_us:  # a restarted worker: the playhead has moved on since that locate
+                target = max(target, playhead)
             if not self._covers(target):
                 self._restart(target, rolling)
         elif not self.stream_live and (rolling or int(tp[R.TP_STATE]) == JACK_STARTING):
