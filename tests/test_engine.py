@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_cli
+from support.presets import TWO_SLOT_PRESET as PRESET
 
 from bridge.jam.conductor import crossfade_ccs, write_conductor
 from bridge.jam.engine import FADE_SAMPLES, SAMPLE_RATE, Engine, SlotStyles
@@ -29,25 +30,6 @@ from model.style.network import load_style
 from model.weights import default_weight_path
 
 SMALL_LM = LMConfig(width=64, heads=4, temporal_layers=2, depth_layers=1, levels=4)
-
-PRESET = """\
-name = "test"
-bpm = 120
-meter = "4/4"
-chunk = "1 bar"
-lookahead_ms = 500
-smoothing_ms = 0
-
-[slots.A]
-prompt = "techno music"
-cc = 20
-weight = 1.0
-
-[slots.B]
-prompt = "ambient music"
-cc = 21
-weight = 0.0
-"""
 
 
 @pytest.fixture(scope="module")

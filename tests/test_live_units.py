@@ -16,6 +16,7 @@ import queue
 
 import numpy as np
 import pytest
+from support.presets import TWO_SLOT_PRESET as PRESET
 
 from bridge.live import ring as R
 from bridge.live.callback import FADE_SAMPLES, JackBridge
@@ -26,25 +27,6 @@ PERIOD = 256
 BEAT = RATE // 2  # 120 bpm
 BAR = 4 * BEAT
 JACK_STOPPED, JACK_ROLLING = 0, 1
-
-PRESET = """\
-name = "units"
-bpm = 120
-meter = "4/4"
-chunk = "1 bar"
-lookahead_ms = 500
-smoothing_ms = 0
-
-[slots.A]
-prompt = "techno music"
-cc = 20
-weight = 1.0
-
-[slots.B]
-prompt = "ambient music"
-cc = 21
-weight = 0.0
-"""
 
 
 # ---------------------------------------------------------------------- the callback's side, written by the test
