@@ -78,10 +78,21 @@ def played(tmp_path_factory):
         }
 
 
+def skip_unless_real_time(s: dict) -> None:
+    """Whether the machine generated this model in real time during the take. Below that,
+    underruns are the machine's speed, which is `jamstream bench`'s and the soak's to measure
+    (speed targets are never timed tests); at or above it, an underrun is the bridge's fault.
+    Seen on this 2-core VM on one day: rtf 0.73-1.7 for the same code, minutes apart."""
+    if (s["rtf"] or 0) < 1.0:
+        pytest.skip(
+            f"this machine did not generate in real time during the take (rtf {s['rtf']}, slowest 2 s chunk "
+            f"{s['max_chunk_seconds']} s): its {s['underruns']} underruns measure the CPU, not the bridge"
+        )
+
+
 def test_plays_without_underruns_after_the_pre_roll(played):
     tl, rate, s = played["timeline"], played["rate"], played["status"]
-    # (rtf < 1 or a slowest chunk over its length - 2 s here - is a machine too slow or too
-    # loaded to generate in real time: the underruns are then the jam's, not the test's)
+    skip_unless_real_time(s)
     assert s["underruns"] == 0, (
         f"{s['underruns']} underruns at rtf {s['rtf']}, slowest chunk {s['max_chunk_seconds']} s",
         s,
@@ -127,6 +138,7 @@ def test_drum_onsets_land_on_the_host_beats(played):
     import librosa
 
     tl, rate, host = played["timeline"], played["rate"], played["host"]
+    skip_unless_real_time(played["status"])  # gaps in the audio would misplace the onsets
     y = librosa.resample(tl.mean(0), orig_sr=rate, target_sr=22050)
     env = librosa.onset.onset_strength(y=y, sr=22050, hop_length=64)
     onsets = librosa.onset.onset_detect(onset_envelope=env, sr=22050, hop_length=64, units="time", backtrack=True)
