@@ -273,7 +273,8 @@ def test_adapter_save_load_round_trip(ft, trained, tmp_path):
     # the captured style: unit length, and what "adapter:NAME" resolves to
     style = store.adapter_style("afro", ft["root"] / "adapters")
     assert abs(float(style.norm()) - 1) < 1e-5 and torch.equal(style, ad.style)
-    assert torch.equal(store.style_embedding("adapter:afro", None, ft["root"] / "adapters"), style)
+    named = store.adapter_style_name("adapter:afro")  # how generate's and a preset's style string resolve
+    assert torch.equal(store.adapter_style(named, ft["root"] / "adapters"), style)
 
 
 def test_adapter_errors_are_one_line(ft, trained, tmp_path):

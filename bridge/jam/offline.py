@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 
-from bridge.jam.engine import SAMPLE_RATE, Engine, SlotStyles
+from bridge.jam.engine import Engine, SlotStyles
 from bridge.jam.presets import Preset, preset_from_table
 from bridge.jam.render import bounce
 from bridge.jam.time.clock import FixedClock
 from model.adapters import store
+from model.codec.network import FRAME_RATE, FRAME_SAMPLES
 from model.eval.generation import Clip
 from model.lm.sampling import SamplingConfig
 
@@ -39,7 +40,9 @@ def prompt_preset(
     top = max(w for _, w in pairs)
     slots = {}
     for i, (prompt, weight) in enumerate(pairs):
-        kind, value = ("adapter", adapter_name(prompt)) if store.is_adapter_style(prompt) else ("prompt", prompt)
+        kind, value = (
+            ("adapter", store.adapter_style_name(prompt)) if store.is_adapter_style(prompt) else ("prompt", prompt)
+        )
         slots[f"S{i + 1}"] = {kind: value, "cc": FIRST_SLOT_CC + i, "weight": weight / top}
     table = {
         "name": "prompt mix",
@@ -60,11 +63,6 @@ def prompt_preset(
     return preset_from_table(table, Path("<prompt mix>"))
 
 
-def adapter_name(spec: str) -> str:
-    """ "adapter:NAME" -> NAME."""
-    return spec.strip()[len(store.STYLE_PREFIX) :].strip()
-
-
 def render_clip(
     generator,
     style_model,
@@ -76,12 +74,11 @@ def render_clip(
     sampling: SamplingConfig = SamplingConfig(),
     bars_per_chunk: int = 1,
     adapters_dir=None,
-    on_block=None,
 ) -> Clip:
     """`seconds` of the mix at `bpm`, beat 1 of bar 1 at sample 0, cut to whole 40 ms frames."""
     preset = prompt_preset(pairs, bpm, meter, sampling, bars_per_chunk)
     clock = FixedClock(bpm, meter)
-    frames = max(1, round(seconds * 25))
+    frames = max(1, round(seconds * FRAME_RATE))
     captured = {s.value: store.adapter_style(s.value, adapters_dir) for s in preset.slots if s.kind == "adapter"}
     with torch.inference_mode():
         styles = SlotStyles(style_model, preset, captured)
@@ -91,11 +88,9 @@ def render_clip(
         def seen(block) -> None:
             if block.chunk.start_frame > 0:
                 joins.append(block.chunk.start_frame)
-            if on_block is not None:
-                on_block(block)
 
         start = time.perf_counter()
-        result = bounce(engine, clock, frames / 25, on_block=seen)
+        result = bounce(engine, clock, frames / FRAME_RATE, on_block=seen)
         wall = time.perf_counter() - start
-    audio = torch.from_numpy(result.audio[:, : frames * SAMPLE_RATE // 25])
+    audio = torch.from_numpy(result.audio[:, : frames * FRAME_SAMPLES])
     return Clip(audio, joins, frames, wall)

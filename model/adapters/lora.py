@@ -22,9 +22,7 @@ Engine API (everything the live engine, render and presets need):
     adapters.remove_adapter(lm, "ohhalim")         # or remove_adapter(lm) for all of them
     ad.style                                       # [512] captured style embedding (unit)
     store.adapter_style("ohhalim")                 # the same without keeping the Adapter
-    store.style_embedding("adapter:ohhalim", style_model)   # preset/--mix style strings:
-                                                   # "adapter:NAME" -> captured style, any
-                                                   # other string -> style_model.embed_text
+    store.adapter_style_name("adapter:ohhalim")    # a --mix/generate style string -> "ohhalim"
 
 Applied adapters are fused by default: the LoRA update is folded into each projection's
 weight (W = W0 + sum strength_i * alpha/r * B_i A_i, from a kept copy of W0), so generation

@@ -15,9 +15,7 @@
     ad = store.load_adapter("ohhalim")      # a name under ./adapters (or $JAMSTREAM_ADAPTERS),
                                             # or a folder path; ad.style: the captured style
     store.adapter_style("ohhalim")          # the captured style without the LoRA tensors
-    store.style_embedding("adapter:ohhalim", style_model)   # preset/--mix style strings:
-                                            # "adapter:NAME" -> captured style, any other
-                                            # string -> style_model.embed
+    store.adapter_style_name("adapter:ohhalim")   # a --mix/generate style string -> "ohhalim"
 
 Applying an adapter to an LM is model/adapters/lora.py's job. Errors are JamstreamError
 one-liners: unknown adapter name, damaged files.
@@ -203,11 +201,9 @@ def is_adapter_style(spec) -> bool:
     return isinstance(spec, str) and spec.strip().startswith(STYLE_PREFIX)
 
 
-def style_embedding(spec, style_model, adapters_dir=None) -> torch.Tensor:
-    """A preset/--mix style: "adapter:NAME" -> the adapter's captured style; text -> the text tower."""
-    if is_adapter_style(spec):
-        name = spec.strip()[len(STYLE_PREFIX) :].strip()
-        if not name:
-            raise JamstreamError("style 'adapter:' needs a name, e.g. 'adapter:ohhalim'")
-        return adapter_style(name, adapters_dir)
-    return style_model.embed(spec)
+def adapter_style_name(spec: str) -> str:
+    """ "adapter:NAME" (a preset slot or a --mix/generate style) -> NAME."""
+    name = spec.strip()[len(STYLE_PREFIX) :].strip()
+    if not name:
+        raise JamstreamError("style 'adapter:' needs a name, e.g. 'adapter:ohhalim'")
+    return name
