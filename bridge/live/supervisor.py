@@ -272,7 +272,8 @@ class Supervisor:
             return False
         log(f"jamstream: the generator process died ({how}): restarting it; the track is silent until it plays")
         self.worker_restarts += 1
-        self.worker_status = {k: v for k, v in self.worker_status.items() if k in ("clock", "bpm", "weights")}
+        self.worker_status = {}  # the status reads "loading", not the dead process's last report
+        self.shared.ctl[R.WORKER_READY] = 0  # its flag: the new worker sets it when it is ready
         self._start_worker(self.rt_main)
         return True
 
