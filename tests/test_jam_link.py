@@ -68,7 +68,9 @@ def rig(tmp_path_factory):
             # that must have played (counted in periods, which a re-placement cannot fool).
             for _ in range(5):
                 agreed = jam.wait_for(
-                    lambda s: s.get("link_last") is not None and abs(link_apart(rig, s)) < 0.0005,
+                    lambda s: (
+                        s.get("link_last") is not None and abs(link_apart(s, link_now(rig), rig.host.rate)) < 0.0005
+                    ),
                     20,
                     "the bridge's Link reading on the test peer's beat line",
                 )
@@ -101,13 +103,12 @@ def link_now(rig) -> tuple[float, float, float]:
     return best[1], float(peer.tempo), at
 
 
-def link_apart(rig, status: dict) -> float:
+def link_apart(status: dict, reading: tuple[float, float, float], rate: int) -> float:
     """Seconds between the bridge's latest Link reading (put on JACK frames through its
-    CLOCK_MONOTONIC reference) and the test peer's, read through JACK's clock: the same beat
-    line gives ~0 (beat numbers may differ by whole bars)."""
-    reading = link_now(rig)
+    CLOCK_MONOTONIC reference) and the test peer's `reading` (link_now, through JACK's
+    clock): the same beat line gives ~0 (beat numbers may differ by whole bars)."""
     beat, tempo, frame = status["link_last"]
-    apart = (beat - reading[0]) * 60.0 / tempo - (frame - reading[2]) / rig.host.rate
+    apart = (beat - reading[0]) * 60.0 / tempo - (frame - reading[2]) / rate
     bar = QUANTUM * 60.0 / tempo
     return (apart + bar / 2) % bar - bar / 2
 
@@ -161,7 +162,7 @@ def test_plays_on_the_link_sessions_beats_and_bars(rig):
     reading = link_now(rig)
     audio, _, rolling = host.stop_recording()
     s = jam.status()
-    apart = link_apart(rig, s)
+    apart = link_apart(s, reading, rate)
     print(f"bridge's Link reading vs the test peer's: {apart * 1e3:+.3f} ms")
     assert abs(apart) < 0.001, apart
     assert s["clock"] == "link" and s["link_peers"] >= 1 and s["bpm"] == pytest.approx(100.0, abs=0.01), s
