@@ -18,6 +18,7 @@ from support.presets import TWO_SLOT_PRESET as PRESET
 
 from bridge.jam.conductor import crossfade_ccs, write_conductor
 from bridge.jam.engine import FADE_SAMPLES, SAMPLE_RATE, Engine, SlotStyles
+from bridge.jam.pacing import Pacing
 from bridge.jam.preset_eval import bar_embeddings
 from bridge.jam.presets import find_preset, load_preset
 from bridge.jam.render import bounce
@@ -93,8 +94,8 @@ def test_same_seed_same_bounce_and_another_seed_another(tmp_path, small_generato
 
 
 def test_a_cc_counts_from_the_first_chunk_decided_after_it(small_generator, style_model, preset):
-    """Decision time = chunk start - lookahead (0.5 s): a CC at 1.4 s reaches the chunk at
-    2.0 s (decided at 1.5 s); one at 1.6 s waits for the chunk at 4.0 s."""
+    """Whole chunks (a bounce): a CC at 1.4 s reaches the chunk at 2.0 s, whose first piece
+    is decided at 2.0 - 0.04 (held frame) - 0.5 = 1.46 s; one at 1.6 s comes in mid-chunk."""
     clock = FixedClock(120.0)
     engine = engine_for(small_generator, style_model, preset, clock)
     engine.start(0.0)
@@ -104,6 +105,61 @@ def test_a_cc_counts_from_the_first_chunk_decided_after_it(small_generator, styl
     assert weights[0] == {"A": 1.0, "B": 0.0}
     assert weights[1] == {"A": 1.0, "B": 1.0}
     assert weights[2] == {"A": 0.0, "B": 1.0}
+
+
+@pytest.mark.parametrize("offset", [-0.001, 0.0, 0.001])
+def test_a_cc_stamped_by_a_pieces_decision_time_reaches_that_piece_and_no_earlier_one(
+    small_generator, style_model, preset, offset
+):
+    """Pieces of 3 frames, lookahead 0.5 s: the CC lands on the first piece whose decision
+    time (first audio sample - lookahead) is at or after its stamp - to the millisecond."""
+    clock = FixedClock(120.0)
+    engine = engine_for(small_generator, style_model, preset, clock)
+    engine.set_pacing(Pacing(3, 0.5))
+    engine.start(0.0)
+    decisions = []
+    for _ in range(12):  # learn the decision times, then replay with the CC
+        decisions.append(engine.decision_time())
+        engine.next_piece()
+    target = 7
+    stamp = decisions[target] + offset
+    replay = engine_for(small_generator, style_model, preset, clock)
+    replay.set_pacing(Pacing(3, 0.5))
+    replay.start(0.0)
+    replay.feed_cc(1, 21, 127, seconds=stamp)
+    heard = [replay.next_piece().weights["B"] for _ in range(12)]
+    first = target if offset <= 0 else target + 1
+    assert heard == [0.0] * first + [1.0] * (12 - first), (stamp, decisions)
+
+
+def test_the_gain_knob_moves_within_a_piece_and_never_steps(small_generator, style_model, tmp_path):
+    """The gain follows its target sample by sample (20 ms de-zipper), starting with the
+    first piece decided after the CC and running on across piece boundaries."""
+    path = tmp_path / "g.toml"
+    text = PRESET.replace("smoothing_ms = 0\n", "smoothing_ms = 0\nlimiter = false\n")
+    path.write_text(text + "\n[controls.gain]\ncc = 7\nmin = -40.0\nmax = 0.0\ninitial = 0.0\n")
+    preset = load_preset(path)
+    quiet, loud = (
+        Engine(small_generator, style_model, preset, FixedClock(120.0), seed=1, pacing=Pacing(3, 0.2))
+        for _ in range(2)
+    )
+    for e in (quiet, loud):
+        e.start(0.0)
+    quiet.feed_cc(1, 7, 0, seconds=0.5)
+    a = [quiet.next_piece() for _ in range(12)]
+    b = [loud.next_piece() for _ in range(12)]
+    assert [p.start_sample for p in a] == [p.start_sample for p in b]
+    x, y = (np.concatenate([p.audio[0] for p in ps]) for ps in (a, b))
+    origin = a[0].start_sample
+    first = next(p for p in a if p.start_sample / SAMPLE_RATE - 0.2 >= 0.5)  # decided at or after 0.5 s
+    turn = first.start_sample - origin
+    assert np.array_equal(x[:turn], y[:turn])  # untouched before that piece
+    ok = np.abs(y) > 1e-3
+    gain = np.where(ok, x / np.where(ok, y, 1.0), np.nan)
+    db = 20 * np.log10(np.abs(gain[turn:][ok[turn:]]))
+    assert db[: 48].max() > -3.0  # it glides ...
+    assert db[-200:].mean() == pytest.approx(-40.0, abs=0.5)  # ... to -40 dB
+    assert np.abs(np.diff(db)).max() < 1.0  # no step, within a piece or at a boundary
 
 
 def test_locate_starts_a_fresh_stream_on_the_new_position_without_a_click(small_generator, style_model, preset):
@@ -125,15 +181,14 @@ def test_locate_starts_a_fresh_stream_on_the_new_position_without_a_click(small_
     assert engine.stats.streams == 2
 
 
-def test_rejoin_skips_to_the_next_boundary_ahead_of_the_playhead(small_generator, style_model, preset):
+def test_rejoin_skips_to_the_first_frame_ahead_of_the_playhead(small_generator, style_model, preset):
     clock = FixedClock(120.0)
     engine = engine_for(small_generator, style_model, preset, clock)
     engine.start(0.0)
     engine.next_block()
-    nxt = engine.peek()  # what the live worker looks at before generating
-    assert nxt.start_seconds() - FRAME_SAMPLES / SAMPLE_RATE < 2.5  # the next chunk (2.0 s) is already past
-    chunk = engine.rejoin(2.5, margin_seconds=0.2)
-    assert chunk.start_frame == round(4.0 * 25) and chunk.on_grid
+    assert engine.decision_time() < 2.5  # the next piece (2.0 s) is already past
+    chunk = engine.rejoin(2.5, margin_seconds=0.2)  # audio from 2.74 s on: frame 69, mid-bar
+    assert chunk.start_frame == 69 and chunk.end_frame == round(4.0 * 25) and chunk.on_grid
     block = engine.next_block()
     assert block.fresh and engine.stats.rejoins == 1
 
@@ -287,10 +342,8 @@ def test_a_missing_adapter_is_one_line_and_exit_2(tmp_path, monkeypatch, small_l
 
 
 def test_a_chunk_arrives_in_contiguous_pieces_that_are_the_bounced_chunk(small_generator, style_model, preset):
-    """The live worker hands a chunk to the ring piece by piece (so it can start late and
-    still answer a CC within chunk + lookahead); the pieces are the block a bounce writes."""
-    from bridge.jam.engine import PIECE_FRAMES
-
+    """The live worker hands a chunk to the ring piece by piece, deciding each; the pieces
+    are the block a bounce writes."""
     clock = FixedClock(120.0)
     whole, parts = (engine_for(small_generator, style_model, preset, clock, seed=5) for _ in range(2))
     for engine in (whole, parts):
@@ -298,9 +351,52 @@ def test_a_chunk_arrives_in_contiguous_pieces_that_are_the_bounced_chunk(small_g
     for _ in range(2):
         block = whole.next_block()
         pieces = list(parts.next_pieces())
-        assert len(pieces) == -(-block.chunk.n_frames // PIECE_FRAMES) > 1
+        assert len(pieces) == -(-block.chunk.n_frames // parts.piece_frames) > 1
         assert pieces[0].start_sample == block.start_sample
         assert all(b.start_sample == a.start_sample + a.audio.shape[1] for a, b in zip(pieces, pieces[1:]))
         assert np.array_equal(np.concatenate([p.audio for p in pieces], axis=1), block.audio)
         assert [p.fresh for p in pieces] == [block.fresh] + [False] * (len(pieces) - 1)
     assert whole.stats.chunks == parts.stats.chunks == 2
+
+
+def test_a_host_tempo_change_rewinds_the_pieces_past_the_lookahead_onto_the_new_grid(
+    small_generator, style_model, preset
+):
+    """Live: the host goes 120 -> 150 bpm at 0.9 s while pieces up to 1.2 s are made. What
+    lies past playhead + lookahead is made again on the new grid, from the generator state
+    before it, continuing the kept audio without a gap; a report that changes nothing drops
+    nothing."""
+    from bridge.jam.time.followers import LiveClock
+
+    clock = LiveClock(120.0)
+    engine = engine_for(small_generator, style_model, preset, clock)
+    engine.set_pacing(Pacing(3, 0.2))
+    engine.start(0.0)
+    made = []
+    while engine.piece_start_sample() < 1.2 * SAMPLE_RATE:
+        made.append(engine.next_piece())
+    assert engine.rewind(0.9 + 0.2) is None  # the map has not changed
+    clock.set_tempo(0.9, 150.0)
+    cut = engine.rewind(0.9 + 0.2)
+    assert cut is not None and cut >= 1.1 * SAMPLE_RATE
+    kept = [p for p in made if p.start_sample < cut]
+    assert kept[-1].end_sample == cut == engine.piece_start_sample()
+    again = engine.next_piece()
+    assert again.start_sample == cut and not again.fresh
+    assert again.bpm == pytest.approx(150.0)
+    assert engine.stats.rewinds == 1
+    expected = clock.timing(np.array([cut / SAMPLE_RATE + FRAME_SAMPLES / SAMPLE_RATE]))[0]
+    assert expected[0] == pytest.approx(150.0)
+    # the chunk was re-cut: it now ends on the bar line of the new tempo
+    bar_end = clock.next_boundary(cut / SAMPLE_RATE, "bar")
+    assert again.chunk.end_frame == frame_at(bar_end)
+
+
+def test_a_file_tempo_map_never_rewinds(tmp_path, small_generator, style_model, preset):
+    path = song(tmp_path / "s.mid", [(0.0, 120.0), (6.0, 150.0)], bars=3)
+    clock = MidiFileClock.from_file(path)
+    engine = engine_for(small_generator, style_model, preset, clock)
+    engine.start(0.0)
+    while engine.piece_start_sample() < 3.5 * SAMPLE_RATE:
+        engine.next_piece()
+        assert engine.rewind(engine.piece_start_sample() / SAMPLE_RATE - 0.3) is None

@@ -79,44 +79,61 @@ def worker(tmp_path):
 
 
 # ---------------------------------------------------------------------- the worker
-def test_stopped_at_a_sync_request_the_worker_prepares_the_first_bar_there(worker):
+LOOKAHEAD = RATE // 2  # the preset's 500 ms
+PIECE = 3 * FRAME_SAMPLES  # the metronome costs nothing: the auto pieces are the shortest
+
+
+def step_until_idle(w, limit: int = 200) -> int:
+    """Run the worker until it has nothing due; how many pieces it made."""
+    for made in range(limit):
+        if w.step() > 0:
+            return made
+    raise AssertionError("the worker never went idle")
+
+
+def test_stopped_at_a_sync_request_the_worker_prepares_the_pieces_the_start_needs(worker):
     sh, w = worker
     post_transport(sh, JACK_STOPPED, 0)
     request(sh, 0)
     assert w.step() == 0.0  # it generated
+    made = step_until_idle(w) + 1
     ctl = sh.ctl
-    # the bar's block starts one held frame before the bar (the codec's delay), silent there
-    assert ctl[R.VALID_START] == -FRAME_SAMPLES and ctl[R.VALID_END] == BAR - FRAME_SAMPLES
-    assert ctl[R.STREAM] == 1 and w.stream_chunks == 1
-    heard = ring_frames(sh, -FRAME_SAMPLES, BAR - FRAME_SAMPLES)
-    np.testing.assert_array_equal(onsets(heard) - FRAME_SAMPLES, [0, BEAT, 2 * BEAT, 3 * BEAT])
+    # every piece decided by the stop position: audio up to the lookahead and at most one piece more,
+    # starting one held frame before the start (the codec's delay), silent there
+    end = int(ctl[R.VALID_END])
+    assert ctl[R.VALID_START] == -FRAME_SAMPLES and LOOKAHEAD <= end < LOOKAHEAD + PIECE
+    assert ctl[R.STREAM] == 1 and w.stream_pieces == made == (end + FRAME_SAMPLES) // PIECE
+    heard = ring_frames(sh, -FRAME_SAMPLES, end)
+    np.testing.assert_array_equal(onsets(heard) - FRAME_SAMPLES, [b for b in range(0, end, BEAT)])
     assert np.abs(heard[:FRAME_SAMPLES]).max() == 0.0
+    assert w.chunk_log[-1][:2] == (end - PIECE, end) and w.chunk_log[-1][3] == 120.0
     # stopped with the start prepared: nothing more until the transport rolls
-    assert w.step() > 0 and ctl[R.VALID_END] == BAR - FRAME_SAMPLES
+    assert w.step() > 0 and ctl[R.VALID_END] == end
 
 
-def test_rolling_the_worker_generates_each_bar_just_in_time_and_contiguously(worker):
+def test_rolling_the_worker_generates_each_piece_at_its_decision_time_and_contiguously(worker):
     sh, w = worker
     post_transport(sh, JACK_STOPPED, 0)
     request(sh, 0)
-    w.step()
-    post_transport(sh, JACK_ROLLING, 0)
-    assert w.step() > 0  # the next bar (2 s) is far from its decision time (1.5 s less the margin)
-    assert sh.ctl[R.VALID_END] == BAR - FRAME_SAMPLES
-    due = BAR - int(0.5 * RATE)  # the decision time: start - lookahead
-    post_transport(sh, JACK_ROLLING, due - int(0.2 * RATE))
-    assert w.step() > 0
-    post_transport(sh, JACK_ROLLING, due)
-    assert w.step() == 0.0
+    step_until_idle(w)
+    end = int(sh.ctl[R.VALID_END])
+    due = end - LOOKAHEAD  # the next piece's decision time: its first audio sample - lookahead
+    for _ in range(40):  # two bars, piece by piece (the last piece of a bar is shorter)
+        post_transport(sh, JACK_ROLLING, due - 1)
+        assert w.step() > 0 and sh.ctl[R.VALID_END] == end  # not a sample early
+        post_transport(sh, JACK_ROLLING, due)
+        assert w.step() == 0.0 and w.step() > 0  # at it, one piece
+        assert end < sh.ctl[R.VALID_END] <= end + PIECE
+        end = int(sh.ctl[R.VALID_END])
+        due = end - LOOKAHEAD
     ctl = sh.ctl
-    assert ctl[R.VALID_START] == -FRAME_SAMPLES and ctl[R.VALID_END] == 2 * BAR - FRAME_SAMPLES
-    assert w.chunk_log[-1][:2] == (BAR - FRAME_SAMPLES, 2 * BAR - FRAME_SAMPLES)
-    heard = ring_frames(sh, BAR - FRAME_SAMPLES, 2 * BAR - FRAME_SAMPLES)
-    np.testing.assert_array_equal(onsets(heard) - FRAME_SAMPLES, [0, BEAT, 2 * BEAT, 3 * BEAT])
-    assert ctl[R.STREAM] == 1  # one stream: the second bar continues the first
+    assert ctl[R.VALID_START] == -FRAME_SAMPLES and end > 2 * BAR
+    heard = ring_frames(sh, -FRAME_SAMPLES, end)
+    np.testing.assert_array_equal(onsets(heard) - FRAME_SAMPLES, [b for b in range(0, end, BEAT)])
+    assert ctl[R.STREAM] == 1 and min(w.margins) >= LOOKAHEAD / RATE - 1e-9  # one stream, always a lookahead ahead
 
 
-def test_a_locate_while_rolling_starts_a_stream_where_its_first_chunk_can_be_ready(worker):
+def test_a_locate_while_rolling_starts_a_stream_where_its_first_piece_can_be_ready(worker):
     sh, w = worker
     post_transport(sh, JACK_ROLLING, 0)
     request(sh, 0)
@@ -124,15 +141,15 @@ def test_a_locate_while_rolling_starts_a_stream_where_its_first_chunk_can_be_rea
     at = 3 * BAR + BEAT // 2  # mid-beat in bar 4
     post_transport(sh, JACK_ROLLING, at)
     request(sh, at)
-    w.step()
+    step_until_idle(w)
     ctl = sh.ctl
     assert ctl[R.STREAM] == 2
     start = int(ctl[R.VALID_START])
     assert at < start + FRAME_SAMPLES < at + int(0.2 * RATE)  # a margin ahead of the playhead, not a bar later
     end = int(ctl[R.VALID_END])
-    assert end == 4 * BAR - FRAME_SAMPLES  # the first chunk runs to the next bar line
+    assert at + LOOKAHEAD <= end < at + LOOKAHEAD + PIECE  # caught up with the lookahead
     heard = ring_frames(sh, start, end)
-    beats = [b for b in range(0, 4 * BAR, BEAT) if start + FRAME_SAMPLES <= b < end]
+    beats = [b for b in range(0, 5 * BAR, BEAT) if start + FRAME_SAMPLES <= b < end]
     np.testing.assert_array_equal(onsets(heard) + start, beats)
 
 
@@ -140,8 +157,8 @@ def test_a_request_the_ring_already_covers_keeps_the_stream(worker):
     sh, w = worker
     post_transport(sh, JACK_STOPPED, 0)
     request(sh, 0)
-    w.step()
-    request(sh, BEAT)  # inside the prepared bar
+    step_until_idle(w)
+    request(sh, BEAT)  # inside the prepared pieces
     w.step()
     assert sh.ctl[R.STREAM] == 1 and sh.ctl[R.VALID_START] == -FRAME_SAMPLES
 

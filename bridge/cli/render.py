@@ -16,6 +16,13 @@ examples:
 The file's tempo changes and time signatures set the grid the music is locked to; its
 CC events (on any channel the preset binds) move the style slots and knobs exactly as a
 controller would live. Notes in the file are ignored: it is the conductor, not the band.
+
+A CC counts from the first piece decided at or after it (a piece's decision time is its
+first sample minus the lookahead). With the preset's "auto", a render decides in pieces
+of 3 frames (120 ms) with no lookahead - a CC lands at its own time, as live from a host
+that compensates the latency jamstream reports. To reproduce a live take sample for
+sample, give the pieces and lookahead its status showed (`piece_frames`, `lookahead_ms`):
+  jamstream render song.mid --preset techno-dub -o take.flac --piece-frames 3 --lookahead-ms 149.3
 """
 
 OUTPUT_SUFFIXES = (".wav", ".flac")
@@ -40,6 +47,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     check_writable(out)
     preset = find_preset(args.preset)
+    from bridge.jam.pacing import Pacing, offline_pacing
+
+    pacing = offline_pacing(preset)
+    pacing = Pacing(
+        args.piece_frames or pacing.piece_frames,
+        pacing.lookahead_s if args.lookahead_ms is None else args.lookahead_ms / 1000.0,
+    )
     clock = MidiFileClock.from_file(args.song, default_bpm=preset.bpm, default_meter=preset.meter)
     seconds = args.seconds if args.seconds is not None else clock.length_seconds
     if not 0 < seconds <= 3 * 3600:
@@ -57,6 +71,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         seed=args.seed,
         slot_styles=stack.slot_styles,
         adapters=stack.adapters,
+        pacing=pacing,
     )
     frames = int(round(seconds * 25))
     bar = progress(total=frames, desc="render", unit="frame")
@@ -71,6 +86,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         "rtf": round(seconds / wall, 3),
         "wall_seconds": round(wall, 2),
         "chunks": result.blocks,
+        "piece_frames": pacing.piece_frames,
+        "lookahead_ms": round(pacing.lookahead_s * 1000, 3),
         "preset": preset.name,
         "seed": args.seed,
         "cc": engine.stats.cc,
@@ -101,6 +118,18 @@ def add(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-o", "--output", required=True, help="output audio file (.wav or .flac, 48 kHz, 24-bit)")
     r.add_argument("--seed", type=int, default=0, help="same seed, same file")
     r.add_argument("--seconds", type=number, default=None, help="render this long (default: to the file's last event)")
+    r.add_argument(
+        "--piece-frames",
+        type=_piece_frames,
+        default=None,
+        help="frames decided at once (1-50; default: the preset's, else 3)",
+    )
+    r.add_argument(
+        "--lookahead-ms",
+        type=_lookahead_ms,
+        default=None,
+        help="decide each piece this long before it (default: the preset's, else 0: a CC lands at its time)",
+    )
     r.add_argument("--adapter", default=None, help="fine-tuned adapter (name under adapters/ or a directory)")
     r.add_argument("--lm", default=None, help="LM weights (default: shipped)")
     r.add_argument("--codec", default=None, help="codec weights (default: shipped)")
@@ -108,3 +137,22 @@ def add(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     r.add_argument("--json", action="store_true", help="print a JSON report (rtf, seconds, per-bar style weights)")
     r.set_defaults(func=cmd_render)
+
+
+def _piece_frames(text: str) -> int:
+    from bridge.jam.presets import MAX_PIECE_FRAMES
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_PIECE_FRAMES:
+        raise argparse.ArgumentTypeError(f"{value} is out of range 1..{MAX_PIECE_FRAMES}")
+    return value
+
+
+def _lookahead_ms(text: str) -> float:
+    value = number(text)
+    if not 0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value:g} is out of range 0..10000 ms")
+    return value

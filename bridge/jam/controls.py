@@ -187,9 +187,12 @@ class Controls:
     # ------------------------------------------------------------------ time
     def advance(self, seconds: float) -> None:
         """Move the smoothed values `seconds` towards their targets (one-pole, tau = smoothing)."""
-        if seconds <= 0:
+        if self._tau <= 0:  # no smoothing: a CC counts at its own instant
+            alpha = 1.0
+        elif seconds <= 0:
             return
-        alpha = 1.0 if self._tau <= 0 else -math.expm1(-seconds / self._tau)
+        else:
+            alpha = -math.expm1(-seconds / self._tau)
         w, t = self._weights, self._target
         for i in range(len(w)):
             w[i] += alpha * (t[i] - w[i])
@@ -209,6 +212,10 @@ class Controls:
         return SamplingConfig(
             self._params["temperature"], int(round(self._params["top_k"])), base.top_p, self._params["guidance"]
         )
+
+    def target_gain_db(self) -> float:
+        """Where the gain knob points, in dB: the engine's per-sample follower chases it."""
+        return self._params["gain"]
 
     def gain_db(self) -> float:
         """The smoothed output gain in dB."""

@@ -11,10 +11,12 @@ from typing import Any
 
 from bridge.jam.effects import EFFECTS, EffectSpec, LimiterSpec
 from bridge.jam.presets import (
+    AUTO,
     CC_KEYS,
     CONTROL_KEYS,
     CURVES,
     LIMITER_KEYS,
+    MAX_PIECE_FRAMES,
     PARAMS,
     SAMPLING_KEYS,
     SAMPLING_RANGES,
@@ -75,6 +77,15 @@ class PresetReader:
             raise self.fail(key, f"{v:g} is out of range {lo:g}..{hi:g}", f"use a value from {lo:g} to {hi:g}")
         return v
 
+    def number_or_auto(self, table: dict, k: str, lo: float, hi: float, integer: bool = False) -> float | None:
+        """A number, or "auto" (also the default): None, for the engine to choose."""
+        if table.get(k, AUTO) == AUTO:
+            return None
+        if isinstance(table[k], str):
+            got = _show(table[k])
+            raise self.fail(k, f'must be a number or "auto", got {got}', f'write {k} = "auto" or a number')
+        return self.number(table, k, k, lo, hi, integer=integer)
+
     def text(self, table: dict, k: str, key: str, default: str | None = None) -> str:
         if k not in table:
             if default is None:
@@ -99,8 +110,10 @@ class PresetReader:
             raise self.fail("chunk", str(exc).split(";")[0], str(exc).split("; ", 1)[1]) from None
         if chunk.count > 64:
             raise self.fail("chunk", f"{chunk} is too long", "use at most 64 beats or bars (the LM's context is 10 s)")
-        lookahead = self.number(data, "lookahead_ms", "lookahead_ms", 0.0, 10_000.0, 400.0)
+        piece = self.number_or_auto(data, "piece_frames", 1, MAX_PIECE_FRAMES, integer=True)
+        lookahead = self.number_or_auto(data, "lookahead_ms", 0.0, 10_000.0)
         smoothing = self.number(data, "smoothing_ms", "smoothing_ms", 0.0, 10_000.0, 100.0)
+        gain_smoothing = self.number(data, "gain_smoothing_ms", "gain_smoothing_ms", 0.0, 10_000.0, 20.0)
         channel = int(self.number(data, "channel", "channel", 1, 16, 1, integer=True))
         gain_db = self.number(data, "gain_db", "gain_db", *PARAMS["gain"][:2], 0.0)
         sampling = self.sampling(data.get("sampling", {}))
@@ -139,8 +152,10 @@ class PresetReader:
             float(bpm),
             meter,
             chunk,
-            float(lookahead),
+            None if piece is None else int(piece),
+            None if lookahead is None else float(lookahead),
             float(smoothing),
+            float(gain_smoothing),
             float(gain_db),
             effects,
             limiter,

@@ -44,7 +44,21 @@ PARAMS: dict[str, tuple[float, float, float]] = {
     "gain": (-120.0, 24.0, 0.0),  # output gain in dB
 }
 
-SETTING_KEYS = ("name", "description", "bpm", "meter", "chunk", "lookahead_ms", "smoothing_ms", "channel", "gain_db")
+SETTING_KEYS = (
+    "name",
+    "description",
+    "bpm",
+    "meter",
+    "chunk",
+    "piece_frames",
+    "lookahead_ms",
+    "smoothing_ms",
+    "gain_smoothing_ms",
+    "channel",
+    "gain_db",
+)
+AUTO = "auto"  # piece_frames / lookahead_ms: from the measured generation speed (bridge/jam/pacing.py)
+MAX_PIECE_FRAMES = 50  # 2 s: a piece is what the engine decides at once
 TABLE_KEYS = ("sampling", "slots", "controls", "effects", "limiter")
 TOP_KEYS = SETTING_KEYS + TABLE_KEYS
 SLOT_KEYS = ("prompt", "audio", "adapter", "cc", "weight")
@@ -127,8 +141,10 @@ class Preset:
     bpm: float
     meter: tuple[int, int]
     chunk: ChunkLength
-    lookahead_ms: float
-    smoothing_ms: float
+    piece_frames: int | None  # None: auto
+    lookahead_ms: float | None  # None: auto
+    smoothing_ms: float  # the style mix's glide (one-pole time constant)
+    gain_smoothing_ms: float  # the gain knob's de-zipper
     gain_db: float
     effects: tuple[EffectSpec, ...]
     limiter: LimiterSpec | None

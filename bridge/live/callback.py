@@ -133,7 +133,7 @@ class JackBridge:
                 client.set_sync_timeout(int(self.sync_timeout_s * 1e6))
             except jack.JackError:
                 pass
-        self._recompute_latency()
+        self.recompute_latency()
         self._auto_connect()
 
     def _bind_constants(self) -> None:
@@ -171,7 +171,8 @@ class JackBridge:
     def latency_frames(self) -> int:
         """Playback latency reported to the host: lookahead + one period. (A CC is heard up to one
         chunk + one piece's generation lead after that; see docs/ARCHITECTURE.md, engine.)"""
-        return int(round(self.lookahead_s * self.rate)) + self.period
+        published = int(self.ctl[R.LOOKAHEAD_FRAMES])  # the worker's measured pacing, once it has one
+        return (published or int(round(self.lookahead_s * self.rate))) + self.period
 
     # ------------------------------------------------------------------ connections
     def _auto_connect(self) -> None:
@@ -250,7 +251,7 @@ class JackBridge:
             for p in outs:
                 lib.jack_port_set_latency_range(self._ptr(p), CAPTURE, r)
 
-    def _recompute_latency(self) -> None:
+    def recompute_latency(self) -> None:
         _, lib = libjack(_LATENCY_CDEF)
         lib.jack_recompute_total_latencies(self._client_ptr)
 

@@ -28,17 +28,23 @@ class LiveModels:
         stack = load_stack(base, lm=cfg.lm, codec=cfg.codec, style=cfg.style, adapter=cfg.adapter)
         self.generator, self.style_model, self.adapters = stack.generator, stack.style_model, stack.adapters
 
-    def warm_up(self, preset) -> None:
-        """One throwaway second of music before reporting ready: the first torch calls are
-        slow, and the real-time factor the scheduler plans with should not count them."""
-        if self.cfg.metronome:
-            return
+    def warm_up(self, preset) -> float:
+        """One throwaway second of music before reporting ready (the first torch calls are
+        slow), then one more second timed: the seconds a frame takes, piece by piece, which
+        the auto pacing plans with."""
+        from bridge.jam.pacing import DEFAULT_PIECE_FRAMES, Pacing
         from bridge.jam.time.clock import FixedClock
 
         warm = self.engine(preset, FixedClock(preset.bpm, preset.meter))
-        warm.start(0.0, 1.0)
+        warm.set_pacing(Pacing(preset.piece_frames or DEFAULT_PIECE_FRAMES, 0.0))
+        warm.start(0.0, 2.0)
+        while warm.piece_start_sample() is not None and warm.piece_start_sample() < 48_000:
+            warm.next_piece()
+        timed_from = (warm.stats.frames, warm.stats.gen_seconds)
         while warm.peek() is not None:
-            warm.next_block()
+            warm.next_piece()
+        frames = warm.stats.frames - timed_from[0]
+        return (warm.stats.gen_seconds - timed_from[1]) / frames if frames else 0.0
 
     def slot_styles(self, preset):
         """Each slot's embedding (the live slot's a placeholder until its input has sound)."""

@@ -66,6 +66,7 @@ EXT_OFFSET = 24  # song frame = jack frame time + offset (external clocks)
 WORKER_READY = 25
 MIDI_R = 26  # MIDI ring read index
 STREAM = 27  # stream counter (new stream = engine.start)
+LOOKAHEAD_FRAMES = 28  # the lookahead in use (server frames): the latency the ports report
 # ------------------------------------------------------------------------ main writes
 QUIT = 30
 RELOAD_SEQ = 31
@@ -176,6 +177,11 @@ class Shared:
         self.audio[:, i : i + k] = audio[:, :k]
         if k < n:
             self.audio[:, : n - k] = audio[:, k:]
+
+    def read_audio(self, start_frame: int, n: int) -> np.ndarray:
+        """A copy of song frames start_frame..+n as the ring holds them (valid or not)."""
+        idx = (start_frame + np.arange(n)) & self.mask
+        return self.audio[:, idx].copy()
 
     def read_live(self, frames: int) -> np.ndarray:
         """The last `frames` frames of the live input (a copy)."""

@@ -30,6 +30,13 @@ WORKER_KEYS = (
     "clock_reanchors",
     "seconds",
     "recent_chunks",
+    "pieces",
+    "rewinds",
+    "piece_frames",
+    "lookahead_ms",
+    "lookahead_auto",
+    "margin_ms",
+    "late_pieces",
     "link_peers",
     "link_placements",
     "link_offset",
@@ -73,6 +80,13 @@ def worker_status(worker, playhead_frame: int, rolling: bool) -> dict:
         "link_offset": follower.offset,
         "link_last": follower.last,
         "recent_chunks": [list(c) for c in worker.chunk_log],
+        "pieces": stats.pieces,
+        "rewinds": stats.rewinds,
+        "piece_frames": engine.piece_frames,
+        "lookahead_ms": round(engine.lookahead_s * 1000, 1),
+        "lookahead_auto": worker.preset.lookahead_ms is None,
+        "margin_ms": round(min(worker.margins) * 1000, 1) if worker.margins else None,
+        "late_pieces": worker.late_pieces,
     }
 
 
@@ -81,7 +95,7 @@ def snapshot(shared, bridge, worker_status: dict) -> dict:
     latest `worker_status` laid over them."""
     ctl = shared.ctl
     rate = int(ctl[R.RATE_SLOT]) or 48000
-    lookahead_frames = int(round(bridge.lookahead_s * rate))
+    lookahead_frames = int(ctl[R.LOOKAHEAD_FRAMES]) or int(round(bridge.lookahead_s * rate))
     buffer_frames = max(0, int(ctl[R.VALID_END] - ctl[R.PLAY_FRAME]))
     out = {
         "bar": worker_status.get("bar"),

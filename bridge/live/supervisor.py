@@ -47,7 +47,7 @@ def run_jam(args: argparse.Namespace) -> int:
         name=args.name,
         server=args.server,
         live_input=args.input,
-        lookahead_s=preset.lookahead_ms / 1000.0,
+        lookahead_s=(preset.lookahead_ms if preset.lookahead_ms is not None else 200.0) / 1000.0,  # until measured
         connect=args.connect,
         midi_from=args.midi_from,
         input_from=args.input_from,
@@ -295,9 +295,21 @@ class Supervisor:
                 self.exit_code = 2 if msg.get("bad_input") else 1
                 raise _Stop()
             if msg.get("ready"):
-                log("jamstream: ready")
+                log(f"jamstream: ready ({msg['pacing']})" if msg.get("pacing") else "jamstream: ready")
                 continue
             self.worker_status = msg
+            self._follow_lookahead(msg.get("lookahead_ms"))
+
+    def _follow_lookahead(self, lookahead_ms) -> None:
+        """The worker measured (or grew) its lookahead: the ports' reported latency follows."""
+        if lookahead_ms is None or abs(lookahead_ms / 1000.0 - self.bridge.lookahead_s) < 5e-4:
+            return
+        self.bridge.lookahead_s = lookahead_ms / 1000.0
+        if self.bridge.client is not None:
+            try:
+                self.bridge.recompute_latency()
+            except Exception:  # a server going away: the next connect recomputes
+                pass
 
     def _watch_callbacks(self) -> None:
         """A server that stopped calling back for 3 s is gone, shutdown callback or not."""

@@ -12,17 +12,27 @@ the status it reports (status.py).
   starts a new engine stream at that song time; the ring's valid range is re-marked
   first so the callback never plays stale audio. So does a switch of clock source
   (another song timeline).
-- **Ahead.** While rolling it generates the next chunk once the playhead reaches its
-  decision time (start - lookahead) less 1.5x the time generating it is expected to
-  take at the measured real-time factor - just in time, so a CC reaches the audio
-  within one chunk + lookahead when the CPU keeps up; while stopped it prepares the first chunk at the stop/locate
-  position, which is what lets the slow-sync callback report ready. If the next chunk
-  could not be ready in time (measured real-time factor) it rejoins the grid further on
-  instead of playing late.
+- **Pacing.** After the warm-up it measures how long a frame takes to generate and picks
+  the piece length and lookahead from that (bridge/jam/pacing.py) unless the preset
+  gives them; an auto lookahead grows when a piece lands later than a period before the
+  playhead. Both are published (ctl[LOOKAHEAD_FRAMES], the status).
+- **Just in time.** It generates each piece when the playhead reaches the piece's
+  decision time (its first audio sample - lookahead), never earlier: everything the
+  callback posted up to that song time has been drained by then and nothing later is
+  applied, so the live take equals a render of the same MIDI with the same pacing, and
+  a CC is heard lookahead + at most one piece later. Stopped, the playhead stands at the
+  stop/locate position, so the same rule prepares the pieces the start needs (what lets
+  the slow-sync callback report ready). If the next piece could not be ready in time
+  (measured speed) it rejoins the grid further on instead of playing late.
+- **Tempo.** When the clock's map changes while rolling (JACK BBT, MIDI clock, Link),
+  the queued pieces that can still be made again in time (those starting at least one
+  piece's generation time past the playhead) are dropped (`Engine.rewind`) and made again
+  on the new grid from the generator state before them; the ring's valid end is pulled
+  back there and the new audio crossfades over the old for 5 ms.
 - **MIDI.** CCs and program changes go to the engine stamped with the song time at
   which they arrived; MIDI clock bytes go to the MidiClockFollower.
 - **Reload.** SIGHUP (relayed by the parent) or a program change swaps the engine at the
-  next chunk boundary, carrying the LM context over, so the audio does not stop.
+  next piece, carrying the LM context over, so the audio does not stop.
 - **Rates.** Audio is made at 48 kHz; at another server rate a pedalboard
   StreamResampler per stream converts it before it enters the ring.
 """
@@ -46,6 +56,7 @@ from bridge.live.status import worker_status
 
 SAMPLE_RATE = 48_000
 FRAME_SAMPLES = 1920
+REWIND_FADE = 240  # 5 ms at 48 kHz
 
 
 @dataclass
@@ -115,31 +126,45 @@ class Worker:
         )
         self.clock = self.sources.clock
         self.models = LiveModels(cfg, self.preset)
-        self.models.warm_up(self.preset)
+        self.seconds_per_frame = self.models.warm_up(self.preset)
         self.engine = self.models.engine(self.preset, self.clock)
+        self._set_pacing(self._measured_pacing(self.preset))
         self.live_style = (
             LiveInputStyle(self.sh, self.models.style_model) if cfg.live_input and not cfg.metronome else None
         )
         self.stream_live = False
-        self.stream_chunks = 0
-        self._next_start: float | None = None
-        self._last_chunk_s = 2.0
-        from bridge.jam.engine import PIECE_FRAMES  # here, not at import: the engine brings torch
-
-        self._piece_s = PIECE_FRAMES / 25.0
+        self.stream_pieces = 0
+        self._seen_changes = self.clock.changes
+        self._crossfade_at: int | None = None  # ring frame where new audio replaces old (a rewind)
+        self.margins: deque[float] = deque(maxlen=100)  # seconds a piece landed ahead of the playhead
+        self.late_pieces = 0
         self._target_seq = -1  # act on whatever the callback posted while we loaded
         self.reload = PresetReload(self.models, str(self.preset.path), int(self.ctl[R.RELOAD_SEQ]))
         self._prepared_changes = -1
         self._last_status = 0.0
         self.max_gen = 0.0
         self.last_weights: dict[str, float] = self.engine.controls.style_weights()
-        # (first, end) ring frame and slot weights of the latest chunks: lets a tool time
-        # when a CC's mix is first heard (scripts/soak_jam.py) without listening for style
-        self.chunk_log: deque[tuple[int, int, dict[str, float]]] = deque(maxlen=24)
+        # (first, end) ring frame, slot weights and bpm of the latest pieces: lets a tool time
+        # when a CC's mix or a tempo is first heard (scripts/soak_jam.py, bench latency)
+        # without listening for style
+        self.chunk_log: deque[tuple[int, int, dict[str, float], float]] = deque(maxlen=48)
 
     # ------------------------------------------------------------------ helpers
     def seconds(self, frame: int) -> float:
         return frame / self.rate
+
+    def period_s(self) -> float:
+        return int(self.ctl[R.PERIOD] or 256) / self.rate
+
+    def _measured_pacing(self, preset):
+        from bridge.jam.pacing import live_pacing
+
+        spf = self.engine.stats.seconds_per_frame() if self.engine.stats.frames >= 50 else self.seconds_per_frame
+        return live_pacing(preset, spf, self.period_s())
+
+    def _set_pacing(self, pacing) -> None:
+        self.engine.set_pacing(pacing)
+        self.ctl[R.LOOKAHEAD_FRAMES] = int(round(pacing.lookahead_s * self.rate))
 
     def _mark(self, frame: int, new_stream: bool = True) -> None:
         """Empty the ring's valid range and start it at `frame` (before writing there)."""
@@ -153,36 +178,39 @@ class Worker:
         vs, ve = int(self.ctl[R.VALID_START]), int(self.ctl[R.VALID_END])
         return self.stream_live and vs <= frame < ve - int(self.ctl[R.PERIOD] or 256)
 
-    def _first_piece_s(self) -> float:
-        return min(self._last_chunk_s, self._piece_s)
-
-    def _margin(self, audio_seconds: float | None = None) -> float:
-        """How far ahead of a moving playhead a chunk of `audio_seconds` (default: the
-        last chunk's length) must start to be ready in time, at the measured real-time
-        factor (2x assumed before the first chunk)."""
-        rtf = self.engine.stats.rtf() or 2.0
-        d = self._last_chunk_s if audio_seconds is None else audio_seconds
-        return d / rtf + 2 * int(self.ctl[R.PERIOD] or 256) / self.rate + 0.01
+    def _need(self) -> float:
+        """How long before its audio starts a piece must be begun to be ready in time, at
+        the measured speed (the warm-up's before the first pieces), + two periods."""
+        spf = self.engine.stats.seconds_per_frame() or self.seconds_per_frame or 0.04
+        return self.engine.piece_frames * spf + 2 * self.period_s() + 0.01
 
     def _restart(self, frame: int, rolling: bool = False) -> None:
-        """A new stream at `frame`; while rolling, from where its first chunk can be ready
-        (mid-bar is fine: the grid picks up at the next boundary), not a whole chunk later."""
-        seconds = max(
-            0.0, self.seconds(frame) + (min(self._margin(self._first_piece_s()) + 0.06, 10.0) if rolling else 0.0)
-        )  # + held frame, rounding
-        self.engine.start(seconds)
+        """A new stream at `frame`; while rolling, from where its first piece can be ready
+        (mid-bar is fine: the grid picks up at the next boundary)."""
+        ahead = min(self._need() + 0.06, 10.0) if rolling else 0.0  # + the held frame, rounding
+        self.engine.start(max(0.0, self.seconds(frame) + ahead))
         self.stream_live = True
-        self.stream_chunks = 0
-        chunk = self.engine.peek()
-        self._next_start = chunk.start_seconds()
-        self._mark(self.writer.frame(chunk.start_sample - FRAME_SAMPLES))
+        self.stream_pieces = 0
+        self._mark(self.writer.frame(self.engine.piece_start_sample()))
         self.ctl[R.STREAM] += 1
 
     def _invalidate(self) -> None:
         """Forget the ring's audio: it was placed by another clock (source switched)."""
         self.ctl[R.VALID_END] = self.ctl[R.VALID_START]
         self.stream_live = False
-        self._next_start = None
+
+    def _follow_clock_change(self, playhead: int) -> None:
+        """The tempo map moved while rolling: every queued piece that can still be made again
+        before the playhead reaches it is, on the new grid (none, when the change does not
+        move them). That is all of them but the one playing: at most a lookahead plays on
+        at the old tempo."""
+        cut = self.engine.rewind(self.seconds(playhead) + self._need())
+        if cut is None:
+            return
+        frame = self.writer.frame(cut)
+        if int(self.ctl[R.VALID_END]) > frame:
+            self.ctl[R.VALID_END] = max(int(self.ctl[R.VALID_START]), frame)
+            self._crossfade_at = frame
 
     # ------------------------------------------------------------------ MIDI, reload
     def _drain_midi(self) -> None:
@@ -203,82 +231,94 @@ class Worker:
         swapped = self.reload.reload(seq, self.engine, self.clock, keep_stream=self.stream_live)
         if swapped is None:
             return
-        self.engine, self.preset, start = swapped
-        if start is not None:
-            self._next_start = start
+        self.engine, self.preset, _ = swapped
+        self._set_pacing(self._measured_pacing(self.preset))
 
     # ------------------------------------------------------------------ generation
     def _due(self, rolling: bool, playhead: float) -> bool:
-        """Whether to generate the next chunk now (rejoining the grid further on first if it
-        could not be ready in time)."""
+        """Whether to generate the next piece now: its decision time has come (rejoining the
+        grid further on first if it could not be ready in time)."""
         if not self.stream_live:
             return False
         engine = self.engine
-        # Peek (which fixes a chunk's length and timing from the clock) only when it is
-        # time to generate it, so a tempo change reaches the very next chunk.
-        start = self._next_start
-        if start is None:
+        decision = engine.decision_sample()
+        if decision is None or round(playhead * SAMPLE_RATE) < decision:
             return False
         if rolling:
-            # Just in time: start when the chunk's decision time (start - lookahead) is
-            # reached, or earlier by what generating its first piece is expected to take
-            # (x1.5); the later pieces are generated faster than they play.
-            if start - playhead > engine.lookahead_s + 1.5 * self._margin(self._first_piece_s()):
-                return False
-            chunk = engine.peek()
-            need = self._margin(chunk.n_frames / 25.0) if chunk is not None else 0.0
-            # The ring is time-addressed, so a chunk that arrives late still plays in time
+            need = self._need()
+            end = engine.piece_start_sample() + engine.piece_frames * FRAME_SAMPLES
+            # The ring is time-addressed, so a piece that arrives late still plays in time
             # from the playhead on (the callback fades over the missing head). Skip to the
             # grid further on only when even its tail could not be ready.
-            if chunk is not None and chunk.end_frame / 25.0 <= playhead + need:
-                chunk = engine.rejoin(playhead, need)
-                self._mark(self.writer.frame(chunk.start_sample - FRAME_SAMPLES))
-        elif self.stream_chunks > 0:
-            return False  # stopped: the first chunk is ready for the start
+            if end / SAMPLE_RATE <= playhead + need:
+                engine.rejoin(playhead, need)
+                self._mark(self.writer.frame(engine.piece_start_sample()))
         return engine.peek() is not None
 
     def _generate(self, rolling: bool) -> None:
-        """The next chunk, piece by piece into the ring."""
+        """The next piece, into the ring as soon as it exists."""
         if self.live_style is not None:
             self.live_style.update(self.engine, self.rate)
-        gen = 0.0
-        for block in self.engine.next_pieces():  # each piece reaches the ring as soon as it exists
-            gen += block.gen_seconds
-            self._write_block(block)
-        self._next_start = block.chunk.end_frame / 25.0
-        self._last_chunk_s = block.chunk.n_frames / 25.0
-        self.max_gen = max(self.max_gen, gen)
+        block = self.engine.next_piece()
+        first = self._write_block(block)
+        self.max_gen = max(self.max_gen, block.gen_seconds)
         self.last_weights = block.weights
-        c = block.chunk
-        self.chunk_log.append(
-            (
-                int(self.writer.frame(c.start_sample - FRAME_SAMPLES)),
-                int(self.writer.frame(c.start_sample - FRAME_SAMPLES + c.n_samples)),
-                {k: round(v, 3) for k, v in block.weights.items()},
-            )
-        )
-        self.stream_chunks += 1
-        if not rolling:
+        weights = {k: round(v, 3) for k, v in block.weights.items()}
+        end = int(self.writer.frame(block.end_sample))
+        self.chunk_log.append((first, end, weights, round(block.bpm, 3)))
+        self.stream_pieces += 1
+        if rolling:
+            self._check_margin(first, int(self.ctl[R.PLAY_FRAME]))
+        else:
             self._prepared_changes = self.clock.changes
         if self.reload.program_changed(self.engine):
             self._maybe_reload()
 
-    def _write_block(self, block) -> None:
+    def _check_margin(self, first: int, playhead: int) -> None:
+        """How far ahead of the playhead the piece landed; an auto lookahead grows when that
+        was under one period (the callback had to, or nearly had to, fade)."""
+        margin = (first - playhead) / self.rate
+        self.margins.append(margin)
+        period = self.period_s()
+        if margin < 0:
+            self.late_pieces += 1
+        if margin < period and self.preset.lookahead_ms is None:
+            from bridge.jam.pacing import grown
+
+            self._set_pacing(grown(self.engine.pacing, period - margin))
+
+    def _write_block(self, block) -> int:
+        """Place a piece at its ring frame (returned); after a rewind, crossfade it in over
+        the old audio it replaces."""
         start, audio = self.writer.convert(block.start_sample, block.audio)
         ve = int(self.ctl[R.VALID_END])
         if start != ve:  # not contiguous (first block after a mark): start the range here
             self._mark(start, new_stream=False)
+        if self._crossfade_at == start:
+            audio = self._crossfade(start, audio)
+        self._crossfade_at = None
         end = start + audio.shape[1]
         low = end - self.sh.capacity + 1
         if int(self.ctl[R.VALID_START]) < low:
             self.ctl[R.VALID_START] = low
         self.sh.write_audio(start, audio)
         self.ctl[R.VALID_END] = end
+        return start
+
+    def _crossfade(self, start: int, audio: np.ndarray) -> np.ndarray:
+        """The first 5 ms of `audio` faded in over what the ring held there (a rewound piece:
+        its decoder context is continuous, but the effects' state ran on past this point)."""
+        n = min(REWIND_FADE, audio.shape[1])
+        old = self.sh.read_audio(start, n)
+        ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
+        audio = audio.copy()
+        audio[:, :n] = old * (1.0 - ramp) + audio[:, :n] * ramp
+        return audio
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
         self.ctl[R.WORKER_READY] = 1
-        self.status_q.put({"ready": True})
+        self.status_q.put({"ready": True, "pacing": self.engine.pacing.describe()})
         while self.ctl[R.QUIT] == 0:
             idle = self.step()
             if idle:
@@ -298,13 +338,18 @@ class Worker:
         tp = self.sh.transport()
         if tp is None:
             return 0.001
+        # the playhead first: every MIDI event stamped up to it is in the ring by now
+        seq = int(ctl[R.TARGET_SEQ])
+        playhead = int(ctl[R.PLAY_FRAME])
+        rolling = bool(ctl[R.ROLLING])
         self._drain_midi()
         self._maybe_reload()
         if self.sources.follow(tp, self.cfg.bpm or self.preset.bpm):
             self._invalidate()
-        seq = int(ctl[R.TARGET_SEQ])
-        playhead = int(ctl[R.PLAY_FRAME])
-        rolling = bool(ctl[R.ROLLING])
+        if self.clock.changes != self._seen_changes:
+            self._seen_changes = self.clock.changes
+            if rolling and self.stream_live:
+                self._follow_clock_change(playhead)
         if seq != self._target_seq:
             posted_before_us = self._target_seq < 0
             self._target_seq = seq
@@ -318,7 +363,7 @@ class Worker:
         if (
             not rolling
             and self.stream_live
-            and self.stream_chunks > 0
+            and self.stream_pieces > 0
             and int(tp[R.TP_STATE]) != JACK_STARTING
             and self._prepared_changes != self.clock.changes
         ):
