@@ -238,7 +238,7 @@ def cmd_bench_latency(args: argparse.Namespace) -> int:
     ]
     lines = [f"latency: {r['preset']} ({r['model']}), rtf {r['rtf']}"]
     lines += [f"  {a:<44} {b:>18}   {c}" for a, b, c in rows]
-    for note in (r["gain_note"], r["tempo_follow_note"]):
+    for note in (r["gain_note"], r["tempo_follow_note"], *r["warnings"]):
         if note:
             lines.append(f"  note: {note}")
     lines.append(f"  logs: {r['log_dir']}")

@@ -62,6 +62,8 @@ MIN_PLATEAU_GAP_DB = 6.0  # plateaus nearer than this: the flip is unmeasured
 CLICK_GRID_S = 0.010  # a click within this of a beat is on that grid
 BPM_MATCH = 0.005  # a logged bpm within 0.5% of the new tempo is the new tempo
 FLOOR_DB = -120.0
+SILENCE_DB = -90.0  # a level at or below this is silence: an underrun's, not the music's
+MAX_SILENT_FRACTION = 0.2  # more silence than this around a flip: unmeasured
 
 
 @dataclass
@@ -180,6 +182,11 @@ def level_step(at: np.ndarray, db: np.ndarray, prev: int, flip: int, until: int,
     late = (at >= until - int(LATE_FRACTION * (until - flip))) & (at < until)
     if before.sum() < 2 or late.sum() < 2:
         return {"latency_s": None, "why": "too few level readings around the flip (a longer --flip-seconds)"}
+    silent = db <= SILENCE_DB  # digital silence is an underrun (or pre-roll), not the music's level
+    if silent[before | late | ((at >= flip) & (at < until))].mean() > MAX_SILENT_FRACTION:
+        return {"latency_s": None, "why": "silence around the flip (underruns?)"}
+    keep = ~silent
+    at, db, before, late = at[keep], db[keep], before[keep], late[keep]
     old, new = float(np.median(db[before])), float(np.median(db[late]))
     out = {"old_db": round(old, 1), "new_db": round(new, 1), "latency_s": None}
     if abs(new - old) < MIN_PLATEAU_GAP_DB:
@@ -524,6 +531,14 @@ def _report(
     style_lat = [r["latency_s"] for r in style_rows]
     both = summary(gain_lat + style_lat)
     g, s = summary(gain_lat), summary(style_lat)
+    warnings = []
+    if final.get("rtf") is not None and 0 < final["rtf"] < 1:
+        warnings.append(
+            f"generation ran at {final['rtf']:g}x real time here: the ring drains, and the latencies "
+            "include catching up (a busy or slow machine), not only the engine's design"
+        )
+    if final.get("underruns"):
+        warnings.append(f"{final['underruns']} underruns: flips with silence around them are unmeasured")
     log = (session.tmp / "jackd.log").read_text(errors="replace") if (session.tmp / "jackd.log").exists() else ""
     return {
         "preset": preset.name,
@@ -565,6 +580,7 @@ def _report(
         # under any measured half-way latency, by design
         "smoothing_half_s": round(preset.smoothing_ms / 1000 * math.log(2), 3),
         "targets": TARGETS,
+        "warnings": warnings,
         "config": asdict(cfg),
         "jam_exit_code": code,
         "log_dir": str(session.tmp),
