@@ -14,33 +14,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bridge.live.jackd_server import Jackd
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
 def server_running(name: str | None) -> bool:
-    """Whether a JACK server `name` runs: a client opened and closed at once. libjack
-    reports a missing server on stderr ("Cannot connect to server socket ...", five lines
-    a try) through its error function, so that is silenced for the probe."""
-    import jack
+    """Whether a JACK server `name` runs: a client opened and closed at once (silently)."""
+    from bridge.live.jackd_server import client_can_open
 
-    jack.set_error_function(lambda _msg: None)
-    jack.set_info_function(lambda _msg: None)
-    try:
-        jack.Client("jamstream-probe", no_start_server=True, servername=name).close()
-        return True
-    except jack.JackOpenError:
-        return False
-    finally:
-        jack.set_error_function(None)  # libjack's own again (stderr) for the DAW stand-in
-        jack.set_info_function(None)
+    return client_can_open(name)
 
 
 def jam_arguments(args: argparse.Namespace) -> list[str]:
@@ -60,26 +52,19 @@ def jam_arguments(args: argparse.Namespace) -> list[str]:
     return jam_args
 
 
-def start_server() -> tuple[str, subprocess.Popen] | None:
-    """(name, process) of a private dummy JACK server, started and answering; None when
-    jackd is not installed."""
-    exe = shutil.which("jackd")
-    if exe is None:
-        print("jam-demo: no JACK server is running and jackd is not installed (apt install jackd2)", file=sys.stderr)
+def start_server() -> Jackd | None:
+    """A private dummy JACK server (bridge.live.jackd_server.Jackd), started and answering;
+    None (with a one-line reason) when jackd is missing or never came up."""
+    from bridge.live.jackd_server import Jackd
+    from model.errors import JamstreamError
+
+    try:
+        jackd = Jackd(rate=48000, period=256, prefix="jamstream-demo")
+    except JamstreamError as exc:
+        print(f"jam-demo: no JACK server is running and {exc}", file=sys.stderr)
         return None
-    server = f"jamstream-demo-{os.getpid()}"
-    jackd = subprocess.Popen(
-        [exe, "-n", server, "-d", "dummy", "-r", "48000", "-p", "256"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, JACK_NO_AUDIO_RESERVATION="1"),
-    )
-    for _ in range(100):
-        if server_running(server):
-            break
-        time.sleep(0.1)
-    print(f"jam-demo: started a dummy JACK server {server!r} (48 kHz, 256-frame periods)", file=sys.stderr)
-    return server, jackd
+    print(f"jam-demo: started a dummy JACK server {jackd.name!r} (48 kHz, 256-frame periods)", file=sys.stderr)
+    return jackd
 
 
 def wait_until_ready(jam: subprocess.Popen, status_path: Path) -> bool:
@@ -152,10 +137,10 @@ def main() -> int:
     server = os.environ.get("JACK_DEFAULT_SERVER")
     own = not server_running(server)
     if own:
-        started = start_server()
-        if started is None:
+        jackd = start_server()
+        if jackd is None:
             return 2
-        server, jackd = started
+        server = jackd.name
     status_path = out / "status.json"
     status_path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "bridge.cli", "jam", "--json-status", str(status_path), *jam_args]
@@ -192,7 +177,7 @@ def main() -> int:
             host.close()
         stop(jam, signal.SIGTERM, 30)
         if jackd is not None:
-            stop(jackd, signal.SIGTERM, 5)
+            jackd.stop()
 
 
 if __name__ == "__main__":

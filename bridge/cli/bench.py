@@ -1,10 +1,10 @@
-"""`jamstream bench [codec|lm|style]`: speed on this machine (benchmarks, not timed tests)."""
+"""`jamstream bench [codec|lm|style|render|latency]`: speed and latency here (benchmarks, not timed tests)."""
 
 from __future__ import annotations
 
 import argparse
 
-from bridge.cli.common import Formatter, Parser, emit, positive_int
+from bridge.cli.common import Formatter, Parser, emit, number, positive_int
 
 
 def _median_ms(fn, runs: int, warmup: int = 3) -> float:
@@ -187,6 +187,65 @@ def cmd_bench_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_latency(args: argparse.Namespace) -> int:
+    """CC-to-audible and tempo-follow latency of `jamstream jam` on a private dummy JACK server."""
+    import sys
+
+    from bridge.jam.presets import DEFAULT_PRESET, find_preset
+    from bridge.live.latency_bench import TARGETS, LatencyBenchConfig, run_latency_bench
+
+    cfg = LatencyBenchConfig(
+        preset=args.preset or DEFAULT_PRESET,
+        flips=args.flips,
+        flip_seconds=args.flip_seconds,
+        tempo_from=args.tempo_from,
+        tempo_to=args.tempo_to,
+        tempo_seconds=args.tempo_seconds,
+        period=args.period,
+        lm=args.lm,
+        codec=args.codec,
+        style=args.style,
+        metronome=args.metronome,
+        threads=args.latency_threads,
+    )
+    cfg.check()
+    find_preset(cfg.preset)  # an unknown preset is one line before any server starts
+    r = run_latency_bench(cfg, say=lambda m: print(m, file=sys.stderr, flush=True))
+
+    def s(x) -> str:
+        return "-" if x is None else f"{x:.3f} s"
+
+    rows = [
+        ("CC -> audible, median", s(r["cc_to_audible_median_s"]), f"<= {TARGETS['cc_to_audible_median_s']} s"),
+        ("CC -> audible, max", s(r["cc_to_audible_max_s"]), f"<= {TARGETS['cc_to_audible_max_s']} s"),
+        (
+            f"  gain ({r['gain_measured']} measured, {r['gain_unmeasured']} not)",
+            f"{s(r['gain_median_s'])} / {s(r['gain_max_s'])}",
+            "median / max",
+        ),
+        (
+            f"  style ({r['style_measured']} measured, {r['style_unmeasured']} not)",
+            f"{s(r['style_median_s'])} / {s(r['style_max_s'])}",
+            "median / max",
+        ),
+        (
+            f"tempo {r['tempo_from']:g} -> {r['tempo_to']:g} bpm followed",
+            s(r["tempo_follow_s"]),
+            f"<= {TARGETS['tempo_follow_s']} s",
+        ),
+        ("underruns / xruns", f"{r['underruns']} / {r['xruns']}", ""),
+        ("smoothing half-way", s(r["smoothing_half_s"]), "by design"),
+    ]
+    lines = [f"latency: {r['preset']} ({r['model']}), rtf {r['rtf']}"]
+    lines += [f"  {a:<44} {b:>18}   {c}" for a, b, c in rows]
+    for note in (r["gain_note"], r["tempo_follow_note"], *r["warnings"]):
+        if note:
+            lines.append(f"  note: {note}")
+    lines.append(f"  logs: {r['log_dir']}")
+    emit(r, args.json, "\n".join(lines))
+    return 0
+
+
 def cmd_bench_all(args: argparse.Namespace) -> int:
     """`jamstream bench` alone: every benchmark whose weights exist (LM always)."""
     import contextlib
@@ -252,12 +311,13 @@ def add(sub: argparse._SubParsersAction) -> None:
         lm_threads=None,
         codec_threads=None,
     )
-    bsub = b.add_subparsers(dest="model", metavar="{codec,lm,style,render}", parser_class=Parser)
+    bsub = b.add_subparsers(dest="model", metavar="{codec,lm,style,render,latency}", parser_class=Parser)
     bsub.required = False
     _add_bench_codec(bsub)
     _add_bench_lm(bsub)
     _add_bench_style(bsub)
     _add_bench_render(bsub)
+    _add_bench_latency(bsub)
 
 
 def _add_bench_codec(bsub: argparse._SubParsersAction) -> None:
@@ -326,3 +386,55 @@ def _add_bench_render(bsub: argparse._SubParsersAction) -> None:
     rb.add_argument("--render-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     rb.add_argument("--json", action="store_true", help="print JSON")
     rb.set_defaults(func=cmd_bench_render)
+
+
+def _positive_float(text: str) -> float:
+    value = number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+    return value
+
+
+def _add_bench_latency(bsub: argparse._SubParsersAction) -> None:
+    lb = bsub.add_parser(
+        "latency",
+        help="CC-to-audible and tempo-follow latency of `jam` on a private dummy JACK server",
+        formatter_class=Formatter,
+        description=(
+            "Start a private dummy JACK server, run `jamstream jam --preset P` on it and play a scripted DAW: "
+            "timebase master, MIDI out, a recorder on jam's outputs. Then, one phase after another:\n"
+            "  gain:  the preset's gain CC flips between its top and 24 dB lower every --flip-seconds; latency = "
+            "CC to the output level half-way (in dB) between its old and new plateaus\n"
+            "  style: two slots' CCs step crosswise (A up/B down, then back); latency = CC to the first chunk heard "
+            "whose logged mix is past half-way to the new one\n"
+            "  tempo: the DAW's tempo changes on a bar line (--tempo-from -> --tempo-to); follow = change to the "
+            "first audio on the new beat grid (the clicks with --metronome, else the bpm the worker logs per piece)"
+            "\n\nEach flip lands at a random point of a bar. Every time is a difference of JACK frame counts. "
+            "A flip whose effect did not settle before the next one is counted as unmeasured, not guessed: give "
+            "--flip-seconds a few times the latency you expect. Targets (reported, not enforced): median <= 0.3 s, "
+            "max <= 0.5 s, tempo <= 0.5 s."
+        ),
+        epilog="examples:\n  jamstream bench latency --preset jazz-trio-bossa --json\n"
+        "  jamstream bench latency --metronome --flips 2\n"
+        "  jamstream bench latency --preset techno-dub --tempo-from 100 --tempo-to 132",
+    )
+    lb.add_argument("--preset", default=None, help="preset name or path (default: the default preset)")
+    lb.add_argument("--flips", type=positive_int, default=6, help="CC changes per kind (gain, style)")
+    lb.add_argument("--flip-seconds", type=_positive_float, default=3.0, help="seconds between CC changes")
+    lb.add_argument("--tempo-from", type=_positive_float, default=None, help="DAW tempo first (default: the preset's)")
+    lb.add_argument(
+        "--tempo-to", type=_positive_float, default=None, help="tempo after the change (default: from x 1.32)"
+    )
+    lb.add_argument(
+        "--tempo-seconds", type=_positive_float, default=8.0, help="seconds recorded after the tempo change"
+    )
+    lb.add_argument("--metronome", action="store_true", help="jam plays clicks on its beats instead of the model")
+    lb.add_argument("--lm", default=None, help="LM weights (default: shipped)")
+    lb.add_argument("--codec", default=None, help="codec weights (default: shipped)")
+    lb.add_argument("--style", default=None, help="style-model weights (default: shipped)")
+    lb.add_argument("--period", type=positive_int, default=256, help="JACK period (frames) of the private server")
+    lb.add_argument(
+        "--threads", dest="latency_threads", type=positive_int, default=1, help="torch threads in jam's generator"
+    )
+    lb.add_argument("--json", action="store_true", help="print JSON")
+    lb.set_defaults(func=cmd_bench_latency)

@@ -169,6 +169,11 @@ class HostSim:
     def send(self, data: bytes, delay_s: float = 0.0) -> None:
         self._queue([(self.client.frame_time + int(delay_s * self.rate), bytes(data))])
 
+    def send_at(self, events) -> None:
+        """Queue (JACK frame time, bytes) events: a caller that times what it sends (the
+        latency bench) picks the frames itself rather than read them back from `send`."""
+        self._queue((int(t), bytes(data)) for t, data in events)
+
     def schedule_cc_sweep(
         self,
         channel: int,
