@@ -315,7 +315,7 @@ def build_report(run: SoakRun, preset: Preset, final: dict, log: str, code: int,
         **xrun_fields(final, log),
         **resource_fields(run.samples),
         **bridge_fields(final),
-        **latency_fields(run.latencies, preset),
+        **latency_fields(run.latencies, preset, final),
         "exit_code": code,
         "logs": str(tmp),
     }
@@ -368,7 +368,7 @@ def bridge_fields(final: dict) -> dict:
     }
 
 
-def latency_fields(latencies: list[float | None], preset: Preset) -> dict:
+def latency_fields(latencies: list[float | None], preset: Preset, final: dict) -> dict:
     """The CC steps' measured latencies (those found) against the bound the design promises."""
     lat = [x for x in latencies if x is not None]
     return {
@@ -377,21 +377,16 @@ def latency_fields(latencies: list[float | None], preset: Preset) -> dict:
             "median": round(float(np.median(lat)), 3) if lat else None,
             "max": round(float(np.max(lat)), 3) if lat else None,
         },
-        # one chunk + lookahead, + the smoothing's time to half-way (the step's midpoint is
-        # what is detected) + one beat (clicks only sound on beats)
+        # one piece + the lookahead in use, + the smoothing's time to half-way (the step's
+        # midpoint is what is detected) + one beat (clicks only sound on beats)
         "bound_s": round(
-            max_chunk_seconds(preset)
-            + preset.lookahead_ms / 1000
+            final.get("piece_frames", 12) / 25
+            + final.get("lookahead_ms", 400.0) / 1000
             + preset.smoothing_ms / 1000 * 0.693
             + 60 / preset.bpm,
             3,
         ),
     }
-
-
-def max_chunk_seconds(preset) -> float:
-    unit = preset.chunk.count * (preset.meter[0] if preset.chunk.unit == "bar" else 1)
-    return unit * 60.0 / preset.bpm
 
 
 def late_cycles(log: str) -> list[dict]:
@@ -422,7 +417,7 @@ def mix_latency(chunks, times, frames, rolling, n, step, rate, a_slot, b_slot):
     whose mix crossed over to the stepped-to slot (the bridge's recent_chunks: song frame
     span and slot weights). What the model makes of that mix is the style evals' business."""
     t_step, hi = step
-    for first, end, weights in sorted(chunks, key=lambda c: c[0]):
+    for first, end, weights, *_ in sorted(chunks, key=lambda c: c[0]):
         wa, wb = weights.get(a_slot, 0.0), weights.get(b_slot, 0.0)
         if not (wb > wa if hi == 127 else wa > wb):
             continue

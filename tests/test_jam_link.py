@@ -74,7 +74,7 @@ def rig(tmp_path_factory):
                     20,
                     "the bridge's Link reading on the test peer's beat line",
                 )
-                queued = max(end for _, end, _ in agreed["recent_chunks"]) - agreed["song_frame"]
+                queued = max(end for _, end, *_ in agreed["recent_chunks"]) - agreed["song_frame"]
                 played = jam.wait_for(
                     lambda s: (s["periods"] - agreed["periods"]) * s["period"] >= queued,
                     20,
@@ -173,7 +173,7 @@ def test_plays_on_the_link_sessions_beats_and_bars(rig):
     # The engine's 1-bar chunks end on Link's bar lines (frame-rounded: within half a codec
     # frame, 20 ms). The chunk log is in song frames; song frame = JACK frame time + offset.
     assert s["link_offset"] == offset  # one timeline all along: no re-placement while the session was steady
-    ends = np.array([end + 1920 for _, end, _ in s["recent_chunks"]], np.float64) - offset
+    ends = np.array([end + 1920 for _, end, _, _, last in s["recent_chunks"] if last], np.float64) - offset
     ends = ends[(ends > host.rec_time[0]) & (ends < end)]
     assert len(ends) >= 1, s["recent_chunks"]
     beats_at = reading[0] + (ends - reading[2]) / rate * reading[1] / 60.0

@@ -44,14 +44,20 @@ def played(tmp_path_factory):
     ) as rig:
         host, jam = rig.host, rig.jam
         play_from(host, 0, jam)
-        # The pre-roll: start once the whole first chunk is in the ring (the worker makes it
-        # while stopped). The slow-sync callback alone would let the transport roll after its
-        # first piece, and on a loaded machine the rest of that chunk - the first inference,
-        # the slowest - then races the playhead; what is measured is the steady state after.
+        # The pre-roll: start once the pieces the start needs (up to the lookahead) are in the
+        # ring (the worker makes them while stopped). The slow-sync callback alone would let
+        # the transport roll after the first piece, and on a loaded machine the rest - the
+        # first inferences, the slowest - then race the playhead; what is measured is the
+        # steady state after.
         jam.wait_for(
-            lambda s: s["chunks"] >= 1 and not s["rolling"] and s["song_frame"] == 0 and s["buffer_fill"] > 0,
+            lambda s: (
+                s.get("pieces", 0) >= 1
+                and not s["rolling"]
+                and s["song_frame"] == 0
+                and s["buffer_fill"] >= s["lookahead_ms"] / 1000
+            ),
             120,
-            "the first chunk in the ring",
+            "the start's pieces in the ring",
         )
         host.start_recording()
         host.client.transport_start()

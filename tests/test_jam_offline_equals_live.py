@@ -12,12 +12,10 @@ cycle it was sent.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
-from support.rig import Rig, play_from, record
 from support.presets import TWO_SLOT_PRESET
+from support.rig import Rig, play_from, record
 
 pytestmark = pytest.mark.slow
 

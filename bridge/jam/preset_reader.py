@@ -258,7 +258,13 @@ class PresetReader:
                 'raise min above 0 or use curve = "linear"' + (" (gain is already in dB)" if pname == "gain" else ""),
             )
         low, high = min(vmin, vmax), max(vmin, vmax)
-        initial = self.number(t, "initial", f"{where}.initial", low, high, min(high, max(low, default)))
+        initial = self.number(t, "initial", f"{where}.initial", lo, hi, min(high, max(low, default)))
+        if not low <= initial <= high:  # the knob's own range, which min and max set
+            raise self.fail(
+                f"{where}.initial",
+                f"{initial:g} is outside this knob's min..max ({vmin:g}..{vmax:g})",
+                "move initial inside, or widen min/max",
+            )
         return ParamControl(pname, cc, float(vmin), float(vmax), curve, float(initial))  # type: ignore[arg-type]
 
     def binding(self, v: Any, key: str, default_channel: int) -> CCBinding:

@@ -144,10 +144,10 @@ class Worker:
         self._last_status = 0.0
         self.max_gen = 0.0
         self.last_weights: dict[str, float] = self.engine.controls.style_weights()
-        # (first, end) ring frame, slot weights and bpm of the latest pieces: lets a tool time
-        # when a CC's mix or a tempo is first heard (scripts/soak_jam.py, bench latency)
-        # without listening for style
-        self.chunk_log: deque[tuple[int, int, dict[str, float], float]] = deque(maxlen=48)
+        # (first, end) ring frame, slot weights, bpm and whether it ends its chunk, of the
+        # latest pieces: lets a tool time when a CC's mix or a tempo is first heard
+        # (scripts/soak_jam.py, bench latency) without listening for style
+        self.chunk_log: deque[tuple[int, int, dict[str, float], float, bool]] = deque(maxlen=48)
 
     # ------------------------------------------------------------------ helpers
     def seconds(self, frame: int) -> float:
@@ -265,7 +265,8 @@ class Worker:
         self.last_weights = block.weights
         weights = {k: round(v, 3) for k, v in block.weights.items()}
         end = int(self.writer.frame(block.end_sample))
-        self.chunk_log.append((first, end, weights, round(block.bpm, 3)))
+        ends_chunk = block.end_sample == (block.chunk.end_frame - 1) * FRAME_SAMPLES
+        self.chunk_log.append((first, end, weights, round(block.bpm, 3), ends_chunk))
         self.stream_pieces += 1
         if rolling:
             self._check_margin(first, int(self.ctl[R.PLAY_FRAME]))
