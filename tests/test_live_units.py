@@ -145,9 +145,16 @@ def test_a_locate_while_rolling_starts_a_stream_where_its_first_piece_can_be_rea
     ctl = sh.ctl
     assert ctl[R.STREAM] == 2
     start = int(ctl[R.VALID_START])
-    assert at < start + FRAME_SAMPLES < at + int(0.2 * RATE)  # a margin ahead of the playhead, not a bar later
+    # a lookahead (+ the held frame, rounding) ahead of the playhead, not a bar later: the
+    # first piece lands with the whole lookahead to spare
+    assert at + LOOKAHEAD < start + FRAME_SAMPLES < at + LOOKAHEAD + int(0.1 * RATE)
+    assert ctl[R.VALID_END] == start  # its first piece is decided a moment from now (held frame, rounding) ...
+    due = w.engine.decision_sample()
+    assert at < due < at + int(0.1 * RATE)
+    post_transport(sh, JACK_ROLLING, due)
+    step_until_idle(w)
     end = int(ctl[R.VALID_END])
-    assert at + LOOKAHEAD <= end < at + LOOKAHEAD + PIECE  # caught up with the lookahead
+    assert start < end <= start + PIECE  # ... and lands with the lookahead to spare
     heard = ring_frames(sh, start, end)
     beats = [b for b in range(0, 5 * BAR, BEAT) if start + FRAME_SAMPLES <= b < end]
     np.testing.assert_array_equal(onsets(heard) + start, beats)

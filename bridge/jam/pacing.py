@@ -25,11 +25,12 @@ DEFAULT_PIECE_FRAMES = 3  # 120 ms: offline, and live on a machine fast enough f
 # decoder's per-call context (measured on the 2-core CPU: 27.5 ms/frame at 3-4 frames per
 # call vs 24.9 at 12), which matters only when the margin is thin.
 PIECES_BY_RTF = ((1.25, 3), (1.12, 4), (1.05, 6), (0.0, 12))
-LEAD_FACTOR = 1.5  # a piece's expected generation time x this ...
+LEAD_FACTOR = 1.5  # a piece's expected generation time x this (from a mean alone) ...
+LEAD_FACTOR_P95 = 1.25  # ... or its 95th percentile x this, once pieces have been timed ...
 JITTER_S = 0.02  # ... + this + one period: the auto lookahead
 MIN_AUTO_LOOKAHEAD_S = 0.05  # even a generator that costs nothing waits on the worker's loop and the OS
 MAX_AUTO_LOOKAHEAD_S = 2.0
-GROW_FACTOR = 1.25  # a late piece grows an auto lookahead by this much
+GROW_FACTOR = 1.1  # a late piece grows an auto lookahead by what it lacked, + this much
 
 
 @dataclass(frozen=True)
@@ -54,22 +55,31 @@ def auto_piece_frames(seconds_per_frame: float) -> int:
     return next(p for floor, p in PIECES_BY_RTF if rtf >= floor)
 
 
-def auto_lookahead_s(piece_frames: int, seconds_per_frame: float, period_s: float) -> float:
+def auto_lookahead_s(
+    piece_frames: int, seconds_per_frame: float, period_s: float, p95_seconds_per_frame: float | None = None
+) -> float:
     """Just enough to generate one piece at the measured speed, plus jitter and one period
     (the callback reads a whole period ahead)."""
-    need = period_s + LEAD_FACTOR * piece_frames * seconds_per_frame + JITTER_S
+    if p95_seconds_per_frame is not None:
+        lead = LEAD_FACTOR_P95 * piece_frames * p95_seconds_per_frame
+    else:
+        lead = LEAD_FACTOR * piece_frames * seconds_per_frame
+    need = period_s + lead + JITTER_S
     return min(MAX_AUTO_LOOKAHEAD_S, max(MIN_AUTO_LOOKAHEAD_S, need))
 
 
-def live_pacing(preset, seconds_per_frame: float, period_s: float) -> Pacing:
+def live_pacing(
+    preset, seconds_per_frame: float, period_s: float, p95_seconds_per_frame: float | None = None
+) -> Pacing:
     """The preset's numbers where it gives them, else chosen from the measured seconds of
-    generation per 40 ms frame (LM, codec and effects together)."""
+    generation per 40 ms frame (LM, codec and effects together; the mean picks the piece,
+    the 95th percentile, once known, the lookahead)."""
     piece = preset.piece_frames or auto_piece_frames(seconds_per_frame)
     if preset.lookahead_ms is not None:
         return Pacing(piece, preset.lookahead_ms / 1000.0)
-    return Pacing(piece, auto_lookahead_s(piece, seconds_per_frame, period_s))
+    return Pacing(piece, auto_lookahead_s(piece, seconds_per_frame, period_s, p95_seconds_per_frame))
 
 
 def grown(pacing: Pacing, late_s: float) -> Pacing:
-    """An auto lookahead after a piece was `late_s` late: enough for that, and 25 % more."""
+    """An auto lookahead after a piece was `late_s` late: enough for that, and 10 % more."""
     return Pacing(pacing.piece_frames, min(MAX_AUTO_LOOKAHEAD_S, (pacing.lookahead_s + late_s) * GROW_FACTOR))

@@ -37,6 +37,7 @@ WORKER_KEYS = (
     "lookahead_auto",
     "margin_ms",
     "late_pieces",
+    "piece_ms",
     "link_peers",
     "link_placements",
     "link_offset",
@@ -87,7 +88,19 @@ def worker_status(worker, playhead_frame: int, rolling: bool) -> dict:
         "lookahead_auto": worker.preset.lookahead_ms is None,
         "margin_ms": round(min(worker.margins) * 1000, 1) if worker.margins else None,
         "late_pieces": worker.late_pieces,
+        "piece_ms": _spread(worker.piece_gen),
     }
+
+
+def _spread(seconds) -> dict | None:
+    """Median, 95th percentile and max of recent per-piece generation times, in ms."""
+    if not seconds:
+        return None
+    import numpy as np
+
+    x = np.asarray(seconds) * 1000
+    p50, p95 = np.percentile(x, [50, 95])
+    return {"p50": round(float(p50), 1), "p95": round(float(p95), 1), "max": round(float(x.max()), 1)}
 
 
 def snapshot(shared, bridge, worker_status: dict) -> dict:

@@ -57,6 +57,12 @@ from bridge.live.status import worker_status
 SAMPLE_RATE = 48_000
 FRAME_SAMPLES = 1920
 REWIND_FADE = 240  # 5 ms at 48 kHz
+REPACE_WINDOW = 30  # auto pacing is re-chosen from the last this many pieces made on time ...
+REPACE_EVERY = 15  # ... every this many
+ON_TIME_S = 0.012  # a piece begun within this of its decision time was made on schedule
+GROW_COOLDOWN = 8  # pieces after growing the lookahead before a late one grows it again
+FLOOR_MEMORY = 400  # pieces (about a minute) a grown lookahead is kept after the latest late piece:
+# this VM's speed swings 1.5-2x over tens of seconds (the same warm-up: 25 or 47 ms a frame)
 
 
 @dataclass
@@ -138,6 +144,11 @@ class Worker:
         self._crossfade_at: int | None = None  # ring frame where new audio replaces old (a rewind)
         self.margins: deque[float] = deque(maxlen=100)  # seconds a piece landed ahead of the playhead
         self.late_pieces = 0
+        self.piece_gen: deque[float] = deque(maxlen=200)  # seconds each recent piece took (the status's piece_ms)
+        self._timed: deque[float] = deque(maxlen=REPACE_WINDOW)  # seconds per frame of on-time pieces
+        self._floor_s = 0.0  # an auto lookahead once grown never shrinks below this
+        self._grow_after = 0  # piece count before which a late piece does not grow it again
+        self._last_late = -FLOOR_MEMORY  # piece count at the latest late piece
         self._target_seq = -1  # act on whatever the callback posted while we loaded
         self.reload = PresetReload(self.models, str(self.preset.path), int(self.ctl[R.RELOAD_SEQ]))
         self._prepared_changes = -1
@@ -185,9 +196,11 @@ class Worker:
         return self.engine.piece_frames * spf + 2 * self.period_s() + 0.01
 
     def _restart(self, frame: int, rolling: bool = False) -> None:
-        """A new stream at `frame`; while rolling, from where its first piece can be ready
-        (mid-bar is fine: the grid picks up at the next boundary)."""
-        ahead = min(self._need() + 0.06, 10.0) if rolling else 0.0  # + the held frame, rounding
+        """A new stream at `frame`; while rolling, a lookahead ahead (mid-bar is fine: the grid
+        picks up at the next boundary), so its first piece is decided now and lands with the
+        whole lookahead to spare - a stream that began closer would have to catch up piece
+        by piece, each at risk, which on a machine near real time it barely does."""
+        ahead = min(self.engine.lookahead_s + 0.06, 10.0) if rolling else 0.0  # + the held frame, rounding
         self.engine.start(max(0.0, self.seconds(frame) + ahead))
         self.stream_live = True
         self.stream_pieces = 0
@@ -251,7 +264,7 @@ class Worker:
             # from the playhead on (the callback fades over the missing head). Skip to the
             # grid further on only when even its tail could not be ready.
             if end / SAMPLE_RATE <= playhead + need:
-                engine.rejoin(playhead, need)
+                engine.rejoin(playhead, max(need, engine.lookahead_s))
                 self._mark(self.writer.frame(engine.piece_start_sample()))
         return engine.peek() is not None
 
@@ -259,9 +272,12 @@ class Worker:
         """The next piece, into the ring as soon as it exists."""
         if self.live_style is not None:
             self.live_style.update(self.engine, self.rate)
+        begun = int(self.ctl[R.PLAY_FRAME])
+        late_start = self.seconds(begun) - self.engine.decision_time()
         block = self.engine.next_piece()
         first = self._write_block(block)
         self.max_gen = max(self.max_gen, block.gen_seconds)
+        self.piece_gen.append(block.gen_seconds)
         self.last_weights = block.weights
         weights = {k: round(v, 3) for k, v in block.weights.items()}
         end = int(self.writer.frame(block.end_sample))
@@ -269,24 +285,45 @@ class Worker:
         self.chunk_log.append((first, end, weights, round(block.bpm, 3), ends_chunk))
         self.stream_pieces += 1
         if rolling:
-            self._check_margin(first, int(self.ctl[R.PLAY_FRAME]))
+            self._check_margin(block, first, int(self.ctl[R.PLAY_FRAME]), late_start)
         else:
             self._prepared_changes = self.clock.changes
         if self.reload.program_changed(self.engine):
             self._maybe_reload()
 
-    def _check_margin(self, first: int, playhead: int) -> None:
-        """How far ahead of the playhead the piece landed; an auto lookahead grows when that
-        was under one period (the callback had to, or nearly had to, fade)."""
+    def _check_margin(self, block, first: int, playhead: int, late_start: float) -> None:
+        """How far ahead of the playhead the piece landed. For a piece begun on schedule (at
+        its decision time - not one of the pieces a new stream makes to catch up), an auto
+        lookahead grows when that was under one period (the callback had to, or nearly had
+        to, fade), and the auto pacing is re-chosen from such pieces now and then: the
+        warm-up's speed is only a first guess at what the machine gives while JACK runs."""
         margin = (first - playhead) / self.rate
         self.margins.append(margin)
         period = self.period_s()
         if margin < 0:
             self.late_pieces += 1
-        if margin < period and self.preset.lookahead_ms is None:
-            from bridge.jam.pacing import grown
+        if self.preset.lookahead_ms is not None:
+            return
+        from bridge.jam.pacing import grown, live_pacing
 
-            self._set_pacing(grown(self.engine.pacing, period - margin))
+        pieces = self.engine.stats.pieces
+        if margin < period:  # late: grow, then give the new lookahead a few pieces to show itself
+            if pieces >= self._grow_after:
+                self._set_pacing(grown(self.engine.pacing, period - margin))
+                self._floor_s = self.engine.lookahead_s  # not below what was once too little ...
+                self._grow_after = pieces + GROW_COOLDOWN
+            self._last_late = pieces
+            return
+        if late_start > ON_TIME_S:
+            return
+        n = (block.end_sample - block.start_sample) // FRAME_SAMPLES
+        self._timed.append(block.gen_seconds / max(1, n))
+        if len(self._timed) == REPACE_WINDOW and pieces % REPACE_EVERY == 0:
+            timed = np.asarray(self._timed)
+            pacing = live_pacing(self.preset, float(timed.mean()), period, float(np.percentile(timed, 95)))
+            if pacing.lookahead_s < self._floor_s and pieces - self._last_late < FLOOR_MEMORY:  # ... for a while
+                pacing = type(pacing)(pacing.piece_frames, self._floor_s)
+            self._set_pacing(pacing)
 
     def _write_block(self, block) -> int:
         """Place a piece at its ring frame (returned); after a rewind, crossfade it in over
