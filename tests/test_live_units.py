@@ -341,3 +341,28 @@ def test_one_cycle_without_bbt_after_a_locate_keeps_the_masters_tempo():
     blank[R.TP_JACK_TIME] = RATE * 10 + int(BBT_GRACE_S * RATE) + PERIOD  # the master is really gone
     sources.follow(blank, fallback_bpm=126.0)
     assert sources.name == "jack" and sources.clock.bpm(8.0) == pytest.approx(126.0)
+
+
+def test_the_status_line_shows_the_lookahead_in_use_and_the_margin():
+    from bridge.live.status import StatusBoard
+
+    board = StatusBoard(None, quiet=True)
+    s = {
+        "bar": 3,
+        "beat": 2,
+        "bpm": 120.0,
+        "clock": "jack-bbt",
+        "weights": {"A": 1.0},
+        "buffer_fill": 0.2,
+        "rtf": 1.3,
+        "underruns": 0,
+        "xruns": 0,
+        "latency_frames": 7424,
+        "sample_rate": 48_000,
+        "lookahead_ms": 149.3,
+        "lookahead_auto": True,
+        "piece_frames": 3,
+        "margin_ms": 61.8,
+    }
+    line = board.line(s)
+    assert "ahead 149 ms auto, 3-frame pieces margin 62 ms" in line, line

@@ -171,9 +171,15 @@ class StatusBoard:
         if clock == "link" and s.get("link_peers") is not None:
             clock = f"link, {s['link_peers']} peer{'' if s['link_peers'] == 1 else 's'}"
         ms = s["latency_frames"] / s["sample_rate"] * 1000
+        pacing = ""
+        if s.get("lookahead_ms") is not None:
+            auto = " auto" if s.get("lookahead_auto") else ""
+            margin = f" margin {s['margin_ms']:.0f} ms" if s.get("margin_ms") is not None else ""
+            pacing = f" | ahead {s['lookahead_ms']:.0f} ms{auto}, {s.get('piece_frames')}-frame pieces{margin}"
         return (
             f"{where:>7} {bpm} bpm [{clock}] {weights} | buf {s['buffer_fill']:.2f}s rtf {s['rtf']:.2f} "
             f"| underruns {s['underruns']} xruns {s['xruns']} | latency {s['latency_frames']} fr ({ms:.0f} ms)"
+            f"{pacing}"
         )
 
     def update(self, s: dict) -> None:
