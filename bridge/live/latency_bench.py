@@ -14,14 +14,13 @@ other (a style change moves the level, so it must not overlap the gain flips):
   half-way (in dB) that stays past it. Flips whose plateaus are not clearly apart are counted
   as unmeasured, not guessed.
 - style: two slots' CCs step crosswise (A up/B down, then back). The latency is from the CC
-  to the first chunk (soon: piece) heard whose slot weights, as the worker logs them in the
-  status's `recent_chunks`, are past half-way to the new mix. What the model makes of a mix
+  to the first piece heard whose slot weights, as the worker logs them in the status's
+  `recent_chunks`, are past half-way to the new mix. What the model makes of a mix
   is the style evals' business; this times the control path.
 - tempo: the DAW's tempo goes from `tempo_from` to `tempo_to` on a bar line. With the
   metronome the clicks are the beats jam conditions on: the follow time runs to the first
   click from which every click is within 10 ms of a new-grid beat. With the model, to the
-  first piece heard whose logged bpm is the new tempo (a 4th `recent_chunks` element, once
-  the worker reports it; null with a reason until then).
+  first piece heard whose logged bpm (the 4th `recent_chunks` element) is the new tempo.
 
 Each flip lands at a random offset within a bar, so the latencies sampled are not locked to
 the chunk grid. The bench reports; the targets it is read against are in `TARGETS`.
