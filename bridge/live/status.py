@@ -37,6 +37,7 @@ WORKER_KEYS = (
     "lookahead_auto",
     "margin_ms",
     "late_pieces",
+    "last_rewind",
     "piece_ms",
     "link_peers",
     "link_placements",
@@ -88,6 +89,7 @@ def worker_status(worker, playhead_frame: int, rolling: bool) -> dict:
         "lookahead_auto": worker.preset.lookahead_ms is None,
         "margin_ms": round(min(worker.margins) * 1000, 1) if worker.margins else None,
         "late_pieces": worker.late_pieces,
+        "last_rewind": worker.last_rewind,
         "piece_ms": _spread(worker.piece_gen),
     }
 

@@ -144,6 +144,7 @@ class Worker:
         self._crossfade_at: int | None = None  # ring frame where new audio replaces old (a rewind)
         self.margins: deque[float] = deque(maxlen=100)  # seconds a piece landed ahead of the playhead
         self.late_pieces = 0
+        self.last_rewind: tuple[int, int, int] | None = None  # (playhead, ring frame, clock re-anchors) at the latest
         self.piece_gen: deque[float] = deque(maxlen=200)  # seconds each recent piece took (the status's piece_ms)
         self._timed: deque[float] = deque(maxlen=REPACE_WINDOW)  # seconds per frame of on-time pieces
         self._floor_s = 0.0  # an auto lookahead once grown never shrinks below this
@@ -221,6 +222,7 @@ class Worker:
         if cut is None:
             return
         frame = self.writer.frame(cut)
+        self.last_rewind = (playhead, int(frame), self.clock.reanchors)
         if int(self.ctl[R.VALID_END]) > frame:
             self.ctl[R.VALID_END] = max(int(self.ctl[R.VALID_START]), frame)
             self._crossfade_at = frame

@@ -1,16 +1,21 @@
-"""A live take is, sample for sample, the render of the same CCs at the same pacing.
+"""The per-piece live engine on a private dummy jackd, with an explicit pacing (3-frame
+pieces, 300 ms lookahead) so both tests know what is queued.
 
-`jamstream jam --metronome` (the bridge's real engine, worker, ring and callback; the
-click's pitch is the style mix, its level the gain knob) plays on a private dummy jackd
-while a second JACK client sends CC moves; the host records the output on the song
-timeline. The same CCs, stamped at the song frames the bridge received them, then go
-through an offline Engine with the same generator, preset and pacing - what `jamstream
-render` does with a MIDI file - and the two must agree to float precision. The graph has
-no cycle (CC sender -> jamstream -> host), so every client sees a CC and its audio in the
-cycle it was sent.
+- A live take is, sample for sample, the render of the same CCs at the same pacing.
+  `jamstream jam --metronome` (the bridge's real engine, worker, ring and callback; the
+  click's pitch is the style mix, its level the gain knob) plays while a second JACK
+  client sends CC moves; the host records the output on the song timeline. The same CCs,
+  stamped at the song frames the bridge received them, then go through an offline Engine
+  with the same generator, preset and pacing - what `jamstream render` does with a MIDI
+  file - and the two must agree to float precision. The graph has no cycle (CC sender ->
+  jamstream -> host), so every client sees a CC and its audio in the cycle it was sent.
+- A host tempo change mid-chunk: the queued pieces (up to the 300 ms lookahead) are made
+  again on the new grid, so the clicks are on it well before a lookahead has passed.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -67,7 +72,8 @@ def test_a_live_take_is_the_render_of_the_same_ccs_sample_for_sample(rig):
         sender.close()
     status = jam.status()
     assert status["piece_frames"] == 3 and status["lookahead_ms"] == 300.0 and not status["lookahead_auto"], status
-    assert status["rejoins"] == 0 and status["rewinds"] == 0 and status["late_pieces"] == 0, status
+    seen = {k: status.get(k) for k in ("rejoins", "rewinds", "late_pieces", "last_rewind", "clock_reanchors", "streams")}
+    assert status["rejoins"] == 0 and status["rewinds"] == 0 and status["late_pieces"] == 0, str(seen)
     live_rolling = rolling.astype(bool)
     end = int(frames[live_rolling].max())
     timeline = host.on_timeline(audio, frames, rolling, end)
@@ -108,3 +114,32 @@ def test_a_live_take_is_the_render_of_the_same_ccs_sample_for_sample(rig):
     diff = np.abs(live - offline)
     worst = int(np.argmax(diff.max(axis=0)))
     assert diff.max() <= 1e-6, f"live and render differ by {diff.max():.3g} at song frame {first + worst}"
+
+
+def test_a_tempo_change_remakes_the_queued_pieces_on_the_new_grid(rig):
+    from support.clicks import click_onsets, describe, onset_errors
+
+    host, jam = rig.host, rig.jam
+    rate = host.rate
+    before = jam.status()["rewinds"]
+    try:
+        play_from(host, 0, jam)
+        host.client.transport_start()
+        time.sleep(1.0)
+        change = int(host.frame_at_beats(9.0))  # bar 3 beat 2 at 120 bpm: mid-chunk
+        host.set_tempo(90.0, change)
+        audio, frames, rolling = record(host, 9.0)
+        end = int(frames[rolling.astype(bool)].max())
+        timeline = host.on_timeline(audio, frames, rolling, end)
+        s = jam.status()
+        assert s["bpm"] == pytest.approx(90.0) and s["rewinds"] > before, s
+        # Without the rewind the queue (lookahead 0.3 s + a 0.12 s piece) would play the old
+        # tempo; with it only what could not be remade in time: the first 90 bpm beat after
+        # the change (0.67 s later) is already on the new grid.
+        beats = host.beat_frames(change + int(0.15 * rate), end - rate // 10)
+        assert len(beats) >= 6
+        err = onset_errors(click_onsets(timeline[0]), beats, rate)
+        describe("0.15 s after 120 -> 90 bpm, 300 ms lookahead", err)
+        assert len(err) == len(beats) and np.max(np.abs(err)) <= 0.003, (err, beats)
+    finally:
+        rig.reset_host()
