@@ -3,8 +3,8 @@
 The metronome stands in for the model (seconds to load, no weights), so this checks the
 bench's plumbing - a private server, jam, the scripted DAW, the three phases and the report -
 and that each figure comes out finite. The figures themselves are not asserted against the
-targets: a bench reports. --flip-seconds is long enough for today's chunk-long gain ramps
-(about 2 s to settle) to reach a plateau before the next flip.
+targets: a bench reports. --flip-seconds 5 leaves each level plateau time to settle (the
+metronome reads the level only on its clicks, a beat apart) before the next flip.
 """
 
 from __future__ import annotations

@@ -405,7 +405,7 @@ def _add_bench_latency(bsub: argparse._SubParsersAction) -> None:
             "timebase master, MIDI out, a recorder on jam's outputs. Then, one phase after another:\n"
             "  gain:  the preset's gain CC flips between its top and 24 dB lower every --flip-seconds; latency = "
             "CC to the output level half-way (in dB) between its old and new plateaus\n"
-            "  style: two slots' CCs step crosswise (A up/B down, then back); latency = CC to the first chunk heard "
+            "  style: two slots' CCs step crosswise (A up/B down, then back); latency = CC to the first piece heard "
             "whose logged mix is past half-way to the new one\n"
             "  tempo: the DAW's tempo changes on a bar line (--tempo-from -> --tempo-to); follow = change to the "
             "first audio on the new beat grid (the clicks with --metronome, else the bpm the worker logs per piece)"

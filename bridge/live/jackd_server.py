@@ -91,13 +91,7 @@ class Jackd:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s; harmless when it is not running."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 5.0)
         self.proc = None
 
     def kill(self) -> None:
@@ -112,3 +106,18 @@ class Jackd:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def terminate(proc: subprocess.Popen | None, timeout: float) -> int | None:
+    """SIGTERM `proc`, SIGKILL it if it is still there after `timeout` s; its exit code
+    (None for no process). Harmless on one that already ended."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

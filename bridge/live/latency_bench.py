@@ -34,7 +34,6 @@ import math
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from bridge.live.jackd_server import Jackd, terminate
 from model.errors import JamstreamError
 
 if TYPE_CHECKING:
@@ -285,11 +285,9 @@ def summary(latencies: list[float | None]) -> dict:
 # ---------------------------------------------------------------------- the run
 class _Session:
     """The running rig: jackd, `jamstream jam` and the DAW, with the status polled as it goes
-    (so no chunk the worker logged falls out of its 24-entry window unread)."""
+    (so no piece the worker logged falls out of its 48-entry window unread)."""
 
     def __init__(self, cfg: LatencyBenchConfig, preset: Preset, tmp: Path, say: Callable[[str], None]):
-        from bridge.live.jackd_server import Jackd
-
         self.cfg, self.preset, self.tmp, self.say = cfg, preset, tmp, say
         self.status_path = tmp / "status.json"
         self.log_path = tmp / "jam.log"
@@ -355,16 +353,7 @@ class _Session:
         """Stop the DAW, jam (SIGTERM, SIGKILL after 20 s) and jackd, whatever happened; jam's exit code."""
         if self.host is not None:
             self.host.close()
-        code = None
-        if self.jam is not None:
-            if self.jam.poll() is None:
-                self.jam.send_signal(signal.SIGTERM)
-                try:
-                    self.jam.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    self.jam.kill()
-                    self.jam.wait()
-            code = self.jam.returncode
+        code = terminate(self.jam, 20.0)
         self.jackd.stop()
         return code
 
