@@ -67,7 +67,7 @@ def played(tmp_path_factory):
         audio, frames, rolling = host.stop_recording()
         status = jam.status()
         print(
-            f"model jam: rtf {status['rtf']}, slowest chunk {status['max_chunk_seconds']} s, "
+            f"model jam: rtf {status['rtf']}, slowest piece {status['max_chunk_seconds']} s, "
             f"underruns {status['underruns']}, starved periods {status['starved_periods']}"
         )
         sockets = {pid: network_sockets(pid) for pid in process_tree(jam.proc.pid)}
@@ -91,7 +91,7 @@ def skip_unless_real_time(s: dict) -> None:
     Seen on this 2-core VM on one day: rtf 0.73-1.7 for the same code, minutes apart."""
     if (s["rtf"] or 0) < 1.0:
         pytest.skip(
-            f"this machine did not generate in real time during the take (rtf {s['rtf']}, slowest 2 s chunk "
+            f"this machine did not generate in real time during the take (rtf {s['rtf']}, slowest piece "
             f"{s['max_chunk_seconds']} s): its {s['underruns']} underruns measure the CPU, not the bridge"
         )
 
@@ -100,7 +100,7 @@ def test_plays_without_underruns_after_the_pre_roll(played):
     tl, rate, s = played["timeline"], played["rate"], played["status"]
     skip_unless_real_time(s)
     assert s["underruns"] == 0, (
-        f"{s['underruns']} underruns at rtf {s['rtf']}, slowest chunk {s['max_chunk_seconds']} s",
+        f"{s['underruns']} underruns at rtf {s['rtf']}, slowest piece {s['max_chunk_seconds']} s",
         s,
     )
     assert s["clock"] == "jack-bbt" and s["bpm"] == pytest.approx(120.0)

@@ -70,7 +70,7 @@ def worker_status(worker, playhead_frame: int, rolling: bool) -> dict:
         "chunks": stats.chunks,
         "rejoins": stats.rejoins,
         "streams": int(worker.ctl[R.STREAM]),
-        "max_chunk_seconds": round(worker.max_gen, 3),
+        "max_chunk_seconds": round(worker.max_gen, 3),  # the slowest piece (the key predates pieces)
         "cc": dict(engine.controls.stats),
         "preset": worker.preset.name,
         "reloads": worker.reload.reloads,
