@@ -5,31 +5,10 @@ is the full disk (root, as CI is); without that the tests skip."""
 from __future__ import annotations
 
 import errno
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
+from support.disk import in_small_disk
 
 from bridge import cli
-
-REPO = Path(__file__).resolve().parents[1]
-JAM = [sys.executable, "-m", "bridge.cli"]
-
-
-def in_small_disk(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run a shell script in a private mount namespace where $DISK is a 3 MB tmpfs."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
-        pytest.skip("needs a private mount namespace (unshare -m, as root) for a small tmpfs")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    jam = " ".join(JAM)
-    body = f"set -u; DISK={disk}; JAM='{jam}'; mount -t tmpfs -o size=3m tmpfs $DISK || exit 77; {script}"
-    done = subprocess.run(["unshare", "-m", "sh", "-c", body], cwd=REPO, capture_output=True, text=True, timeout=600)
-    if done.returncode == 77:
-        pytest.skip("cannot mount a tmpfs here")
-    return done
 
 
 def test_render_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):

@@ -402,3 +402,35 @@ def test_empty_or_unusable_directory_is_one_line_exit_2(ft, tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no usable audio" in err
     code, _, err = run_cli(["finetune", str(tmp_path / "missing"), "--name", "e3"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("free", [16 * 1024, 400 * 1024])  # full at the token cache / at a checkpoint
+def test_a_finetune_stopped_by_a_full_disk_is_one_line_and_finishes_when_there_is_room(ft, tmp_path, free):
+    """The adapter folder on a disk with little left: one line, exit 2, nothing half-written
+    (files appear whole or not at all); with room again the same command (with --resume if a
+    checkpoint got written) finishes the job."""
+    import shlex
+
+    from support.disk import in_small_disk
+
+    args = _finetune_args(ft, "full", "--epochs", "2", "--patience", "2")
+    args[args.index("--adapters-dir") + 1] = "$DISK/adapters"
+    command = " ".join(a if a.startswith("$DISK") else shlex.quote(a) for a in args)
+    script = (
+        f"head -c {3 * 2**20 - free} /dev/zero > $DISK/filler 2>/dev/null; "
+        f'$JAM {command} >/dev/null 2>$DISK/../err1; echo "first=$?"; '
+        'echo "left: $(ls -A $DISK/adapters/full 2>/dev/null | tr "\\n" " ")"; '
+        "rm $DISK/filler; R=; [ -f $DISK/adapters/full/checkpoint.safetensors ] && R=--resume; "
+        f'$JAM {command} $R >/dev/null 2>$DISK/../err2; echo "second=$?"; '
+        'echo "done: $(ls -A $DISK/adapters/full | tr "\\n" " ")"'
+    )
+    done = in_small_disk(script, tmp_path)
+    lines = done.stdout.strip().splitlines()
+    second_err = (tmp_path / "err1").read_text()[-3000:] + (tmp_path / "err2").read_text()[-1000:]
+    assert "first=2" in lines and "second=0" in lines, (done.stdout, done.stderr, second_err)
+    errors = [e for e in (tmp_path / "err1").read_text().splitlines() if e.startswith("jamstream: error:")]
+    assert len(errors) == 1 and "no space left" in errors[0], (tmp_path / "err1").read_text()[-2000:]
+    left = next(line for line in lines if line.startswith("left:")).split()[1:]
+    assert not any(".partial" in f for f in left), left  # what is there is whole (an earlier best epoch)
+    finished = next(line for line in lines if line.startswith("done:")).split()[1:]
+    assert "adapter.safetensors" in finished and "report.json" in finished, finished

@@ -39,6 +39,20 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """`torch.save` to `path`, atomically. Serialized in memory first, then written as plain
+    bytes: torch's zip writer meets a full disk with a RuntimeError ("unexpected pos ...")
+    where a write of bytes raises OSError(ENOSPC), which the CLI turns into one line."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getbuffer())
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

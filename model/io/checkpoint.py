@@ -33,8 +33,12 @@ def save_checkpoint(
     tensors: dict[str, torch.Tensor],
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write atomically (model.io.atomic): a checkpoint on disk is the old one or the new one."""
-    from safetensors.torch import save_file
+    """Write atomically (model.io.atomic): a checkpoint on disk is the old one or the new one.
+
+    Serialized in memory, then written as plain bytes: safetensors' own file writer reports a
+    full disk as a SafetensorError, where a write of bytes raises OSError(ENOSPC), which the
+    CLI turns into one line."""
+    from safetensors.torch import save
 
     metadata = {
         "format": FORMAT,
@@ -44,8 +48,9 @@ def save_checkpoint(
         "extra": json.dumps(extra or {}, sort_keys=True),
     }
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    data = save(contiguous, metadata=metadata)
     with atomic_path(path) as tmp:
-        save_file(contiguous, str(tmp), metadata=metadata)
+        tmp.write_bytes(data)
 
 
 def read_metadata(path: str | os.PathLike, kind: str) -> tuple[dict, dict]:

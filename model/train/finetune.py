@@ -137,10 +137,12 @@ def check_request(cfg: FinetuneConfig) -> Path:
     checkpoint = out / CHECKPOINT_FILE
     if cfg.resume and not checkpoint.is_file():
         raise JamstreamError(f"--resume: no fine-tuning checkpoint at {checkpoint}; drop --resume to start")
-    if not cfg.resume and (checkpoint.is_file() or (out / store.ADAPTER_FILE).is_file()):
+    finished = (out / store.REPORT_FILE).is_file()
+    if not cfg.resume and (checkpoint.is_file() or finished):
         raise JamstreamError(f"{out} exists; pass --resume to continue it or choose another --name")
-    if not cfg.resume and (out / STATE_FILE).is_file():  # a run stopped before its first epoch
-        (out / STATE_FILE).unlink()
+    if not cfg.resume:  # a run stopped before its first checkpoint (its first epoch, a full disk): start over
+        for leftover in (STATE_FILE, store.ADAPTER_FILE):
+            (out / leftover).unlink(missing_ok=True)
     return out
 
 

@@ -21,7 +21,7 @@ import torch
 
 from model.codec.network import FRAME_RATE
 from model.errors import JamstreamError
-from model.io.atomic import atomic_path
+from model.io.atomic import save_torch
 from model.io.audio import READABLE_SUFFIXES, AudioReadError, load_audio
 from model.progress import progress
 
@@ -156,8 +156,7 @@ def scan_recordings(
             timing = torch.from_numpy(frame_timing(beats, downbeats, tokens.shape[0], FRAME_RATE))
             timing[:, 0] = timing[:, 0].clamp(20.0, 400.0)
             entry = {"seconds": seconds, "tokens": tokens, "timing": timing, "embedding": embedding, "bpm": bpm}
-            with atomic_path(cache) as tmp:
-                torch.save(entry, tmp)
+            save_torch(entry, cache)
         recordings.append(
             Recording(
                 path, float(entry["seconds"]), entry["tokens"], entry["timing"], entry["embedding"], float(entry["bpm"])

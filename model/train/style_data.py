@@ -22,7 +22,7 @@ import torch
 
 from model.corpus.manifest import ClipRow, read_manifest
 from model.errors import JamstreamError
-from model.io.atomic import atomic_path
+from model.io.atomic import save_torch
 from model.io.audio import SAMPLE_RATE, load_audio
 from model.progress import progress
 from model.style.network import LogMel, StyleConfig, audio_log_mels, encode_sentences, genre_prompt
@@ -89,8 +89,7 @@ def _rows_key(rows: list[ClipRow], settings: dict) -> str:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    save_torch(obj, path)
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 from model.codec.network import FRAME_RATE, Codec
 from model.corpus.manifest import ClipRow, read_manifest
 from model.errors import JamstreamError
-from model.io.atomic import atomic_path
+from model.io.atomic import save_torch
 from model.io.audio import load_audio
 from model.progress import progress
 
@@ -102,8 +102,7 @@ def tokenize_corpus(
         with torch.inference_mode():
             style = style_model.quantize(style_model.embed_audio(audio, 48_000)).reshape(-1).long()
         clips.append(TokenClip(r.id, r.split, r.genre, tokens, timing, style, text_style_tokens(style_model, r)))
-    with atomic_path(cache) as tmp:
-        torch.save([c.__dict__ for c in clips], tmp)
+    save_torch([c.__dict__ for c in clips], cache)
     return clips
 
 
