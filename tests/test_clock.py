@@ -232,3 +232,23 @@ def test_seconds_per_quarter_counts_the_meters_beat_and_inverts():
     for bpm, den in ((123.0, 4), (96.5, 8), (400.0, 16), (1.0, 1)):
         assert bpm_from_seconds_per_quarter(seconds_per_quarter(bpm, den), den) == pytest.approx(bpm, rel=1e-12)
     assert FixedClock(137.0, (6, 8)).position(0.0).bpm == pytest.approx(137.0, rel=1e-12)
+
+
+def test_a_bbt_report_a_period_stale_does_not_move_the_map_but_a_lasting_shift_does():
+    """JACK can hand a client that runs before the timebase master a BBT one period stale:
+    on and off, that must not re-anchor (each re-anchor remakes the queued pieces); reports
+    that stay off for 50 ms of song time are a real shift and do."""
+    from bridge.jam.time.followers import LiveClock
+
+    clock = LiveClock(120.0)
+    period = 256 / 48_000
+    for k in range(20):  # in phase at 120 bpm (2 quarters a second), with stale reports between
+        t = 1.0 + k * period
+        stale = k % 3 == 1
+        assert not clock.observe(t, 2 * (t - period if stale else t), 120.0, (4, 4))
+    assert clock.reanchors == 0
+    shifted = [2.0 + k * period for k in range(12)]  # 64 ms of reports, all 6 ms late
+    moved = [clock.observe(t, 2 * (t - 0.006), 120.0, (4, 4)) for t in shifted]
+    assert clock.reanchors == 1 and moved.count(True) == 1 and moved[-1] is False
+    assert shifted[moved.index(True)] - shifted[0] >= 0.05
+    assert clock.quarters_at(3.0) == pytest.approx(2 * (3.0 - 0.006))

@@ -72,7 +72,7 @@ def test_a_live_take_is_the_render_of_the_same_ccs_sample_for_sample(rig):
         sender.close()
     status = jam.status()
     assert status["piece_frames"] == 3 and status["lookahead_ms"] == 300.0 and not status["lookahead_auto"], status
-    keys = ("rejoins", "rewinds", "late_pieces", "last_rewind", "clock_reanchors", "streams")
+    keys = ("rejoins", "rewinds", "late_pieces", "last_rewind", "clock_reanchors", "clock_last_reanchor", "streams")
     seen = {k: status.get(k) for k in keys}
     assert status["rejoins"] == 0 and status["rewinds"] == 0 and status["late_pieces"] == 0, str(seen)
     live_rolling = rolling.astype(bool)

@@ -30,6 +30,13 @@ import numpy as np
 from bridge.jam.time.clock import MAX_BPM, GridUnit, Position, TempoMap, seconds_per_quarter
 
 PHASE_TOLERANCE_S = 0.002  # a report within this of the map's prediction is consistent
+# A report off the map by no more than GLITCH_S re-anchors only when the reports stay off for
+# GLITCH_CONFIRM_S of song time: JACK can hand a client that runs before the timebase master
+# in the cycle a BBT a period or two stale (measured: off by 5.344-5.479 ms = 256 frames + a
+# tick's rounding, on and off, 3-29 times in a 5 s take under load), and each re-anchor would
+# remake the queued pieces. A locate moves far more than this and re-anchors at once.
+GLITCH_S = 0.025
+GLITCH_CONFIRM_S = 0.05
 TEMPO_TOLERANCE = 1e-4  # relative: a smaller bpm change is the same tempo
 
 
@@ -47,6 +54,8 @@ class LiveClock:
     def __init__(self, bpm: float, meter: tuple[int, int] = (4, 4)):
         self.changes = 0  # bumped whenever the map changes
         self.reanchors = 0
+        self.last_reanchor: tuple[float, float] | None = None  # (song s, how far off the map, ms)
+        self._doubted: tuple[float, float] | None = None  # song times of the first and latest small off-map reports
         self._rolling = False
         self._seconds = 0.0
         self.reset(bpm, meter)
@@ -84,9 +93,19 @@ class LiveClock:
         in_phase = abs(q_pred - quarters) * spq <= PHASE_TOLERANCE_S
         same_tempo = abs(spq_now - spq) <= tempo_tolerance * spq
         if meter != self.meter or not in_phase or quarters < self._tempos[-1][0]:
+            small = meter == self.meter and quarters >= self._tempos[-1][0] and abs(q_pred - quarters) * spq <= GLITCH_S
+            if self._doubted is not None and not 0 <= seconds - self._doubted[1] <= GLITCH_CONFIRM_S:
+                self._doubted = None  # not a run of reports: start doubting afresh
+            if small and (self._doubted is None or seconds - self._doubted[0] < GLITCH_CONFIRM_S):
+                # first sighting (a stale report, or a real shift?), or not yet long enough off
+                self._doubted = (seconds if self._doubted is None else self._doubted[0], seconds)
+                return False
+            self._doubted = None
             self.reanchors += 1
+            self.last_reanchor = (round(seconds, 4), round((quarters - q_pred) * spq * 1000, 3))  # (s, ms off)
             self.reset(bpm, meter, seconds, quarters)
             return True
+        self._doubted = None
         if same_tempo:
             return False
         self._tempos.append((quarters, spq))  # a new segment where the tempo changed
