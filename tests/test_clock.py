@@ -245,10 +245,10 @@ def test_a_bbt_report_a_period_stale_does_not_move_the_map_but_a_lasting_shift_d
     for k in range(20):  # in phase at 120 bpm (2 quarters a second), with stale reports between
         t = 1.0 + k * period
         stale = k % 3 == 1
-        assert not clock.observe(t, 2 * (t - period if stale else t), 120.0, (4, 4))
+        assert not clock.observe(t, 2 * (t - period if stale else t), 120.0, (4, 4), confirm_small=True)
     assert clock.reanchors == 0
     shifted = [2.0 + k * period for k in range(12)]  # 64 ms of reports, all 6 ms late
-    moved = [clock.observe(t, 2 * (t - 0.006), 120.0, (4, 4)) for t in shifted]
+    moved = [clock.observe(t, 2 * (t - 0.006), 120.0, (4, 4), confirm_small=True) for t in shifted]
     assert clock.reanchors == 1 and moved.count(True) == 1 and moved[-1] is False
     assert shifted[moved.index(True)] - shifted[0] >= 0.05
     assert clock.quarters_at(3.0) == pytest.approx(2 * (3.0 - 0.006))

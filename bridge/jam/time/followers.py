@@ -78,9 +78,12 @@ class LiveClock:
         bpm: float,
         meter: tuple[int, int],
         tempo_tolerance: float = TEMPO_TOLERANCE,
+        confirm_small: bool = False,
     ) -> bool:
         """The host says: at song `seconds` it is `quarters` since bar 1, at `bpm` in `meter`.
-        A tempo within `tempo_tolerance` (relative) of the map's is the same tempo.
+        A tempo within `tempo_tolerance` (relative) of the map's is the same tempo. With
+        `confirm_small` (JACK BBT), a report at most GLITCH_S off the map waits GLITCH_CONFIRM_S
+        for reports that agree before it re-anchors.
         Returns True when the map changed."""
         if not (math.isfinite(bpm) and bpm > 0 and math.isfinite(quarters) and quarters >= 0):
             return False
@@ -93,7 +96,12 @@ class LiveClock:
         in_phase = abs(q_pred - quarters) * spq <= PHASE_TOLERANCE_S
         same_tempo = abs(spq_now - spq) <= tempo_tolerance * spq
         if meter != self.meter or not in_phase or quarters < self._tempos[-1][0]:
-            small = meter == self.meter and quarters >= self._tempos[-1][0] and abs(q_pred - quarters) * spq <= GLITCH_S
+            small = (
+                confirm_small
+                and meter == self.meter
+                and quarters >= self._tempos[-1][0]
+                and abs(q_pred - quarters) * spq <= GLITCH_S
+            )
             if self._doubted is not None and not 0 <= seconds - self._doubted[1] <= GLITCH_CONFIRM_S:
                 self._doubted = None  # not a run of reports: start doubting afresh
             if small and (self._doubted is None or seconds - self._doubted[0] < GLITCH_CONFIRM_S):
@@ -126,9 +134,8 @@ class LiveClock:
     ) -> bool:
         num = max(1, int(round(beats_per_bar)))
         den = max(1, int(round(beat_type)))
-        return self.observe(
-            seconds, quarters_from_bbt(bar, beat, tick, ticks_per_beat, beats_per_bar, beat_type), bpm, (num, den)
-        )
+        quarters = quarters_from_bbt(bar, beat, tick, ticks_per_beat, beats_per_bar, beat_type)
+        return self.observe(seconds, quarters, bpm, (num, den), confirm_small=True)  # JACK BBT: see GLITCH_S
 
     def set_tempo(self, seconds: float, bpm: float) -> bool:
         """A new tempo from `seconds` on, keeping the musical position (MIDI clock, --bpm)."""
