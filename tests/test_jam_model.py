@@ -84,14 +84,21 @@ def played(tmp_path_factory):
         }
 
 
+REAL_TIME_RTF = 1.12  # the auto pacing's threshold for pieces shorter than 6 frames
+
+
 def skip_unless_real_time(s: dict) -> None:
     """Whether the machine generated this model in real time during the take. Below that,
     underruns are the machine's speed, which is `jamstream bench`'s and the soak's to measure
     (speed targets are never timed tests); at or above it, an underrun is the bridge's fault.
-    Seen on this 2-core VM on one day: rtf 0.73-1.7 for the same code, minutes apart."""
-    if (s["rtf"] or 0) < 1.0:
+    Seen on this 2-core VM on one day: rtf 0.73-1.7 for the same code, minutes apart. Real
+    time needs headroom, not just rtf 1: the worker generates each piece just in time, so at
+    rtf 1.03 (27 underruns in one CI run) the pieces' jitter alone outruns any lookahead that
+    is still short; REAL_TIME_RTF is the margin the auto pacing plans for (bridge/jam/pacing.py)."""
+    if (s["rtf"] or 0) < REAL_TIME_RTF:
         pytest.skip(
-            f"this machine did not generate in real time during the take (rtf {s['rtf']}, slowest piece "
+            f"this machine did not generate with real-time headroom during the take (rtf {s['rtf']} < "
+            f"{REAL_TIME_RTF}, slowest piece "
             f"{s['max_chunk_seconds']} s): its {s['underruns']} underruns measure the CPU, not the bridge"
         )
 
