@@ -237,12 +237,15 @@ class Engine:
         self._control_time = seconds
         self._fresh = True
 
-    def _regrid(self, seconds: float) -> None:
-        """A new chunk grid from `seconds` (its frame) on the clock as it stands."""
+    def _regrid(self, seconds: float, marks: list[_Mark] | tuple = ()) -> None:
+        """A new chunk grid from `seconds` (its frame) on the clock as it stands; `marks` are
+        the pieces before it that `rewind` may still go back to."""
         self._grid = chunk_grid(self.clock, self.preset.chunk, seconds, self._end, max_frames=MAX_CHUNK_FRAMES)
         self._chunk = None
         self._frame = frame_at(seconds)
+        kept = list(marks)
         self._marks.clear()
+        self._marks.extend(kept)
 
     def _clock_changes(self) -> int:
         return getattr(self.clock, "changes", 0)
@@ -253,11 +256,7 @@ class Engine:
         if self._grid is None:
             raise JamstreamError("the engine has not been started: call start(seconds) first")
         if self._chunk is not None and self._clock_changes() != self._chunk_changes:
-            # re-cut the rest of the chunk (keeping the marks rewind may go back to)
-            self._grid = chunk_grid(
-                self.clock, self.preset.chunk, self._frame / FRAME_RATE, self._end, max_frames=MAX_CHUNK_FRAMES
-            )
-            self._chunk = None
+            self._regrid(self._frame / FRAME_RATE, self._marks)  # re-cut the rest of the chunk
         if self._chunk is None or self._frame >= self._chunk.end_frame:
             self._chunk = next(self._grid, None)
             self._chunk_changes = self._clock_changes()
@@ -311,14 +310,7 @@ class Engine:
         if not (moved.any() or retimed.any()):
             return None
         self.stats.rewinds += 1
-        keep = marks[: later[0]]
-        self._grid = chunk_grid(
-            self.clock, self.preset.chunk, first.frame / FRAME_RATE, self._end, max_frames=MAX_CHUNK_FRAMES
-        )
-        self._chunk = None
-        self._frame = first.frame
-        self._marks.clear()
-        self._marks.extend(keep)
+        self._regrid(first.frame / FRAME_RATE, marks[: later[0]])
         self._state, self._gain_db, self._fresh = first.state, first.gain_db, first.fresh
         return (first.frame - 1) * FRAME_SAMPLES
 
