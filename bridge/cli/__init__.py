@@ -46,9 +46,20 @@ Run `jamstream SUBCOMMAND --help` for each subcommand's options.
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from bridge.cli import bench, corpus, evaluate, finetune, generate, jam, render, train
+    from bridge.cli import bench, corpus, evaluate, finetune, generate, jam, plugin, render, serve, train
 
-    return [corpus.add, train.add, finetune.add, evaluate.add, generate.add, render.add, jam.add, bench.add]
+    return [
+        corpus.add,
+        train.add,
+        finetune.add,
+        evaluate.add,
+        generate.add,
+        render.add,
+        jam.add,
+        serve.add,
+        plugin.add,
+        bench.add,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

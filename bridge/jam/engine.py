@@ -217,9 +217,11 @@ class Engine:
         self._control_time = max(self._control_time, seconds)
 
     # ------------------------------------------------------------------ streams
-    def start(self, seconds: float = 0.0, end_seconds: float | None = None) -> None:
+    def start(self, seconds: float = 0.0, end_seconds: float | None = None, stream: int | None = None) -> None:
         """Begin a stream at a song time: fresh context, a new grid from there (to
-        `end_seconds`, where the last chunk is cut, or forever).
+        `end_seconds`, where the last chunk is cut, or forever). Each stream's context is
+        seeded from the engine's seed and the stream's index, the next one unless `stream`
+        names it (an export that must come out the same however many streams came before).
 
         Events queued before a jump are applied now (the knobs keep their positions
         across a locate); smoothing restarts from the new time."""
@@ -228,7 +230,7 @@ class Engine:
         for _, _, raw in self._events:
             self.controls.feed(raw)
         self._events.clear()
-        self._stream += 1
+        self._stream = self._stream + 1 if stream is None else int(stream)
         self.stats.streams += 1
         guided = self.preset.sampling.guidance > 0 or "guidance" in self.preset.controls
         self._state = self.generator.new_state(self.seed + STREAM_SEED_STRIDE * self._stream, guided=guided)

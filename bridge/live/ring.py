@@ -67,13 +67,19 @@ WORKER_READY = 25
 MIDI_R = 26  # MIDI ring read index
 STREAM = 27  # stream counter (new stream = engine.start)
 LOOKAHEAD_FRAMES = 28  # the lookahead in use (server frames): the latency the ports report
+# ------------------------------------------------------------------------ callback writes (plugin)
+FREEWHEEL = 29  # 1 while the host renders offline (LV2 freewheel): the plugin waits for the worker
 # ------------------------------------------------------------------------ main writes
 QUIT = 30
 RELOAD_SEQ = 31
 REF_SEQ = 32  # seqlock for the two below (odd while the main thread writes)
 REF_FRAME = 33  # a JACK frame time ...
 REF_MONO_NS = 34  # ... and its CLOCK_MONOTONIC instant, ns
+# ------------------------------------------------------------------------ callback writes (plugin)
+HOST_LATENCY = 35  # the latency (frames) the LV2 plugin reports and plays behind the host's frame
+FREEWHEEL_TIMEOUTS = 36  # freewheel cycles the plugin stopped waiting for the worker (10 s each)
 N_CTL = 40
+LAYOUT_VERSION = 1  # bumped when the block's layout changes: bridge/lv2/jamstream.c mirrors it
 
 # tp slots
 TP_STATE, TP_FRAME, TP_JACK_TIME, TP_BBT, TP_BAR, TP_BEAT, TP_TICK, TP_TPB, TP_BPB, TP_BEAT_TYPE, TP_BPM, TP_RATE = (

@@ -33,6 +33,13 @@ the status it reports (status.py).
   which they arrived; MIDI clock bytes go to the MidiClockFollower.
 - **Reload.** SIGHUP (relayed by the parent) or a program change swaps the engine at the
   next piece, carrying the LM context over, so the audio does not stop.
+- **Freewheel.** Under the LV2 plugin a host's export runs faster or slower than real
+  time and the plugin waits for the ring (ctl[FREEWHEEL]). Then the worker is a bounce:
+  fixed pacing (`FREEWHEEL_PACING`), no rejoining, no lookahead growing, and each stream
+  starts at the host's song frame with the same seed, so two exports of one session are
+  identical whatever this machine's speed.
+- **Macros.** The plugin's 8 automatable knobs arrive as 0xF4 events; each moves the
+  preset's k-th CC binding (bridge/live/macros.py).
 - **Rates.** Audio is made at 48 kHz; at another server rate a pedalboard
   StreamResampler per stream converts it before it enters the ring.
 """
@@ -49,6 +56,7 @@ import numpy as np
 
 from bridge.live import ring as R
 from bridge.live.live_input import LiveInputStyle, with_live_slot
+from bridge.live.macros import MACRO_STATUS, macro_messages
 from bridge.live.models import LiveModels
 from bridge.live.reload import PresetReload
 from bridge.live.sources import JACK_STARTING, ClockSources
@@ -63,6 +71,17 @@ ON_TIME_S = 0.012  # a piece begun within this of its decision time was made on 
 GROW_COOLDOWN = 8  # pieces after growing the lookahead before a late one grows it again
 FLOOR_MEMORY = 400  # pieces (about a minute) a grown lookahead is kept after the latest late piece:
 # this VM's speed swings 1.5-2x over tens of seconds (the same warm-up: 25 or 47 ms a frame)
+
+
+FREEWHEEL_STREAM = 1  # the stream index (seed) every freewheel stream starts with
+
+
+def freewheel_pacing():
+    """An export's pacing: the offline bounce's piece, and a lookahead of 100 ms - more
+    than any period, so the piece a waiting plugin needs is always due."""
+    from bridge.jam.pacing import Pacing, offline_pacing
+
+    return Pacing(offline_pacing(None).piece_frames, 0.1)
 
 
 @dataclass
@@ -117,11 +136,13 @@ class RateWriter:
 class Worker:
     """The scheduling loop over one attached `Shared` block; `run()` until ctl[QUIT]."""
 
-    def __init__(self, cfg: WorkerConfig, spec: dict, status_q):
+    def __init__(self, cfg: WorkerConfig, spec: dict | R.Shared, status_q, models: LiveModels | None = None):
+        """`models`: already loaded ones to share (`jamstream serve` loads each stack once
+        for all its plugin instances); else this worker loads its own."""
         from bridge.jam.presets import find_preset
 
         self.cfg = cfg
-        self.sh = R.Shared(**spec)
+        self.sh = spec if isinstance(spec, R.Shared) else R.Shared(**spec)  # serve passes its block
         self.ctl = self.sh.ctl
         self.status_q = status_q
         self.rate = int(self.ctl[R.RATE_SLOT]) or SAMPLE_RATE
@@ -131,7 +152,7 @@ class Worker:
             self.sh, cfg.clock, cfg.bpm or self.preset.bpm, self.preset.meter, self.rate, cfg.link
         )
         self.clock = self.sources.clock
-        self.models = LiveModels(cfg, self.preset)
+        self.models = models if models is not None else LiveModels(cfg, self.preset)
         self.seconds_per_frame = self.models.warm_up(self.preset)
         self.engine = self.models.engine(self.preset, self.clock)
         self._set_pacing(self._measured_pacing(self.preset))
@@ -153,6 +174,7 @@ class Worker:
         self._target_seq = -1  # act on whatever the callback posted while we loaded
         self.reload = PresetReload(self.models, str(self.preset.path), int(self.ctl[R.RELOAD_SEQ]))
         self._prepared_changes = -1
+        self.freewheel = False
         self._last_status = 0.0
         self.max_gen = 0.0
         self.last_weights: dict[str, float] = self.engine.controls.style_weights()
@@ -197,6 +219,21 @@ class Worker:
         return self.engine.piece_frames * spf + 2 * self.period_s() + 0.01
 
     def _restart(self, frame: int, rolling: bool = False) -> None:
+        if self.freewheel:
+            return self._restart_bounce(frame)
+        self._restart_live(frame, rolling)
+
+    def _restart_bounce(self, frame: int) -> None:
+        """An export's stream: at the host's song frame (the plugin plays `HOST_LATENCY`
+        behind it), seeded alike every time, whatever the playhead did before."""
+        host = max(0, frame + int(self.ctl[R.HOST_LATENCY]))
+        self.engine.start(self.seconds(host), stream=FREEWHEEL_STREAM)
+        self.stream_live = True
+        self.stream_pieces = 0
+        self._mark(self.writer.frame(self.engine.piece_start_sample()))
+        self.ctl[R.STREAM] += 1
+
+    def _restart_live(self, frame: int, rolling: bool = False) -> None:
         """A new stream at `frame`; while rolling, a lookahead ahead (mid-bar is fine: the grid
         picks up at the next boundary), so its first piece is decided now and lands with the
         whole lookahead to spare - a stream that began closer would have to catch up piece
@@ -233,7 +270,11 @@ class Worker:
             if not data:
                 continue
             status = data[0]
-            if (status >= 0xF8 or status == 0xF2) and self.sources.midi_clock.feed(status, data[1:], frame_time):
+            if status == MACRO_STATUS:
+                data = macro_messages(self.preset, data)
+                if not data:
+                    continue
+            elif (status >= 0xF8 or status == 0xF2) and self.sources.midi_clock.feed(status, data[1:], frame_time):
                 continue
             if n > R.MIDI_BYTES:
                 data = data[:-1]  # a cut sysex: Controls counts it as malformed
@@ -259,7 +300,7 @@ class Worker:
         decision = engine.decision_sample()
         if decision is None or round(playhead * SAMPLE_RATE) < decision:
             return False
-        if rolling:
+        if rolling and not self.freewheel:  # freewheeling, the plugin waits for every piece
             need = self._need()
             end = engine.piece_start_sample() + engine.piece_frames * FRAME_SAMPLES
             # The ring is time-addressed, so a piece that arrives late still plays in time
@@ -286,7 +327,7 @@ class Worker:
         ends_chunk = block.end_sample == (block.chunk.end_frame - 1) * FRAME_SAMPLES
         self.chunk_log.append((first, end, weights, round(block.bpm, 3), ends_chunk))
         self.stream_pieces += 1
-        if rolling:
+        if rolling and not self.freewheel:
             self._check_margin(block, first, int(self.ctl[R.PLAY_FRAME]), late_start)
         else:
             self._prepared_changes = self.clock.changes
@@ -384,6 +425,7 @@ class Worker:
         rolling = bool(ctl[R.ROLLING])
         self._drain_midi()
         self._maybe_reload()
+        self._follow_freewheel()
         if self.sources.follow(tp, self.cfg.bpm or self.preset.bpm):
             self._invalidate()
         if self.clock.changes != self._seen_changes:
@@ -414,6 +456,17 @@ class Worker:
             self._generate(rolling)
         self._post_status(playhead, rolling)
         return 0.0 if worked else 0.002
+
+    def _follow_freewheel(self) -> None:
+        """The host began or ended an export: pace for it (or for live again) and start the
+        next stream afresh."""
+        freewheel = bool(self.ctl[R.FREEWHEEL])
+        if freewheel == self.freewheel:
+            return
+        self.freewheel = freewheel
+        self._set_pacing(freewheel_pacing() if freewheel else self._measured_pacing(self.preset))
+        self._invalidate()
+        self._target_seq = -2  # whatever the playhead is doing, begin where it is
 
     def _post_status(self, playhead: int, rolling: bool) -> None:
         now = time.monotonic()
