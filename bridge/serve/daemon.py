@@ -354,12 +354,12 @@ class Daemon:
                 pass  # a plugin says nothing more; EOF is its detach
         except (OSError, ValueError):
             pass
+        inst.stop()
+        conn.close()
         with self._lock:
             self.instances.pop(iid, None)
             if not self.instances:
                 self.idle_since = time.monotonic()
-        inst.stop()
-        conn.close()
         log(f"#{iid} detached")
 
     def status(self) -> dict:
