@@ -560,6 +560,7 @@ static AttachResult attach(Plugin *s, Helper *h, uint64_t *seq) {
 /* Attached: relay log lines until EOF, a config change or quit. */
 static void attached(Plugin *s, Helper *h, uint64_t seq) {
     char line[LINE_MAX_BYTES];
+    while (conn_line(&h->conn, line, sizeof line)) log_line(s, line); /* sent with the reply */
     while (!quitting(s)) {
         if (LD(&s->cfg_seq) != seq) {
             publish(s, NULL); /* the new config's music comes from a new attachment */
