@@ -255,18 +255,20 @@ static void post_transport(Plugin *s, Block *b) {
     ST(&b->ctl[CTL_TP_SEQ], seq + 2);
 }
 
-/* Freewheel: wait (at most 10 s) until the ring covers [p, p+n); returns the ns waited. */
+/* Freewheel: wait (at most 10 s) until the ring covers [p, p+n) and FADE frames more; returns the
+ * ns waited.  The margin matters: the gain curve fades towards VALID_END (ahead of an underrun), so a
+ * generator that is only just ahead would put dips into an export. */
 static int64_t freewheel_wait(Plugin *s, Block *b, int64_t p, uint32_t n) {
-    int64_t t0 = mono_ns(), waited = 0;
+    const int64_t t0 = mono_ns();
     for (;;) {
         int64_t vs = LD(&b->ctl[CTL_VALID_START]), ve = LD(&b->ctl[CTL_VALID_END]);
-        bool covered = vs <= p && p + (int64_t)n <= ve;
+        bool covered = vs <= p && p + (int64_t)n + (int64_t)FADE <= ve;
         if (covered) {
             s->fw_gave_up = false;
-            return waited;
+            return mono_ns() - t0;
         }
-        if (s->fw_gave_up) return waited; /* a dead daemon must not hang the export */
-        waited = mono_ns() - t0;
+        if (s->fw_gave_up) return mono_ns() - t0; /* a dead daemon must not hang the export */
+        const int64_t waited = mono_ns() - t0;
         if (waited >= FREEWHEEL_WAIT_NS) {
             ctl_add(b, CTL_FREEWHEEL_TIMEOUTS, 1);
             s->fw_gave_up = true;
