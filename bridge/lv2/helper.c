@@ -471,10 +471,24 @@ typedef struct Helper {
     int64_t down_since; /* when the current run of failed connects began; 0: none */
 } Helper;
 
+/* Whether the daemon we started still runs (a zombie nobody reaped does not). */
+static bool alive(pid_t pid) {
+    if (pid <= 0) return false;
+    if (kill(pid, 0) != 0) return errno != ESRCH;
+    char path[64], stat[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return true;
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *paren = strrchr(stat, ')');
+    return !(paren && paren[1] == ' ' && paren[2] == 'Z');
+}
+
 static bool may_spawn(Helper *h, int64_t now) {
     if (h->last_spawn && now - h->last_spawn < SPAWN_GAP_NS) return false;
-    if (h->spawned > 0 && (kill(h->spawned, 0) == 0 || errno != ESRCH)) return false; /* still loading */
-    return true;
+    return !alive(h->spawned); /* one still loading its models gets all the time it needs */
 }
 
 /* Connects (starting the daemon if nobody listens); false when it should try again later. */
