@@ -320,12 +320,32 @@ static void play(Plugin *s, Block *b, int64_t p, uint32_t n) {
     }
 }
 
+/* Freewheel while rolling with no block (an export that began before the daemon attached): wait
+ * for one, at most 10 s, and only once until one comes.  Returns the ns waited. */
+static int64_t freewheel_wait_attach(Plugin *s) {
+    const int64_t t0 = mono_ns();
+    while (!LD(&s->pub)) {
+        if (mono_ns() - t0 >= FREEWHEEL_WAIT_NS) {
+            s->fw_gave_up_attach = true;
+            ST(&s->fw_timeout, 1);
+            break;
+        }
+        const struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return mono_ns() - t0;
+}
+
 static void run(LV2_Handle h, uint32_t n) {
     Plugin *s = h;
     const int64_t t0 = mono_ns();
+    const bool fw = s->freewheel_port && *s->freewheel_port > 0.5f;
+    int64_t waited = 0;
+    if (fw && s->rolling && !s->fw_gave_up_attach && !LD(&s->pub)) waited = freewheel_wait_attach(s);
     const uint64_t gen = LD(&s->pub_gen);
     Block *b = LD(&s->pub);
     ST(&s->ack_gen, gen);
+    if (b) s->fw_gave_up_attach = false;
 
     const uint64_t serial = b ? b->serial : 0;
     const bool fresh = serial != s->run_serial && b;
@@ -357,8 +377,6 @@ static void run(LV2_Handle h, uint32_t n) {
     const int32_t lat = b ? __atomic_load_n(&b->latency, __ATOMIC_ACQUIRE) : 0;
     if (s->latency_port) *s->latency_port = (float)lat;
     const int64_t p = f - lat;
-    const bool fw = s->freewheel_port && *s->freewheel_port > 0.5f;
-    int64_t waited = 0;
 
     if (!b) {
         if (s->out[0]) memset(s->out[0], 0, n * sizeof(float));
@@ -390,7 +408,7 @@ static void run(LV2_Handle h, uint32_t n) {
         /* 5. the transport, under the seqlock */
         post_transport(s, b);
         /* 7. export: wait for the generator */
-        if (fw && s->rolling) waited = freewheel_wait(s, b, p, n);
+        if (fw && s->rolling) waited += freewheel_wait(s, b, p, n);
         /* 6. the ring out */
         if (s->out[0] && s->out[1]) play(s, b, p, n);
         s->have_prev = true;

@@ -165,6 +165,7 @@ typedef struct Plugin {
     bool macro_primed;
     int32_t macro_last[N_MACROS];
     bool fw_gave_up;
+    bool fw_gave_up_attach;
 } Plugin;
 
 /* helper.c */
