@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 
 # iproute2: `ip`, which scripts/private_netns.sh uses to bring up loopback in the test namespace;
 # opus-tools: opusenc/opusdec, the real peers `jamstream eval codec` measures beside our codec.
-APT_PACKAGES=(jackd2 fluidsynth fluid-soundfont-gm iproute2 opus-tools)
+# build-essential, lv2-dev: the LV2 plugin (bridge/lv2) is C, built here by make; sordi has the
+# sord_validate that lv2_validate runs; lilv-utils (lv2bench, lv2info), jalv, klick and ardour
+# are the real hosts its tests run it in.
+APT_PACKAGES=(jackd2 fluidsynth fluid-soundfont-gm iproute2 opus-tools
+  build-essential lv2-dev sordi lilv-utils jalv klick ardour)
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 
@@ -38,3 +42,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     || { echo "setup: Python packages failed to install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
+
+# The LV2 plugin: quick when it is up to date (`jamstream plugin install` copies it to ~/.lv2).
+make -s -C bridge/lv2

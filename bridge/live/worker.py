@@ -76,12 +76,14 @@ FLOOR_MEMORY = 400  # pieces (about a minute) a grown lookahead is kept after th
 FREEWHEEL_STREAM = 1  # the stream index (seed) every freewheel stream starts with
 
 
-def freewheel_pacing():
-    """An export's pacing: the offline bounce's piece, and a lookahead of 100 ms - more
-    than any period, so the piece a waiting plugin needs is always due."""
+def freewheel_pacing(preset):
+    """An export's pacing: the offline bounce's (the preset's, else 3-frame pieces), with a
+    lookahead of at least 100 ms - more than any period, so the piece a waiting plugin
+    needs is always due."""
     from bridge.jam.pacing import Pacing, offline_pacing
 
-    return Pacing(offline_pacing(None).piece_frames, 0.1)
+    bounce = offline_pacing(preset)
+    return Pacing(bounce.piece_frames, max(0.1, bounce.lookahead_s))
 
 
 @dataclass
@@ -464,7 +466,7 @@ class Worker:
         if freewheel == self.freewheel:
             return
         self.freewheel = freewheel
-        self._set_pacing(freewheel_pacing() if freewheel else self._measured_pacing(self.preset))
+        self._set_pacing(freewheel_pacing(self.preset) if freewheel else self._measured_pacing(self.preset))
         self._invalidate()
         self._target_seq = -2  # whatever the playhead is doing, begin where it is
 
