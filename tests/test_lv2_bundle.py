@@ -145,9 +145,10 @@ class _Descriptor(ctypes.Structure):
     ]
 
 
-def test_run_writes_silence_and_zero_latency_while_no_daemon_is_attached(bundle, host_env, monkeypatch):
+def test_run_writes_silence_and_reports_its_fixed_latency_while_no_daemon_is_attached(bundle, host_env, monkeypatch):
     for key in ("JAMSTREAM_SOCKET", "JAMSTREAM_BIN"):
         monkeypatch.setenv(key, host_env[key])
+    monkeypatch.setenv("JAMSTREAM_LATENCY_MS", "125")  # reported from instantiate on: a host reads it at load
     lib = ctypes.CDLL(str(bundle / "jamstream.so"))
     lib.lv2_descriptor.restype = ctypes.POINTER(_Descriptor)
     lib.lv2_descriptor.argtypes = [ctypes.c_uint32]
@@ -182,6 +183,6 @@ def test_run_writes_silence_and_zero_latency_while_no_daemon_is_attached(bundle,
             controls[1].value = (cycle % 10) / 10  # macro knobs move: nothing to post them to
             desc.run(handle, n)
             assert all(x == 0.0 for x in outs[0]) and all(x == 0.0 for x in outs[1])
-            assert latency.value == 0.0
+            assert latency.value == 6000.0  # 125 ms at 48 kHz
     finally:
         desc.cleanup(handle)  # joins the helper thread: must return promptly

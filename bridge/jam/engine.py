@@ -239,6 +239,13 @@ class Engine:
         self._control_time = seconds
         self._fresh = True
 
+    def reset_effects(self) -> None:
+        """Forget what the effects (reverb and delay tails) and the gain glide carry from
+        earlier streams: an export begins as a render would, however much played before it
+        (measured: a bounce after live pieces differed from the next in its first 2.4 s)."""
+        self.chain.reset()
+        self._gain_db = self.controls.target_gain_db()
+
     def _regrid(self, seconds: float, marks: list[_Mark] | tuple = ()) -> None:
         """A new chunk grid from `seconds` (its frame) on the clock as it stands; `marks` are
         the pieces before it that `rewind` may still go back to."""

@@ -78,6 +78,8 @@ REF_MONO_NS = 34  # ... and its CLOCK_MONOTONIC instant, ns
 # ------------------------------------------------------------------------ callback writes (plugin)
 HOST_LATENCY = 35  # the latency (frames) the LV2 plugin reports and plays behind the host's frame
 FREEWHEEL_TIMEOUTS = 36  # freewheel cycles the plugin stopped waiting for the worker (10 s each)
+# ------------------------------------------------------------------------ worker writes (plugin)
+FREEWHEEL_READY = 37  # the TARGET_SEQ an export stream was begun for (-1: none); the plugin waits for it
 N_CTL = 40
 LAYOUT_VERSION = 1  # bumped when the block's layout changes: bridge/lv2/jamstream.c mirrors it
 

@@ -77,13 +77,13 @@ FREEWHEEL_STREAM = 1  # the stream index (seed) every freewheel stream starts wi
 
 
 def freewheel_pacing(preset):
-    """An export's pacing: the offline bounce's (the preset's, else 3-frame pieces), with a
-    lookahead of at least 100 ms - more than any period, so the piece a waiting plugin
-    needs is always due."""
-    from bridge.jam.pacing import Pacing, offline_pacing
+    """An export's pacing: the offline bounce's (the preset's, else 3-frame pieces, no
+    lookahead), so a plugin's export is what `jamstream render` makes of the same song. The
+    plugin posts the end of what its cycle needs as the playhead while it waits, so each
+    piece is due exactly when it is needed."""
+    from bridge.jam.pacing import offline_pacing
 
-    bounce = offline_pacing(preset)
-    return Pacing(bounce.piece_frames, max(0.1, bounce.lookahead_s))
+    return offline_pacing(preset)
 
 
 @dataclass
@@ -155,6 +155,9 @@ class Worker:
         )
         self.clock = self.sources.clock
         self.models = models if models is not None else LiveModels(cfg, self.preset)
+        self.freewheel = False
+        self._host_latency = 0
+        self.ctl[R.FREEWHEEL_READY] = -1
         self.seconds_per_frame = self.models.warm_up(self.preset)
         self.engine = self.models.engine(self.preset, self.clock)
         self._set_pacing(self._measured_pacing(self.preset))
@@ -176,7 +179,6 @@ class Worker:
         self._target_seq = -1  # act on whatever the callback posted while we loaded
         self.reload = PresetReload(self.models, str(self.preset.path), int(self.ctl[R.RELOAD_SEQ]))
         self._prepared_changes = -1
-        self.freewheel = False
         self._last_status = 0.0
         self.max_gen = 0.0
         self.last_weights: dict[str, float] = self.engine.controls.style_weights()
@@ -199,6 +201,16 @@ class Worker:
         return live_pacing(preset, spf, self.period_s())
 
     def _set_pacing(self, pacing) -> None:
+        """Pace by `pacing`; under the LV2 plugin, which plays the ring its reported latency
+        behind the host (and gets automation that much early), decide at least that far
+        ahead - less one period - so automation is applied where the host put it."""
+        from bridge.jam.pacing import Pacing
+
+        self._host_latency = int(self.ctl[R.HOST_LATENCY])
+        if self._host_latency > 0 and not self.freewheel:
+            floor = max(0, self._host_latency - int(self.ctl[R.PERIOD] or 256)) / self.rate
+            if pacing.lookahead_s < floor:
+                pacing = Pacing(pacing.piece_frames, floor)
         self.engine.set_pacing(pacing)
         self.ctl[R.LOOKAHEAD_FRAMES] = int(round(pacing.lookahead_s * self.rate))
 
@@ -229,6 +241,7 @@ class Worker:
         """An export's stream: at the host's song frame (the plugin plays `HOST_LATENCY`
         behind it), seeded alike every time, whatever the playhead did before."""
         host = max(0, frame + int(self.ctl[R.HOST_LATENCY]))
+        self.engine.reset_effects()
         self.engine.start(self.seconds(host), stream=FREEWHEEL_STREAM)
         self.stream_live = True
         self.stream_pieces = 0
@@ -428,6 +441,10 @@ class Worker:
         self._drain_midi()
         self._maybe_reload()
         self._follow_freewheel()
+        if int(ctl[R.HOST_LATENCY]) != self._host_latency:  # the plugin's latency changed (a restored state)
+            self._set_pacing(
+                self._measured_pacing(self.preset) if not self.freewheel else freewheel_pacing(self.preset)
+            )
         if self.sources.follow(tp, self.cfg.bpm or self.preset.bpm):
             self._invalidate()
         if self.clock.changes != self._seen_changes:
@@ -438,10 +455,12 @@ class Worker:
             posted_before_us = self._target_seq < 0
             self._target_seq = seq
             target = int(ctl[R.TARGET_FRAME])
-            if rolling and posted_before_us:  # a restarted worker: the playhead has moved on since that locate
+            if rolling and posted_before_us and not self.freewheel:  # a restarted worker: the playhead moved on
                 target = max(target, playhead)
-            if not self._covers(target):
-                self._restart(target, rolling)
+            if self.freewheel or not self._covers(target):  # an export restarts at every locate: its
+                self._restart(target, rolling)  # stream must begin where the export does, not run on
+            if self.freewheel:
+                ctl[R.FREEWHEEL_READY] = seq  # the waiting plugin may play this stream now
         elif not self.stream_live and (rolling or int(tp[R.TP_STATE]) == JACK_STARTING):
             self._restart(playhead, rolling)
         if (
@@ -466,6 +485,7 @@ class Worker:
         if freewheel == self.freewheel:
             return
         self.freewheel = freewheel
+        self.ctl[R.FREEWHEEL_READY] = -1
         self._set_pacing(freewheel_pacing(self.preset) if freewheel else self._measured_pacing(self.preset))
         self._invalidate()
         self._target_seq = -2  # whatever the playhead is doing, begin where it is

@@ -2,7 +2,7 @@
  *
  * It finds or starts the `jamstream serve` daemon, attaches with the current
  * config, maps the shared block and publishes it to run(), relays the daemon's
- * log lines, latches the latency once the daemon's worker is ready, and frees
+ * log lines, logs when the daemon's worker is ready, and frees
  * old mappings once run() has moved past them.
  */
 #include "jamstream.h"
@@ -40,13 +40,39 @@ static int64_t mono_ns(void) {
 }
 
 void js_log(Plugin *s, LV2_URID level, const char *fmt, ...) {
-    char msg[1024];
+    char msg[LOG_BYTES];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (s->log) s->log->printf(s->log->handle, level, "jamstream: %s\n", msg);
-    else fprintf(stderr, "jamstream: %s\n", msg);
+    if (!s->log) {
+        fprintf(stderr, "jamstream: %s\n", msg);
+        return;
+    }
+    if (!s->schedule) { /* a host without a worker thread: print from here (jalv has one) */
+        s->log->printf(s->log->handle, level, "jamstream: %s\n", msg);
+        return;
+    }
+    pthread_mutex_lock(&s->log_lock);
+    uint32_t w = s->log_w;
+    if (w - __atomic_load_n(&s->log_r, __ATOMIC_ACQUIRE) < LOG_SLOTS) {
+        LogLine *line = &s->log_q[w % LOG_SLOTS];
+        line->level = level;
+        snprintf(line->text, sizeof line->text, "%s", msg);
+        __atomic_store_n(&s->log_w, w + 1, __ATOMIC_RELEASE);
+    } else {
+        s->log_dropped++;
+    }
+    pthread_mutex_unlock(&s->log_lock);
+}
+
+void js_log_flush(Plugin *s) {
+    uint32_t w = __atomic_load_n(&s->log_w, __ATOMIC_ACQUIRE);
+    for (uint32_t r = s->log_r; r != w; r++) {
+        const LogLine *line = &s->log_q[r % LOG_SLOTS];
+        s->log->printf(s->log->handle, line->level, "jamstream: %s\n", line->text);
+        __atomic_store_n(&s->log_r, r + 1, __ATOMIC_RELEASE);
+    }
 }
 
 void js_wake(Plugin *s) {
@@ -436,13 +462,9 @@ static void housekeeping(Plugin *s) {
         }
     }
     Block *b = s->cur;
-    if (b && LD(&b->latency) == 0 && LD(&b->ctl[CTL_WORKER_READY]) == 1) {
-        int64_t la = LD(&b->ctl[CTL_LOOKAHEAD_FRAMES]);
-        int64_t L = (la > 0 ? la : 0) + s->nominal_block;
-        if (L > (int64_t)b->C / 2) L = b->C / 2;
-        ST(&b->ctl[CTL_HOST_LATENCY], L);
-        ST(&b->latency, (int32_t)L);
-        js_log(s, s->u.log_Note, "ready: latency %lld frames", (long long)L);
+    if (b && !b->ready_logged && LD(&b->ctl[CTL_WORKER_READY]) == 1) {
+        b->ready_logged = 1;
+        js_log(s, s->u.log_Note, "ready: latency %d frames", (int)LD(&s->latency));
     }
     if (__atomic_exchange_n(&s->fw_timeout, 0, __ATOMIC_ACQ_REL))
         js_log(s, s->u.log_Error,

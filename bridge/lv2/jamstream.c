@@ -24,6 +24,7 @@
 
 #define FADE 240.0
 #define FREEWHEEL_WAIT_NS 10000000000LL /* the most a freewheel cycle waits for the generator */
+#define FREEWHEEL_LOAD_WAIT_NS 120000000000LL /* ... while the worker still loads its models */
 #define TICKS_PER_BEAT 1920.0
 
 enum { P_CONTROL = 0, P_OUT_L = 1, P_OUT_R = 2, P_LATENCY = 3, P_FREEWHEEL = 4, P_MACRO1 = 5 };
@@ -91,6 +92,14 @@ static void default_config(Config *c) {
     c->adapter[0] = '\0';
     const char *seed = getenv("JAMSTREAM_SEED");
     c->seed = (seed && *seed) ? (int32_t)strtol(seed, NULL, 10) : 0;
+    const char *ms = getenv("JAMSTREAM_LATENCY_MS");
+    c->latency_ms = (ms && *ms) ? (int32_t)strtol(ms, NULL, 10) : DEFAULT_LATENCY_MS;
+}
+
+static int32_t clamp_latency_ms(int32_t ms) { return ms < 0 ? 0 : ms > MAX_LATENCY_MS ? MAX_LATENCY_MS : ms; }
+
+static void set_latency(Plugin *s, int32_t ms) {
+    __atomic_store_n(&s->latency, (int32_t)llround(clamp_latency_ms(ms) * s->rate / 1000.0), __ATOMIC_RELEASE);
 }
 
 static LV2_Handle instantiate(const LV2_Descriptor *d, double rate, const char *bundle,
@@ -103,6 +112,7 @@ static LV2_Handle instantiate(const LV2_Descriptor *d, double rate, const char *
         if (!strcmp(features[i]->URI, LV2_URID__map)) s->map = features[i]->data;
         else if (!strcmp(features[i]->URI, LV2_LOG__log)) s->log = features[i]->data;
         else if (!strcmp(features[i]->URI, LV2_OPTIONS__options)) opts = features[i]->data;
+        else if (!strcmp(features[i]->URI, LV2_WORKER__schedule)) s->schedule = features[i]->data;
     }
     if (!s->map) {
         fprintf(stderr, "jamstream: the host has no urid:map; cannot run\n");
@@ -121,14 +131,18 @@ static LV2_Handle instantiate(const LV2_Descriptor *d, double rate, const char *
     s->nominal_block = nominal > 0 ? nominal : max > 0 ? max : 256;
 
     default_config(&s->cfg);
+    s->cfg.latency_ms = clamp_latency_ms(s->cfg.latency_ms);
+    set_latency(s, s->cfg.latency_ms);
     s->bpb = 4.0;
     s->beat_unit = 4.0;
     s->next_serial = 1;
     s->wake_fd = -1;
     pthread_mutex_init(&s->cfg_lock, NULL);
+    pthread_mutex_init(&s->log_lock, NULL);
     if (js_helper_start(s) != 0) {
         js_log(s, s->u.log_Error, "cannot start the helper thread: %s", strerror(errno));
         pthread_mutex_destroy(&s->cfg_lock);
+        pthread_mutex_destroy(&s->log_lock);
         free(s);
         return NULL;
     }
@@ -158,6 +172,7 @@ static void cleanup(LV2_Handle h) {
     Plugin *s = h;
     js_helper_stop(s); /* joins the thread, unmaps every block */
     pthread_mutex_destroy(&s->cfg_lock);
+    pthread_mutex_destroy(&s->log_lock);
     free(s);
 }
 
@@ -261,15 +276,22 @@ static void post_transport(Plugin *s, Block *b) {
 static int64_t freewheel_wait(Plugin *s, Block *b, int64_t p, uint32_t n) {
     const int64_t t0 = mono_ns();
     for (;;) {
-        int64_t vs = LD(&b->ctl[CTL_VALID_START]), ve = LD(&b->ctl[CTL_VALID_END]);
-        bool covered = vs <= p && p + (int64_t)n + (int64_t)FADE <= ve;
+        /* The worker has handled the latest start/locate as an export (FREEWHEEL_READY names
+         * its TARGET_SEQ: a stream begun there with the export's pacing and seed), and the
+         * ring holds this cycle and the fade after it. Before the stream's first frame the
+         * cycle is silence - the same silence in every export. */
+        int64_t ve = LD(&b->ctl[CTL_VALID_END]);
+        bool handled = LD(&b->ctl[CTL_FREEWHEEL_READY]) == b->ctl[CTL_TARGET_SEQ];
+        bool covered = handled && p + (int64_t)n + (int64_t)FADE <= ve;
         if (covered) {
             s->fw_gave_up = false;
             return mono_ns() - t0;
         }
         if (s->fw_gave_up) return mono_ns() - t0; /* a dead daemon must not hang the export */
         const int64_t waited = mono_ns() - t0;
-        if (waited >= FREEWHEEL_WAIT_NS) {
+        /* a worker still loading its models (first attach of a stack) gets longer */
+        const int64_t limit = LD(&b->ctl[CTL_WORKER_READY]) ? FREEWHEEL_WAIT_NS : FREEWHEEL_LOAD_WAIT_NS;
+        if (waited >= limit) {
             ctl_add(b, CTL_FREEWHEEL_TIMEOUTS, 1);
             s->fw_gave_up = true;
             ST(&s->fw_timeout, 1);
@@ -341,6 +363,11 @@ static void run(LV2_Handle h, uint32_t n) {
     const int64_t t0 = mono_ns();
     const bool fw = s->freewheel_port && *s->freewheel_port > 0.5f;
     int64_t waited = 0;
+    const uint32_t lines = __atomic_load_n(&s->log_w, __ATOMIC_ACQUIRE);
+    if (s->schedule && lines != s->log_scheduled) { /* log lines queued: the host's worker prints them */
+        s->log_scheduled = lines;
+        s->schedule->schedule_work(s->schedule->handle, sizeof lines, &lines);
+    }
     if (fw && s->rolling && !s->fw_gave_up_attach && !LD(&s->pub)) waited = freewheel_wait_attach(s);
     const uint64_t gen = LD(&s->pub_gen);
     Block *b = LD(&s->pub);
@@ -374,9 +401,14 @@ static void run(LV2_Handle h, uint32_t n) {
 
     /* 2.-3. the host frame at sample 0, the latency, the playhead */
     const int64_t f = s->base;
-    const int32_t lat = b ? __atomic_load_n(&b->latency, __ATOMIC_ACQUIRE) : 0;
+    const int32_t lat = __atomic_load_n(&s->latency, __ATOMIC_ACQUIRE);
     if (s->latency_port) *s->latency_port = (float)lat;
-    const int64_t p = f - lat;
+    /* Live, the ring plays `lat` behind the host (a compensating host hears it on its frames
+     * and sends automation that early). An export needs no lookahead - the plugin waits for
+     * the generator - and Ardour 7.3's export does not compensate an instrument's latency
+     * (measured: every beat `lat` late), so in freewheel the ring plays at the host's frame. */
+    const int64_t shift = fw ? 0 : lat;
+    const int64_t p = f - shift;
 
     if (!b) {
         if (s->out[0]) memset(s->out[0], 0, n * sizeof(float));
@@ -388,7 +420,10 @@ static void run(LV2_Handle h, uint32_t n) {
         ST(&b->ctl[CTL_RATE], (int64_t)llround(s->rate));
         ST(&b->ctl[CTL_PERIOD], (int64_t)n);
         ST(&b->ctl[CTL_FREEWHEEL], fw ? 1 : 0);
-        ST(&b->ctl[CTL_PLAY_FRAME], p);
+        ST(&b->ctl[CTL_HOST_LATENCY], shift);
+        /* exporting, the playhead the worker paces by is the end of what this cycle needs: its
+         * pieces are due exactly when the plugin would wait for them (no lookahead) */
+        ST(&b->ctl[CTL_PLAY_FRAME], fw && s->rolling ? p + (int64_t)n + (int64_t)FADE : p);
         ST(&b->ctl[CTL_ROLLING], s->rolling ? 1 : 0);
         bool target = fresh;
         if (!fresh && s->have_prev && p != s->p_exp) {
@@ -442,6 +477,7 @@ static LV2_State_Status save(LV2_Handle h, LV2_State_Store_Function store, LV2_S
     if (st == LV2_STATE_SUCCESS) st = store(sh, s->u.js_seed, &c.seed, sizeof c.seed, s->u.atom_Int, fl);
     if (st == LV2_STATE_SUCCESS)
         st = store(sh, s->u.js_adapter, c.adapter, strlen(c.adapter) + 1, s->u.atom_String, fl);
+
     return st;
 }
 
@@ -488,9 +524,29 @@ static LV2_State_Status restore(LV2_Handle h, LV2_State_Retrieve_Function retrie
     return LV2_STATE_SUCCESS;
 }
 
+/* The host's worker thread: print the log lines the helper queued. */
+static LV2_Worker_Status work(LV2_Handle h, LV2_Worker_Respond_Function respond, LV2_Worker_Respond_Handle rh,
+                              uint32_t size, const void *data) {
+    (void)respond;
+    (void)rh;
+    (void)size;
+    (void)data;
+    js_log_flush(h);
+    return LV2_WORKER_SUCCESS;
+}
+
+static LV2_Worker_Status work_response(LV2_Handle h, uint32_t size, const void *body) {
+    (void)h;
+    (void)size;
+    (void)body;
+    return LV2_WORKER_SUCCESS;
+}
+
 static const void *extension_data(const char *uri) {
     static const LV2_State_Interface state = {save, restore};
+    static const LV2_Worker_Interface worker = {work, work_response, NULL};
     if (!strcmp(uri, LV2_STATE__interface)) return &state;
+    if (!strcmp(uri, LV2_WORKER__interface)) return &worker;
     return NULL;
 }
 

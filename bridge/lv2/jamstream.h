@@ -18,12 +18,19 @@
 #include <lv2/core/lv2.h>
 #include <lv2/log/log.h>
 #include <lv2/urid/urid.h>
+#include <lv2/worker/worker.h>
 
 #define JS_URI "urn:jamstream:lv2:instrument"
 #define JS_PRESET_URI "urn:jamstream:lv2:preset"
 #define JS_MODE_URI "urn:jamstream:lv2:mode"
 #define JS_SEED_URI "urn:jamstream:lv2:seed"
 #define JS_ADAPTER_URI "urn:jamstream:lv2:adapter"
+/* The latency the plugin reports and (live) plays the ring behind the host by, unless
+ * JAMSTREAM_LATENCY_MS says otherwise. Fixed from instantiate and not part of the state: a
+ * host reads it before the daemon has measured anything, and Ardour 7.3 exported silence
+ * from a session whose restored state changed it after instantiate (measured). */
+#define DEFAULT_LATENCY_MS 300
+#define MAX_LATENCY_MS 5000
 
 /* ctl slots (int64), as in bridge/live/ring.py.  Plugin (run) writes: */
 enum {
@@ -44,8 +51,9 @@ enum {
     CTL_CB_MAX_US = 17,
     CTL_CB_SLOW = 18,
     CTL_FREEWHEEL = 29,
-    CTL_HOST_LATENCY = 35, /* written by the helper when it latches L */
+    CTL_HOST_LATENCY = 35, /* the latency L run() plays behind the host (every cycle) */
     CTL_FREEWHEEL_TIMEOUTS = 36,
+    CTL_FREEWHEEL_READY = 37, /* the worker writes: the TARGET_SEQ it has begun an export stream for */
     /* the daemon's worker writes: */
     CTL_VALID_START = 20,
     CTL_VALID_END = 21,
@@ -77,6 +85,17 @@ enum {
 
 #define MIDI_BYTES 16
 #define N_MACROS 8
+#define LOG_SLOTS 32   /* log lines waiting for the host's worker thread */
+#define LOG_BYTES 480
+
+/* A log line for the host. The helper thread must not call the host's log itself: Ardour
+ * 7.3's log writes a shared stream, and lines from our thread while Ardour wrote its own
+ * corrupted its heap (measured: 2 exports in 6 aborted in free(); none in 8 without). So
+ * lines queue here and the host's own worker thread prints them (run() schedules it). */
+typedef struct LogLine {
+    LV2_URID level;
+    char text[LOG_BYTES];
+} LogLine;
 
 /* One attachment's mapped block.  Created and freed by the helper thread only;
  * run() reads it between the helper's publish and run's acknowledgement. */
@@ -92,7 +111,7 @@ typedef struct Block {
     uint8_t *midi_data;
     float *audio[2];
     uint32_t S, C, LC;
-    int32_t latency;     /* atomic: the latched latency L, 0 until the worker is ready */
+    int ready_logged;    /* helper only: the "ready" line was logged for this attachment */
     uint64_t retire_gen; /* helper only: free once run acknowledged this generation */
     struct Block *next;  /* helper only: the retired list */
 } Block;
@@ -102,6 +121,7 @@ typedef struct Config {
     char mode[32];
     char adapter[1024];
     int32_t seed;
+    int32_t latency_ms;
 } Config;
 
 typedef struct Urids {
@@ -136,12 +156,18 @@ typedef struct Plugin {
     uint64_t pub_gen;  /* bumped after every change of pub */
     uint64_t ack_gen;  /* the generation run() last read */
     int fw_timeout;    /* run -> helper: log the freewheel timeout */
+    int32_t latency;   /* frames, from cfg.latency_ms: what run() reports and plays behind by */
     int activated;
     int quit;
     uint64_t cfg_seq;  /* bumped on every config change */
     pthread_mutex_t cfg_lock;
     Config cfg;        /* under cfg_lock */
     int wake_fd;       /* eventfd: wakes the helper (quit, config) */
+    const LV2_Worker_Schedule *schedule; /* the host's worker, which prints our log lines */
+    pthread_mutex_t log_lock;            /* producers of log lines (helper, host threads) */
+    LogLine log_q[LOG_SLOTS];
+    uint32_t log_w, log_r;               /* atomics: written / printed lines */
+    uint32_t log_dropped;                /* lines lost to a full queue (host not running us) */
     pthread_t thread;
     bool thread_started;
 
@@ -166,6 +192,7 @@ typedef struct Plugin {
     int32_t macro_last[N_MACROS];
     bool fw_gave_up;
     bool fw_gave_up_attach;
+    uint32_t log_scheduled; /* the log_w run() last asked the worker to print up to */
 } Plugin;
 
 /* helper.c */
@@ -173,5 +200,6 @@ int js_helper_start(Plugin *s);
 void js_helper_stop(Plugin *s);
 void js_wake(Plugin *s);
 void js_log(Plugin *s, LV2_URID level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void js_log_flush(Plugin *s); /* prints the queued lines: the host's worker thread only */
 
 #endif

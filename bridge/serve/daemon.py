@@ -194,6 +194,8 @@ class Instance:
             "playhead": int(ctl[R.PLAY_FRAME]),
             "rolling": bool(ctl[R.ROLLING]),
             "host_latency": int(ctl[R.HOST_LATENCY]),
+            "valid": [int(ctl[R.VALID_START]), int(ctl[R.VALID_END])],
+            "dbg": [int(ctl[37]), int(ctl[38]), int(ctl[39])],
             **counters,
             **{k: self.status[k] for k in keep if k in self.status},
         }
