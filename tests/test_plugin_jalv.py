@@ -209,3 +209,35 @@ def test_stop_is_silent_within_a_period_after_the_fade(rig):
     p = stopped[0]
     assert np.abs(audio[:, : p * n]).max() > 0.05  # it was playing
     assert np.abs(audio[:, (p + 1) * n :]).max() == 0.0
+
+
+def test_two_instances_with_two_presets_from_one_daemon_both_click_on_the_beats(rig):
+    """A second jalv (another preset) attaches to the same daemon; each plays on klick's beats.
+    The recorder takes the first instance's left channel on in_L and the second's on in_R."""
+    host, rate = rig.host, rig.host.rate
+    env = plugin_env(rig.jackd.name, rig.serve.socket, JAMSTREAM_MODE="metronome", JAMSTREAM_PRESET="techno-dub")
+    second = Jalv(rig.tmp, "jsplug2", env)
+    client = host.client
+    try:
+        second.wait_log(r"ready: latency \d+ frames", 60)
+        wait_until(lambda: client.get_ports("jsplug2:out_l"), 10, "the second jalv's ports")
+        client.disconnect("jsplug:out_r", host.in_r)
+        client.connect("jsplug2:out_l", host.in_r)
+        status = rig.serve.wait_for(lambda s: len(s["instances"]) == 2, 10, "two instances")
+        assert status["models"] == ["metronome"]  # one stack for both
+        assert sorted(i["preset"] for i in status["instances"]) == ["Jazz trio <-> bossa", "Techno <-> dub"]
+        rig.locate_stopped(0)
+        audio, frames, rolling = rig.record(6.0, client.transport_start)
+        client.transport_stop()
+    finally:
+        if client.get_ports("jsplug2:out_l"):
+            client.disconnect("jsplug2:out_l", host.in_r)
+        second.close()
+        client.connect("jsplug:out_r", host.in_r)
+    song = rig.compensated(audio, frames, rolling, int(5.5 * rate))
+    beats = klick_beats(rate, int(5.4 * rate))
+    beats = beats[beats > 0.3 * rate]
+    for channel, name in ((0, "first (jazz-trio-bossa)"), (1, "second (techno-dub)")):
+        err = onset_errors(click_onsets(song[channel]), beats, rate)
+        describe(f"two instances, {name}", err)
+        assert len(err) == len(beats) and np.max(np.abs(err)) <= BEAT_BOUND_S, (name, err)

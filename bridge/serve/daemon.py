@@ -179,7 +179,18 @@ class Instance:
         ctl = self.shared.ctl
         counters = {
             k.lower(): int(ctl[getattr(R, k)])
-            for k in ("PERIODS", "UNDERRUNS", "STARVED_PERIODS", "LOCATES", "STARTS", "FREEWHEEL", "FREEWHEEL_TIMEOUTS")
+            for k in (
+                "PERIODS",
+                "UNDERRUNS",
+                "STARVED_PERIODS",
+                "LOCATES",
+                "STARTS",
+                "FREEWHEEL",
+                "FREEWHEEL_TIMEOUTS",
+                "CB_MAX_US",
+                "CB_SLOW",
+                "MIDI_OVERFLOW",
+            )
         }
         keep = ("pieces", "piece_frames", "lookahead_ms", "margin_ms", "late_pieces", "bar", "beat", "bpm", "clock")
         return {
