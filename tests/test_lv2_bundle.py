@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-LV2_SRC = Path(__file__).resolve().parent.parent / "bridge" / "lv2"
+REPO = Path(__file__).resolve().parent.parent
+LV2_SRC = REPO / "bridge" / "lv2"
 URI = "urn:jamstream:lv2:instrument"
 PORT_SYMBOLS = ["control", "out_l", "out_r", "latency", "freewheel"] + [f"macro{k}" for k in range(1, 9)]
 SPEC_DIR = Path("/usr/lib/lv2")
@@ -186,3 +187,43 @@ def test_run_writes_silence_and_reports_its_fixed_latency_while_no_daemon_is_att
             assert latency.value == 6000.0  # 125 ms at 48 kHz
     finally:
         desc.cleanup(handle)  # joins the helper thread: must return promptly
+
+
+def test_plugin_install_puts_the_bundle_and_its_daemon_program_where_hosts_look(tmp_path):
+    """`jamstream plugin install --dir D`: D/jamstream.lv2 with the built files, and a
+    jamstream.conf naming this installation's program (what the plugin starts as `serve`)."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "plugin", "install", "--dir", str(tmp_path / "lv2")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    bundle = tmp_path / "lv2" / "jamstream.lv2"
+    assert {p.name for p in bundle.iterdir()} >= {"manifest.ttl", "jamstream.ttl", "jamstream.so", "jamstream.conf"}
+    program = (bundle / "jamstream.conf").read_text().strip().removeprefix("bin=")
+    assert os.access(program, os.X_OK) and program.endswith("jamstream"), program
+    if shutil.which("lv2info"):
+        info = subprocess.run(
+            ["lv2info", URI], capture_output=True, text=True, env=dict(os.environ, LV2_PATH=str(tmp_path / "lv2"))
+        )
+        assert "jamstream" in info.stdout, info.stdout + info.stderr
+
+
+def test_plugin_install_into_a_place_it_cannot_write_is_one_line_exit_2(tmp_path):
+    import sys
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge.cli", "plugin", "install", "--dir", str(blocked / "lv2")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and done.stderr.startswith("jamstream: error: --dir"), done.stderr
+    assert done.stderr.strip().count("\n") == 0
