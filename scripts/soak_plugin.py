@@ -63,6 +63,7 @@ def main() -> int:
     ap.add_argument("--mode", choices=("model", "metronome"), default="model")
     ap.add_argument("--period", type=int, default=256)
     ap.add_argument("--warmup-s", type=float, default=60.0, help="memory is compared from this far in")
+    ap.add_argument("--threads", type=int, default=1, help="the daemon's torch threads per generator")
     args = ap.parse_args()
 
     from support.jackd import Jackd
@@ -77,7 +78,7 @@ def main() -> int:
     log = tmp / "jackd.log"
     os.environ["JAMTEST_JACKD_LOG"] = str(log)
     jackd = Jackd(rate=48000, period=args.period)
-    serve = Serve(tmp)
+    serve = Serve(tmp, "--threads", str(args.threads))
     host = HostSim(server=jackd.name, bpm=find_preset(PRESETS[0]).bpm, record_seconds=1)
     jalvs = []
     try:
@@ -124,6 +125,7 @@ def main() -> int:
         "minutes": args.minutes,
         "mode": args.mode,
         "period": args.period,
+        "threads": args.threads,
         "instances": [
             {
                 "name": i["name"],

@@ -16,7 +16,7 @@ import pytest
 from netns import network_sockets, process_tree
 from support.clicks import click_onsets, describe, onset_errors
 from support.rig import METRONOME_PRESET as PRESET
-from support.rig import play_from, pre_roll_seconds, record, record_until, rig_fixture
+from support.rig import assert_silent_after_stop, play_from, pre_roll_seconds, record, record_until, rig_fixture
 
 from bridge.jam.time.followers import PHASE_TOLERANCE_S
 
@@ -89,12 +89,7 @@ def test_garbage_midi_is_ignored_and_counted(rig):
 def test_stop_is_silent_one_period_after_the_fade(rig):
     host = rig.host
     audio, frames, rolling = record(host, 1.5, lambda: (time.sleep(1.0), host.client.transport_stop()))
-    n = host.client.blocksize
-    stopped = np.flatnonzero(rolling == 0)
-    assert stopped.size, "the transport never stopped"
-    p = stopped[0]
-    assert np.abs(audio[:, : p * n]).max() > 0.05  # it was playing
-    assert np.abs(audio[:, (p + 1) * n :]).max() == 0.0
+    assert_silent_after_stop(audio, rolling, host.client.blocksize)
 
 
 def test_locate_realigns(rig):

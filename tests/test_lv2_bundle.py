@@ -189,18 +189,18 @@ def test_run_writes_silence_and_reports_its_fixed_latency_while_no_daemon_is_att
         desc.cleanup(handle)  # joins the helper thread: must return promptly
 
 
+def install_plugin(target: Path) -> subprocess.CompletedProcess:
+    """`jamstream plugin install --dir TARGET` as a user runs it."""
+    import sys
+
+    cmd = [sys.executable, "-m", "bridge.cli", "plugin", "install", "--dir", str(target)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
 def test_plugin_install_puts_the_bundle_and_its_daemon_program_where_hosts_look(tmp_path):
     """`jamstream plugin install --dir D`: D/jamstream.lv2 with the built files, and a
     jamstream.conf naming this installation's program (what the plugin starts as `serve`)."""
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "plugin", "install", "--dir", str(tmp_path / "lv2")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = install_plugin(tmp_path / "lv2")
     assert done.returncode == 0, done.stderr
     bundle = tmp_path / "lv2" / "jamstream.lv2"
     assert {p.name for p in bundle.iterdir()} >= {"manifest.ttl", "jamstream.ttl", "jamstream.so", "jamstream.conf"}
@@ -214,16 +214,8 @@ def test_plugin_install_puts_the_bundle_and_its_daemon_program_where_hosts_look(
 
 
 def test_plugin_install_into_a_place_it_cannot_write_is_one_line_exit_2(tmp_path):
-    import sys
-
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    done = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "plugin", "install", "--dir", str(blocked / "lv2")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = install_plugin(blocked / "lv2")
     assert done.returncode == 2 and done.stderr.startswith("jamstream: error: --dir"), done.stderr
     assert done.stderr.strip().count("\n") == 0

@@ -30,14 +30,6 @@
 #define REFUSED_RETRY_NS (10 * 1000000000LL)  /* after {"ok":false}: retry this often */
 #define START_DELAY_NS (1000000000LL)         /* wait this long for activate() (a host restores state first) */
 
-#define LD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-
-static int64_t mono_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 void js_log(Plugin *s, LV2_URID level, const char *fmt, ...) {
     char msg[LOG_BYTES];

@@ -29,14 +29,6 @@
 
 enum { P_CONTROL = 0, P_OUT_L = 1, P_OUT_R = 2, P_LATENCY = 3, P_FREEWHEEL = 4, P_MACRO1 = 5 };
 
-#define LD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-
-static int64_t mono_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
 
 static void ctl_add(Block *b, int slot, int64_t d) { ST(&b->ctl[slot], b->ctl[slot] + d); }
 
@@ -467,10 +459,7 @@ static LV2_State_Status save(LV2_Handle h, LV2_State_Store_Function store, LV2_S
     (void)flags;
     (void)features;
     Plugin *s = h;
-    Config c;
-    pthread_mutex_lock(&s->cfg_lock);
-    c = s->cfg;
-    pthread_mutex_unlock(&s->cfg_lock);
+    Config c = js_config(s);
     const uint32_t fl = LV2_STATE_IS_POD | LV2_STATE_IS_PORTABLE;
     LV2_State_Status st = store(sh, s->u.js_preset, c.preset, strlen(c.preset) + 1, s->u.atom_String, fl);
     if (st == LV2_STATE_SUCCESS) st = store(sh, s->u.js_mode, c.mode, strlen(c.mode) + 1, s->u.atom_String, fl);
@@ -499,10 +488,7 @@ static LV2_State_Status restore(LV2_Handle h, LV2_State_Retrieve_Function retrie
     (void)flags;
     (void)features;
     Plugin *s = h;
-    Config c;
-    pthread_mutex_lock(&s->cfg_lock);
-    c = s->cfg;
-    pthread_mutex_unlock(&s->cfg_lock);
+    Config c = js_config(s);
     restore_string(s, retrieve, sh, s->u.js_preset, c.preset, sizeof c.preset);
     restore_string(s, retrieve, sh, s->u.js_mode, c.mode, sizeof c.mode);
     restore_string(s, retrieve, sh, s->u.js_adapter, c.adapter, sizeof c.adapter);

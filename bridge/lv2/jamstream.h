@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <lv2/atom/atom.h>
 #include <lv2/core/lv2.h>
@@ -194,6 +195,23 @@ typedef struct Plugin {
     bool fw_gave_up_attach;
     uint32_t log_scheduled; /* the log_w run() last asked the worker to print up to */
 } Plugin;
+
+#define LD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define ST(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+static inline int64_t mono_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t); /* vDSO: no syscall, fine on the audio thread */
+    return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* A consistent copy of the config (the host's threads change it under cfg_lock). */
+static inline Config js_config(Plugin *s) {
+    pthread_mutex_lock(&s->cfg_lock);
+    Config c = s->cfg;
+    pthread_mutex_unlock(&s->cfg_lock);
+    return c;
+}
 
 /* helper.c */
 int js_helper_start(Plugin *s);

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bridge.live.jackd_server import terminate
+
 REPO = Path(__file__).resolve().parents[2]
 URI = "urn:jamstream:lv2:instrument"
 LV2_SOURCE = REPO / "bridge" / "lv2"
@@ -82,12 +84,7 @@ class Jalv:
                 self.proc.stdin.close()  # EOF: jalv quits
                 self.proc.wait(timeout)
             except (subprocess.TimeoutExpired, BrokenPipeError, OSError):
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+                terminate(self.proc, timeout)
         self.log.close()
         return self.proc.returncode
 

@@ -179,3 +179,13 @@ def pre_roll_seconds(host, rolling) -> float:
     first = np.flatnonzero(rolling)
     periods = int(first[0]) if first.size else len(rolling)
     return periods * host.client.blocksize / host.rate
+
+
+def assert_silent_after_stop(audio: np.ndarray, rolling: np.ndarray, period: int) -> None:
+    """What was recorded across a stop: sound before it, and exact silence from one period
+    after the stopped period on (the fade-out takes at most that)."""
+    stopped = np.flatnonzero(rolling == 0)
+    assert stopped.size, "the transport never stopped"
+    p = stopped[0]
+    assert np.abs(audio[:, : p * period]).max() > 0.05  # it was playing
+    assert np.abs(audio[:, (p + 1) * period :]).max() == 0.0

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bridge.live.jackd_server import terminate
 from bridge.serve.protocol import LineReader, encode, request
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,13 +60,7 @@ class Serve:
         return self.log_path.read_text()[-4000:]
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         self.log.close()
         return self.proc.returncode
 
