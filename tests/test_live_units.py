@@ -12,7 +12,6 @@ port buffers).
 
 from __future__ import annotations
 
-import os
 import queue
 
 import numpy as np
@@ -367,36 +366,3 @@ def test_the_status_line_shows_the_lookahead_in_use_and_the_margin():
     }
     line = board.line(s)
     assert "ahead 149 ms auto, 3-frame pieces margin 62 ms" in line, line
-
-
-def test_the_heap_trimmer_gives_memory_back_when_due_and_not_before():
-    """Real glibc malloc_trim: freed heap goes back to the system (RSS falls), and not twice
-    inside its period."""
-    import numpy as np
-
-    from bridge.live.heap import HeapTrimmer
-
-    trimmer = HeapTrimmer(every_s=3600.0)
-    if trimmer._trim is None:
-        pytest.skip("not glibc")
-    trimmer.maybe_trim()
-    assert trimmer.trims == 0  # not due for an hour
-    trimmer._next = 0.0
-
-    def rss_mb() -> float:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-    # many small blocks (below the mmap threshold, so free() keeps them in the heap), then
-    # freed but one in 64 - the fragmentation a piece's temporaries leave behind
-    blocks = [np.ones(4096, np.float64) for _ in range(20_000)]
-    keep = blocks[::64]
-    del blocks
-    before = rss_mb()
-    trimmer.maybe_trim()
-    after = rss_mb()
-    assert trimmer.trims == 1 and trimmer.max_ms >= 0.0
-    assert after < before - 50, (before, after)  # ~150 MB were free in the heap
-    trimmer.maybe_trim()
-    assert trimmer.trims == 1  # the next is an hour away
-    del keep

@@ -38,8 +38,6 @@ WORKER_KEYS = (
     "lookahead_auto",
     "margin_ms",
     "late_pieces",
-    "heap_trims",
-    "heap_trim_max_ms",
     "last_rewind",
     "piece_ms",
     "link_peers",
@@ -93,8 +91,6 @@ def worker_status(worker, playhead_frame: int, rolling: bool) -> dict:
         "lookahead_auto": worker.preset.lookahead_ms is None,
         "margin_ms": round(min(worker.margins) * 1000, 1) if worker.margins else None,
         "late_pieces": worker.late_pieces,
-        "heap_trims": worker.heap.trims,
-        "heap_trim_max_ms": round(worker.heap.max_ms, 2),
         "last_rewind": worker.last_rewind,
         "piece_ms": _spread(worker.piece_gen),
     }

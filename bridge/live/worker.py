@@ -55,7 +55,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridge.live import ring as R
-from bridge.live.heap import HeapTrimmer
 from bridge.live.live_input import LiveInputStyle, with_live_slot
 from bridge.live.macros import MACRO_STATUS, macro_messages
 from bridge.live.models import LiveModels
@@ -180,7 +179,6 @@ class Worker:
         self._target_seq = -1  # act on whatever the callback posted while we loaded
         self.reload = PresetReload(self.models, str(self.preset.path), int(self.ctl[R.RELOAD_SEQ]))
         self._prepared_changes = -1
-        self.heap = HeapTrimmer()
         self._last_status = 0.0
         self.max_gen = 0.0
         self.last_weights: dict[str, float] = self.engine.controls.style_weights()
@@ -478,8 +476,6 @@ class Worker:
         if worked:
             self._generate(rolling)
         self._post_status(playhead, rolling)
-        if not worked:
-            self.heap.maybe_trim()
         return 0.0 if worked else 0.002
 
     def _follow_freewheel(self) -> None:
