@@ -35,7 +35,7 @@ the status it reports (status.py).
   next piece, carrying the LM context over, so the audio does not stop.
 - **Freewheel.** Under the LV2 plugin a host's export runs faster or slower than real
   time and the plugin waits for the ring (ctl[FREEWHEEL]). Then the worker is a bounce:
-  fixed pacing (`FREEWHEEL_PACING`), no rejoining, no lookahead growing, and each stream
+  `jamstream render`'s pacing (`offline_pacing`), no rejoining, no lookahead growing, and each stream
   starts at the host's song frame with the same seed, so two exports of one session are
   identical whatever this machine's speed.
 - **Macros.** The plugin's 8 automatable knobs arrive as 0xF4 events; each moves the
@@ -74,16 +74,6 @@ FLOOR_MEMORY = 400  # pieces (about a minute) a grown lookahead is kept after th
 
 
 FREEWHEEL_STREAM = 1  # the stream index (seed) every freewheel stream starts with
-
-
-def freewheel_pacing(preset):
-    """An export's pacing: the offline bounce's (the preset's, else 3-frame pieces, no
-    lookahead), so a plugin's export is what `jamstream render` makes of the same song. The
-    plugin posts the end of what its cycle needs as the playhead while it waits, so each
-    piece is due exactly when it is needed."""
-    from bridge.jam.pacing import offline_pacing
-
-    return offline_pacing(preset)
 
 
 @dataclass
@@ -200,6 +190,14 @@ class Worker:
         spf = self.engine.stats.seconds_per_frame() if self.engine.stats.frames >= 50 else self.seconds_per_frame
         return live_pacing(preset, spf, self.period_s())
 
+    def _pacing_now(self):
+        """Exporting, `jamstream render`'s pacing (the preset's, else 3-frame pieces and no
+        lookahead: the plugin posts the end of what its cycle needs as the playhead, so each
+        piece is due exactly when it is needed); live, the measured one."""
+        from bridge.jam.pacing import offline_pacing
+
+        return offline_pacing(self.preset) if self.freewheel else self._measured_pacing(self.preset)
+
     def _set_pacing(self, pacing) -> None:
         """Pace by `pacing`; under the LV2 plugin, which plays the ring its reported latency
         behind the host (and gets automation that much early), decide at least that far
@@ -233,28 +231,19 @@ class Worker:
         return self.engine.piece_frames * spf + 2 * self.period_s() + 0.01
 
     def _restart(self, frame: int, rolling: bool = False) -> None:
+        """A new stream at `frame`. Live and rolling, a lookahead ahead (mid-bar is fine: the
+        grid picks up at the next boundary), so its first piece is decided now and lands with
+        the whole lookahead to spare - a stream that began closer would have to catch up piece
+        by piece, each at risk, which on a machine near real time it barely does. Exporting,
+        at the host's song frame (the playhead + `HOST_LATENCY`, which the plugin posts as 0
+        then), with effects reset and the same stream seed every time, whatever played before."""
         if self.freewheel:
-            return self._restart_bounce(frame)
-        self._restart_live(frame, rolling)
-
-    def _restart_bounce(self, frame: int) -> None:
-        """An export's stream: at the host's song frame (the plugin plays `HOST_LATENCY`
-        behind it), seeded alike every time, whatever the playhead did before."""
-        host = max(0, frame + int(self.ctl[R.HOST_LATENCY]))
-        self.engine.reset_effects()
-        self.engine.start(self.seconds(host), stream=FREEWHEEL_STREAM)
-        self.stream_live = True
-        self.stream_pieces = 0
-        self._mark(self.writer.frame(self.engine.piece_start_sample()))
-        self.ctl[R.STREAM] += 1
-
-    def _restart_live(self, frame: int, rolling: bool = False) -> None:
-        """A new stream at `frame`; while rolling, a lookahead ahead (mid-bar is fine: the grid
-        picks up at the next boundary), so its first piece is decided now and lands with the
-        whole lookahead to spare - a stream that began closer would have to catch up piece
-        by piece, each at risk, which on a machine near real time it barely does."""
-        ahead = min(self.engine.lookahead_s + 0.06, 10.0) if rolling else 0.0  # + the held frame, rounding
-        self.engine.start(max(0.0, self.seconds(frame) + ahead))
+            self.engine.reset_effects()
+            host = max(0, frame + int(self.ctl[R.HOST_LATENCY]))
+            self.engine.start(self.seconds(host), stream=FREEWHEEL_STREAM)
+        else:
+            ahead = min(self.engine.lookahead_s + 0.06, 10.0) if rolling else 0.0  # + the held frame, rounding
+            self.engine.start(max(0.0, self.seconds(frame) + ahead))
         self.stream_live = True
         self.stream_pieces = 0
         self._mark(self.writer.frame(self.engine.piece_start_sample()))
@@ -441,10 +430,8 @@ class Worker:
         self._drain_midi()
         self._maybe_reload()
         self._follow_freewheel()
-        if int(ctl[R.HOST_LATENCY]) != self._host_latency:  # the plugin's latency changed (a restored state)
-            self._set_pacing(
-                self._measured_pacing(self.preset) if not self.freewheel else freewheel_pacing(self.preset)
-            )
+        if int(ctl[R.HOST_LATENCY]) != self._host_latency:  # the plugin posts its latency (0 exporting)
+            self._set_pacing(self._pacing_now())
         if self.sources.follow(tp, self.cfg.bpm or self.preset.bpm):
             self._invalidate()
         if self.clock.changes != self._seen_changes:
@@ -486,7 +473,7 @@ class Worker:
             return
         self.freewheel = freewheel
         self.ctl[R.FREEWHEEL_READY] = -1
-        self._set_pacing(freewheel_pacing(self.preset) if freewheel else self._measured_pacing(self.preset))
+        self._set_pacing(self._pacing_now())
         self._invalidate()
         self._target_seq = -2  # whatever the playhead is doing, begin where it is
 

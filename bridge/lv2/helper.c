@@ -456,7 +456,7 @@ static void housekeeping(Plugin *s) {
     Block *b = s->cur;
     if (b && !b->ready_logged && LD(&b->ctl[CTL_WORKER_READY]) == 1) {
         b->ready_logged = 1;
-        js_log(s, s->u.log_Note, "ready: latency %d frames", (int)LD(&s->latency));
+        js_log(s, s->u.log_Note, "ready: latency %d frames", (int)s->latency);
     }
     if (__atomic_exchange_n(&s->fw_timeout, 0, __ATOMIC_ACQ_REL))
         js_log(s, s->u.log_Error,

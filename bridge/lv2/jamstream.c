@@ -84,14 +84,14 @@ static void default_config(Config *c) {
     c->adapter[0] = '\0';
     const char *seed = getenv("JAMSTREAM_SEED");
     c->seed = (seed && *seed) ? (int32_t)strtol(seed, NULL, 10) : 0;
-    const char *ms = getenv("JAMSTREAM_LATENCY_MS");
-    c->latency_ms = (ms && *ms) ? (int32_t)strtol(ms, NULL, 10) : DEFAULT_LATENCY_MS;
 }
 
-static int32_t clamp_latency_ms(int32_t ms) { return ms < 0 ? 0 : ms > MAX_LATENCY_MS ? MAX_LATENCY_MS : ms; }
-
-static void set_latency(Plugin *s, int32_t ms) {
-    __atomic_store_n(&s->latency, (int32_t)llround(clamp_latency_ms(ms) * s->rate / 1000.0), __ATOMIC_RELEASE);
+/* JAMSTREAM_LATENCY_MS (else DEFAULT_LATENCY_MS, within 0..MAX_LATENCY_MS) in frames. */
+static int32_t latency_frames(double rate) {
+    const char *v = getenv("JAMSTREAM_LATENCY_MS");
+    long ms = (v && *v) ? strtol(v, NULL, 10) : DEFAULT_LATENCY_MS;
+    ms = ms < 0 ? 0 : ms > MAX_LATENCY_MS ? MAX_LATENCY_MS : ms;
+    return (int32_t)llround(ms * rate / 1000.0);
 }
 
 static LV2_Handle instantiate(const LV2_Descriptor *d, double rate, const char *bundle,
@@ -123,8 +123,7 @@ static LV2_Handle instantiate(const LV2_Descriptor *d, double rate, const char *
     s->nominal_block = nominal > 0 ? nominal : max > 0 ? max : 256;
 
     default_config(&s->cfg);
-    s->cfg.latency_ms = clamp_latency_ms(s->cfg.latency_ms);
-    set_latency(s, s->cfg.latency_ms);
+    s->latency = latency_frames(rate);
     s->bpb = 4.0;
     s->beat_unit = 4.0;
     s->next_serial = 1;
@@ -393,7 +392,7 @@ static void run(LV2_Handle h, uint32_t n) {
 
     /* 2.-3. the host frame at sample 0, the latency, the playhead */
     const int64_t f = s->base;
-    const int32_t lat = __atomic_load_n(&s->latency, __ATOMIC_ACQUIRE);
+    const int32_t lat = s->latency;
     if (s->latency_port) *s->latency_port = (float)lat;
     /* Live, the ring plays `lat` behind the host (a compensating host hears it on its frames
      * and sends automation that early). An export needs no lookahead - the plugin waits for

@@ -122,7 +122,6 @@ typedef struct Config {
     char mode[32];
     char adapter[1024];
     int32_t seed;
-    int32_t latency_ms;
 } Config;
 
 typedef struct Urids {
@@ -149,6 +148,7 @@ typedef struct Plugin {
     Urids u;
     double rate;
     int32_t nominal_block;
+    int32_t latency; /* frames: what run() reports and (live) plays the ring behind the host by */
     char bundle[PATH_MAX];
     char socket_path[108];
 
@@ -157,7 +157,6 @@ typedef struct Plugin {
     uint64_t pub_gen;  /* bumped after every change of pub */
     uint64_t ack_gen;  /* the generation run() last read */
     int fw_timeout;    /* run -> helper: log the freewheel timeout */
-    int32_t latency;   /* frames, from cfg.latency_ms: what run() reports and plays behind by */
     int activated;
     int quit;
     uint64_t cfg_seq;  /* bumped on every config change */

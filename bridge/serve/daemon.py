@@ -135,8 +135,6 @@ class Instance:
             self.state = "playing"
             self.failures = 0
             self.log(f"ready: {self.preset.name} ({self.attach['mode']}), {message.get('pacing', '')}")
-        elif "fatal" in message:
-            raise RuntimeError(message["fatal"])
         else:
             self.status = message
 
