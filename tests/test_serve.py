@@ -156,3 +156,19 @@ def test_a_stale_socket_file_is_replaced(tmp_path):
     assert serve.status()["pid"] == serve.proc.pid
     assert serve.stop() == 0
     assert os.path.exists(stale) is False
+
+
+def test_two_model_instances_share_each_lm_pass(tmp_path):
+    serve = Serve(tmp_path, timeout=60)
+    try:
+        a = Client(serve.socket, name="a", preset="jazz-trio-bossa", mode="model", seed=1)
+        b = Client(serve.socket, name="b", preset="techno-dub", mode="model", seed=2)
+        status = serve.wait_for(lambda s: [i["state"] for i in s["instances"]] == ["playing"] * 2, 240, "both ready")
+        assert status["models"] == ["model"], status  # one stack, loaded once
+        batching = status["batching"]
+        # Both warm up at once on the shared stack: their frames ride the same passes.
+        assert 0 < batching["passes"] < batching["stream_frames"], batching
+        a.close()
+        b.close()
+    finally:
+        serve.stop()

@@ -122,6 +122,7 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
         codec_ms = None
     for r in rows:
         r["rtf_with_codec"] = None if codec_ms is None else 1000.0 / FRAME_RATE / (r["frame_ms"] + codec_ms)
+    streams = _bench_streams(lm, args, device)
     out = {
         "lm": source,
         "config": args.config,
@@ -129,6 +130,7 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
         "threads": threads,
         "codec_decode_ms_per_frame": codec_ms,
         "variants": rows,
+        "streams": streams,
     }
     lines = [
         f"LM: {source}, {out['parameters'] / 1e6:.1f} M parameters, {threads} thread(s), batch 1; a frame is 40 ms"
@@ -140,8 +142,41 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
             f"{'on ' if r['cfg'] else 'off'}   {'on ' if r['kv_cache'] else 'off'}    {r['dtype']:<5}  "
             f"{r['frame_ms']:>8.2f}  {r['tokens_per_s']:>9.0f}  {r['rtf_lm_only']:>9.2f}  {rtf_c:>12}"
         )
+    if streams:
+        lines.append(
+            f"N streams at once (batched passes, guided, with decoding, {args.frames} frames each, "
+            f"{args.lm_threads or 1} thread(s) as serve):"
+        )
+        for r in streams:
+            lines.append(
+                f"  N={r['streams']}: {r['rtf_per_stream']:.2f}x real time per stream, "
+                f"{r['aggregate_rtf']:.2f}x in all ({r['frame_ms']:.1f} ms per frame pass)"
+            )
     emit(out, args.json, "\n".join(lines))
     return 0
+
+
+def _bench_streams(lm, args, device: str) -> list[dict] | None:
+    """`streams`: N = 1, 2, 4 streams batched, with the codec (None without codec weights)."""
+    from model.codec.network import load_codec
+    from model.eval.bench import bench_streams
+    from model.generator import Generator
+
+    try:
+        codec = load_codec(args.codec)
+    except Exception:
+        return None
+    if device != "cpu":
+        return None  # the codec and the batcher's decode run on the CPU; the GPU run reports variants
+    import torch
+
+    lm.codec_fingerprint = None  # speed only: an LM of another codec times the same
+    before = torch.get_num_threads()
+    torch.set_num_threads(args.lm_threads or 1)  # what `jamstream serve` runs with (its --threads)
+    try:
+        return bench_streams(Generator(lm, codec), frames=args.frames)
+    finally:
+        torch.set_num_threads(before)
 
 
 def cmd_bench_render(args: argparse.Namespace) -> int:

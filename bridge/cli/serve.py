@@ -18,7 +18,8 @@ examples:
 
 You rarely start it yourself: the first jamstream plugin a host loads starts it when none runs
 (install the plugin with `jamstream plugin install`). Each instance gets its own shared-memory
-ring, preset and seed; the models load once and are shared. SIGTERM stops it cleanly.
+ring, preset and seed; the models load once and are shared, and instances on the same models
+are generated together in one batched pass per frame. SIGTERM stops it cleanly.
 """
 
 
@@ -43,7 +44,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bridge.serve.daemon import ServeConfig, run_serve
 
     cfg = ServeConfig(
-        socket=path, lm=args.lm, codec=args.codec, style=args.style, threads=args.threads, idle_exit_s=args.idle_exit
+        socket=path,
+        lm=args.lm,
+        codec=args.codec,
+        style=args.style,
+        threads=args.threads,
+        idle_exit_s=args.idle_exit,
+        batch=not args.no_batch,
     )
     return run_serve(cfg)
 
@@ -84,6 +91,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--codec", help="codec weights (default: the shipped ones)")
     s.add_argument("--style", help="style model weights (default: the shipped ones)")
     s.add_argument("--threads", type=int, default=1, help="torch threads per generator")
+    s.add_argument(
+        "--no-batch",
+        action="store_true",
+        help="run each instance's LM passes on its own (default: instances on the same models share each pass)",
+    )
     s.add_argument(
         "--idle-exit",
         type=float,

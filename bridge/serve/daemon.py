@@ -6,7 +6,8 @@ process. So the plugin is only a ring reader (bridge/lv2/jamstream.c) and this d
 does the rest: per attached instance it makes one shared block - the very layout the
 JACK bridge uses (bridge/live/ring.py) - and runs the same scheduling loop on it
 (bridge/live/worker.Worker) in a thread, on models loaded once per distinct stack
-(`ModelCache`). torch releases the GIL inside its kernels, so instances' pieces overlap.
+(`ModelCache`). Instances on the same models share each LM pass: their streams are batched
+(model.streams.StreamBatcher), which on a CPU costs about what one stream costs.
 
 - A plugin's connection is its lifetime: when it closes (the instance was removed, the
   host quit or crashed) the worker stops and the block is freed.
@@ -48,6 +49,7 @@ class ServeConfig:
     codec: str | None = None
     style: str | None = None
     threads: int = 1  # torch threads per generator (all instances share the cores)
+    batch: bool = True  # instances on the same models share each LM pass (model.streams)
     idle_exit_s: float | None = None  # exit after this long without instances (a plugin-started daemon)
 
 
@@ -56,9 +58,10 @@ class ModelCache:
     Stacks differ by the metronome, an always-on adapter, or a preset's adapter slots
     (their strengths follow that instance's CCs, so such a stack is not shared)."""
 
-    def __init__(self):
+    def __init__(self, batch: bool = True):
         self._stacks: dict[tuple, object] = {}
         self._lock = threading.Lock()
+        self.batch = batch
 
     @staticmethod
     def key(cfg, preset) -> tuple:
@@ -71,8 +74,23 @@ class ModelCache:
         key = self.key(cfg, preset)
         with self._lock:  # one load at a time: a second instance of the same stack waits for it
             if key not in self._stacks:
-                self._stacks[key] = LiveModels(cfg, preset)
+                models = LiveModels(cfg, preset)
+                if self.batch and not cfg.metronome and key[2] is None:
+                    # Adapter slots set strengths on the weights per instance: such a stack
+                    # plays unbatched; every other stack's instances share each pass.
+                    from model.streams import BatchedGenerator
+
+                    models.generator = BatchedGenerator(models.generator)
+                self._stacks[key] = models
             return self._stacks[key]
+
+    def batching(self) -> dict:
+        """Frame passes made and stream frames made in them, summed over batched stacks."""
+        batchers = [m.generator.batcher for m in self._stacks.values() if hasattr(m.generator, "batcher")]
+        return {
+            "passes": sum(b.frames for b in batchers),
+            "stream_frames": sum(b.stream_frames for b in batchers),
+        }
 
     def describe(self) -> list[str]:
         return ["metronome" if k[0] else f"model{' + adapter ' + k[1] if k[1] else ''}" for k in self._stacks]
@@ -232,7 +250,7 @@ def parse_attach(message: dict) -> dict:
 class Daemon:
     def __init__(self, cfg: ServeConfig):
         self.cfg = cfg
-        self.models = ModelCache()
+        self.models = ModelCache(cfg.batch)
         self.instances: dict[int, Instance] = {}
         self._lock = threading.Lock()
         self._next_id = 1
@@ -382,6 +400,7 @@ class Daemon:
             "socket": str(self.cfg.socket),
             "uptime_s": round(time.monotonic() - self.started, 1),
             "models": self.models.describe(),
+            "batching": self.models.batching(),
             "instances": instances,
         }
 

@@ -15,7 +15,7 @@ import torch
 
 from model.codec.network import FRAME_RATE, FRAME_SAMPLES, Codec
 from model.generator import fixed_tempo_timing
-from model.lm.network import DepthformerLM
+from model.lm.network import DepthformerLM, StreamRows
 from model.lm.sampling import SamplingConfig
 
 
@@ -90,7 +90,7 @@ def _uncached_frame(lm, history, prev, timing, memory, sampling, gen):
     window_timing = torch.cat([torch.zeros(window.shape[0] - 1, 3, device=timing.device), timing]).unsqueeze(0)
     x = lm.frame_inputs(window.unsqueeze(0), window_timing)
     h = lm.temporal_forward(x.expand(memory.shape[0], -1, -1), memory)[:, -1]
-    return lm.sample_levels(h, 1, sampling, gen)
+    return lm.sample_levels(h, StreamRows.of([memory.shape[0]]), [sampling], [gen])
 
 
 @torch.inference_mode()
@@ -114,3 +114,53 @@ def bench_codec(codec: Codec, seconds: float = 10.0, levels: int = 16, repeats: 
         "decode_ms_per_frame": 1000.0 / (dec_chunk * chunk.shape[1]),
         "frame_samples": FRAME_SAMPLES,
     }
+
+
+def bench_streams(generator, counts=(1, 2, 4), frames: int = 50, chunk: int = 5, context: int = 250) -> list[dict]:
+    """Real-time factor per stream when N streams play at once through one StreamBatcher,
+    each from its own thread in chunks of `chunk` frames, guided, default sampling, codec
+    decoding included (as `jamstream serve` runs its plugin instances). Every stream starts
+    from a cache holding `context` frames (untimed), so all see a full window."""
+    import threading
+
+    from model.streams import BatchedGenerator
+
+    batched = BatchedGenerator(generator)
+    lm, c = generator.lm, generator.lm.config
+    history = torch.randint(0, c.codebook_size, (context, c.levels), generator=torch.Generator().manual_seed(0))
+    timing = fixed_tempo_timing(0, context + frames, 120.0, 4)
+    style = torch.zeros(c.style_tokens, dtype=torch.long)
+
+    def primed(seed: int):
+        state = batched.new_state(seed)
+        lm.feed(history, timing[:context], batched.memory(style, True), state.cache)
+        state.prev, state.decoder["history"] = history[-1], history[-batched.decoder_context :].clone()
+        return state
+
+    def play(n: int, count: int) -> float:
+        states = [primed(s) for s in range(n)]
+        gate = threading.Barrier(n + 1)
+
+        def stream(s: int) -> None:
+            gate.wait()
+            state = states[s]
+            for start in range(context, context + count, chunk):
+                k = min(chunk, context + count - start)
+                _, state = batched.generate_chunk(state, style, timing[start : start + k], k)
+
+        threads = [threading.Thread(target=stream, args=(s,)) for s in range(n)]
+        for t in threads:
+            t.start()
+        gate.wait()
+        begin = time.perf_counter()
+        for t in threads:
+            t.join()
+        return time.perf_counter() - begin
+
+    play(1, chunk)  # warm-up
+    rows = []
+    for n in counts:
+        wall = play(n, frames)
+        rtf = frames / FRAME_RATE / wall
+        rows.append({"streams": n, "rtf_per_stream": rtf, "aggregate_rtf": n * rtf, "frame_ms": 1000 * wall / frames})
+    return rows

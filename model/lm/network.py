@@ -30,6 +30,7 @@ style space puts them. The input stays tokens, as in Magenta RT.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 
 from model.errors import JamstreamError
 from model.io.checkpoint import load_model, save_model
-from model.lm.blocks import DepthBlock, GrowingKV, RingSlot, TemporalBlock
+from model.lm.blocks import DepthBlock, GrowingKV, RingSlot, StreamSlots, TemporalBlock
 
 TIMING_FEATURES = 9
 
@@ -103,9 +104,37 @@ class TemporalCache:
     def clone(self) -> "TemporalCache":
         return TemporalCache(self.k.clone(), self.v.clone(), self.pos.clone(), self.frame)
 
-    def layer(self, index: int) -> RingSlot:
-        """Layer `index`'s buffers and the slot the current frame writes."""
-        return RingSlot(self.k[index], self.v[index], self.frame % self.k.shape[3])
+    @property
+    def rows(self) -> int:
+        return self.k.shape[1]
+
+    def layer(self, index: int, bias: torch.Tensor) -> RingSlot:
+        """Layer `index`'s buffers, the slot the current frame writes and its bias."""
+        return RingSlot(self.k[index], self.v[index], self.frame % self.k.shape[3], bias)
+
+
+@dataclass(frozen=True)
+class StreamRows:
+    """How a batch's rows belong to its streams. A stream's rows sit together, as its cache
+    holds them: its conditional row, then - with guidance - its null-style row."""
+
+    rows: tuple[int, ...]  # per stream: 1, or 2 with guidance
+    cond: torch.Tensor  # [S] each stream's conditional row
+    uncond: torch.Tensor  # [S] each stream's null-style row (its conditional row when unguided)
+    stream_of_row: torch.Tensor  # [R]
+
+    @classmethod
+    def of(cls, rows: Sequence[int]) -> "StreamRows":
+        rows = tuple(int(r) for r in rows)
+        if any(r not in (1, 2) for r in rows):
+            raise JamstreamError(f"a stream has 1 row, or 2 with guidance (got {rows})")
+        starts = torch.tensor([0, *rows]).cumsum(0)[:-1]
+        counts = torch.tensor(rows)
+        return cls(rows, starts, starts + counts - 1, torch.repeat_interleave(torch.arange(len(rows)), counts))
+
+    @property
+    def guided(self) -> bool:
+        return any(r == 2 for r in self.rows)
 
 
 class DepthformerLM(nn.Module):
@@ -190,12 +219,6 @@ class DepthformerLM(nn.Module):
             shifted = torch.cat([prev.unsqueeze(1), shifted], dim=1)
         return self.inputs_after(shifted, timing, bos=prev is None)
 
-    def step_input(self, prev: torch.Tensor | None, timing: torch.Tensor) -> torch.Tensor:
-        """One frame's temporal input [B, d] after `prev` [B, L] (None: BOS) at timing [B, 3]."""
-        b = timing.shape[0]
-        before = self.level_offsets.new_zeros(b, 0, self.config.levels) if prev is None else prev.view(b, 1, -1)
-        return self.inputs_after(before, timing.unsqueeze(1), bos=prev is None)[:, 0]
-
     def inputs_after(self, before: torch.Tensor, timing: torch.Tensor, bos: bool) -> torch.Tensor:
         """The frame-input embedding: [B, T, d] for T frames at timing [B, T, 3], each the mean
         of its previous frame's level embeddings plus its timing features.
@@ -233,17 +256,28 @@ class DepthformerLM(nn.Module):
             pos=torch.full((c.window,), -1, dtype=torch.long, device=device),
         )
 
-    def temporal_step(self, x: torch.Tensor, memory: torch.Tensor, cache: TemporalCache) -> torch.Tensor:
-        """One frame [B, d] through the stack with the ring cache; returns [B, d]. O(window)."""
-        frame = cache.frame
-        cache.pos[frame % self.config.window] = frame
-        valid = cache.pos >= 0
-        bias = self._window_bias(torch.tensor([frame], device=x.device), cache.pos)
-        bias = bias.masked_fill(~valid.view(1, 1, -1), float("-inf")).to(x.dtype)
+    def temporal_step(
+        self, x: torch.Tensor, memory: torch.Tensor, caches: TemporalCache | Sequence[TemporalCache]
+    ) -> torch.Tensor:
+        """One frame [R, d] through the stack with the ring caches; returns [R, d]. O(window).
+
+        With several caches (independent streams, each at its own frame) the rows are theirs
+        in order: every linear layer runs once for all of them, attention per stream.
+        """
+        caches = [caches] if isinstance(caches, TemporalCache) else list(caches)
+        biases = []
+        for cache in caches:
+            frame = cache.frame
+            cache.pos[frame % self.config.window] = frame
+            bias = self._window_bias(torch.tensor([frame], device=x.device), cache.pos)
+            biases.append(bias.masked_fill(~(cache.pos >= 0).view(1, 1, -1), float("-inf")).to(x.dtype))
+        rows = tuple(cache.rows for cache in caches)
         h = x.unsqueeze(1)
         for i, blk in enumerate(self.temporal):
-            h = blk(h, memory, bias, kv=cache.layer(i))
-        cache.frame = frame + 1
+            slots = StreamSlots([cache.layer(i, bias) for cache, bias in zip(caches, biases)], rows)
+            h = blk(h, memory, None, kv=slots)
+        for cache in caches:
+            cache.frame += 1
         return self.temporal_norm(h)[:, 0]
 
     # ------------------------------------------------------------ depth stack
@@ -278,7 +312,7 @@ class DepthformerLM(nn.Module):
         rows = memory.shape[0]
         for f in range(tokens.shape[0]):
             before = prev if f == 0 else tokens[f - 1]
-            x = self.step_input(None if before is None else before.view(1, -1), timing[f : f + 1])
+            x = self.stream_inputs([None if before is None else before.reshape(-1)], timing[f : f + 1])
             self.temporal_step(x.expand(rows, -1), memory, cache)
 
     @torch.inference_mode()
@@ -291,43 +325,85 @@ class DepthformerLM(nn.Module):
         sampling,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """Sample one frame's L tokens [B, L] after `prev` [B, L] (None: stream start).
+        """Sample one stream's next frame [1, L] after `prev` [1, L] (None: stream start).
 
-        With guidance, `memory` and `cache` hold 2B rows (conditional first, then the
-        null-style rows) and both run as one batch; the sampled tokens feed both.
+        With guidance, `memory` and `cache` hold 2 rows (conditional first, then the
+        null-style row) and both run as one batch; the sampled tokens feed both.
         """
-        b = timing.shape[0]
-        guided = memory.shape[0] == 2 * b
-        x = self.step_input(prev, timing)
-        if guided:
-            x = torch.cat([x, x], dim=0)
-        h = self.temporal_step(x, memory, cache)
-        return self.sample_levels(h, b, sampling, generator)
+        prev = None if prev is None else prev.reshape(-1)
+        return self.next_frames([prev], timing.view(1, 3), memory, [cache], [sampling], [generator])
 
-    def sample_levels(self, h: torch.Tensor, b: int, sampling, generator: torch.Generator | None) -> torch.Tensor:
-        """The depth stack: the frame's L tokens [b, L] from temporal outputs h [rows, d].
+    @torch.inference_mode()
+    def next_frames(
+        self,
+        prevs: Sequence[torch.Tensor | None],
+        timing: torch.Tensor,
+        memory: torch.Tensor,
+        caches: Sequence[TemporalCache],
+        samplings: Sequence,
+        generators: Sequence[torch.Generator | None],
+    ) -> torch.Tensor:
+        """The next frame [S, L] of S independent streams in one batched pass.
 
-        rows == 2b means guidance: conditional rows first, then the null-style rows.
+        Stream s continues after prevs[s] [L] (None: its start) at timing[s] (bpm, beat,
+        bar), with its own cache (rows: 1, or 2 with guidance), sampling and generator;
+        memory [R, 6, d] holds the streams' rows in order. A stream draws the same tokens
+        here as alone: nothing of one stream's reaches another's rows.
         """
-        from model.lm.sampling import apply_guidance, sample
+        streams = StreamRows.of([cache.rows for cache in caches])
+        x = self.stream_inputs(prevs, timing).index_select(0, streams.stream_of_row)
+        h = self.temporal_step(x, memory, caches)
+        return self.sample_levels(h, streams, samplings, generators)
+
+    def stream_inputs(self, prevs: Sequence[torch.Tensor | None], timing: torch.Tensor) -> torch.Tensor:
+        """Each stream's temporal input [S, d]: the mean of its previous frame's level
+        embeddings (BOS where it starts) plus its timing features."""
+        c = self.config
+        bos = [p is None for p in prevs]
+        before = torch.stack([self.level_offsets.new_zeros(c.levels) if p is None else p for p in prevs])
+        x = self.token_embed(before + self.level_offsets).mean(dim=1)
+        if any(bos):
+            x = torch.where(torch.tensor(bos, device=x.device).view(-1, 1), self.bos.expand_as(x), x)
+        return x + self.timing(timing_features(timing))
+
+    def level_logits(self, y: torch.Tensor, level: int, streams: StreamRows, samplings: Sequence) -> torch.Tensor:
+        """Depth outputs [R, d] at `level` -> each stream's guided logits [S, V]."""
+        logits = self.depth_norm(y) @ self.heads_out[level]
+        cond = logits.index_select(0, streams.cond)
+        if not streams.guided:
+            return cond
+        weight = torch.tensor(
+            [s.guidance if r == 2 else 0.0 for s, r in zip(samplings, streams.rows)], device=logits.device
+        ).view(-1, 1)
+        return (1 + weight) * cond - weight * logits.index_select(0, streams.uncond)
+
+    def level_input(self, tokens: torch.Tensor, level: int, streams: StreamRows) -> torch.Tensor:
+        """The depth stack's input [R, d] after `level`'s tokens [S] (level + 1's position)."""
+        emb = self.token_embed(tokens + self.level_offsets[level]) + self.level_pos[level + 1]
+        return emb.index_select(0, streams.stream_of_row)
+
+    def sample_levels(
+        self,
+        h: torch.Tensor,
+        streams: StreamRows,
+        samplings: Sequence,
+        generators: Sequence[torch.Generator | None],
+    ) -> torch.Tensor:
+        """The depth stack: each stream's L tokens [S, L] from its temporal outputs h [R, d]."""
+        from model.lm.sampling import sample_streams
 
         c = self.config
-        guided = h.shape[0] == 2 * b
-        step_in = (self.depth_in(h) + self.level_pos[0]).unsqueeze(1)  # [rows, 1, d]
+        step_in = (self.depth_in(h) + self.level_pos[0]).unsqueeze(1)  # [R, 1, d]
         caches = [GrowingKV() for _ in self.depth]
-        out = torch.empty(b, c.levels, dtype=torch.long, device=h.device)
+        out = torch.empty(len(streams.rows), c.levels, dtype=torch.long, device=h.device)
         for level in range(c.levels):
             y = step_in
             for blk, kv in zip(self.depth, caches):
                 y = blk(y, kv=kv)
-            logits = self.depth_norm(y[:, 0]) @ self.heads_out[level]
-            if guided:
-                logits = apply_guidance(logits[:b], logits[b:], sampling.guidance)
-            token = sample(logits, sampling, generator)
+            token = sample_streams(self.level_logits(y[:, 0], level, streams, samplings), samplings, generators)
             out[:, level] = token
             if level + 1 < c.levels:
-                emb = self.token_embed(token + self.level_offsets[level]) + self.level_pos[level + 1]
-                step_in = (torch.cat([emb, emb], dim=0) if guided else emb).unsqueeze(1)
+                step_in = self.level_input(token, level, streams).unsqueeze(1)
         return out
 
     # ------------------------------------------------------------ training
