@@ -78,13 +78,25 @@ def check_pair(lm: DepthformerLM, codec: Codec) -> None:
 
 
 class Generator:
-    def __init__(self, lm: DepthformerLM, codec: Codec, decoder_context: int = 8):
+    def __init__(self, lm: DepthformerLM, codec: Codec, decoder_context: int = 8, speculation=None):
+        """`speculation` (model.lm.speculative.Speculation): sample each frame's levels
+        speculatively with its draft - the same music, fewer depth passes."""
         if lm.config.levels > codec.levels:
             raise JamstreamError(f"the LM speaks {lm.config.levels} codec levels but the codec has {codec.levels}")
         check_pair(lm, codec)
         self.lm = lm.eval()
         self.codec = codec.eval()
         self.decoder_context = decoder_context
+        if speculation is not None:
+            d, c = speculation.draft.config, lm.config
+            if (d.levels, d.codebook_size, d.target_width) != (c.levels, c.codebook_size, c.width):
+                raise JamstreamError(
+                    f"the draft ({getattr(speculation.draft, 'source', 'given')}) drafts for an LM of "
+                    f"{d.levels} levels x {d.codebook_size} codes, width {d.target_width}; this LM has "
+                    f"{c.levels} x {c.codebook_size}, "
+                    f"width {c.width}: train a draft for it (`jamstream train draft`)"
+                )
+        self.speculation = speculation
 
     @property
     def levels(self) -> int:
@@ -148,7 +160,7 @@ class Generator:
         out = torch.empty(n_frames, self.levels, dtype=torch.long)
         for f in range(n_frames):
             prev = None if state.prev is None else state.prev.view(1, -1)
-            frame = self.lm.next_frame(prev, timing[f : f + 1], memory, state.cache, sampling, gen)[0]
+            frame = self.lm.next_frame(prev, timing[f : f + 1], memory, state.cache, sampling, gen, self.speculation)[0]
             out[f] = frame
             state.prev = frame
         state.rng = gen.get_state()

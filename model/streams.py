@@ -11,7 +11,8 @@ chunk asked for, advances all of them a frame at a time, and lets a chunk asked 
 join at the next frame boundary, so a stream never waits for another's chunk to end. Each
 stream keeps its own state, style, timing, seed and sampling: a stream draws the same
 tokens in a batch as alone (tests/test_streams.py). Decoding stays in the caller's thread
-(the codec is cheap and per stream).
+(the codec is cheap and per stream). With a speculative Generator, a pass that holds a
+single stream runs speculatively (acceptance differs per stream, so batched passes do not).
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ class StreamBatcher:
             [c.state.cache for c in active],
             [c.sampling for c in active],
             [c.generator for c in active],
+            self.generator.speculation,  # used while a single stream plays
         )
         for chunk, frame in zip(active, frames):
             chunk.out[chunk.frame] = frame
@@ -133,6 +135,7 @@ class BatchedGenerator(Generator):
 
     def __init__(self, generator: Generator):
         self.lm, self.codec, self.decoder_context = generator.lm, generator.codec, generator.decoder_context
+        self.speculation = generator.speculation
         self.batcher = StreamBatcher(generator)
 
     def generate_tokens(self, state, style_tokens, timing, n_frames, sampling):

@@ -218,6 +218,9 @@ def test_bench_lm_reports_every_variant_without_asserting_speed(capsys):
     assert {(True, True, "fp32"), (True, False, "fp32"), (False, True, "fp32"), (True, True, "bf16")} <= variants
     for v in report["variants"]:
         assert v["frame_ms"] > 0 and v["tokens_per_s"] > 0 and v["rtf_lm_only"] > 0
+    assert [s["streams"] for s in report["streams"]] == [1, 2, 4]
+    for s in report["streams"]:
+        assert s["rtf_per_stream"] > 0 and s["aggregate_rtf"] == pytest.approx(s["streams"] * s["rtf_per_stream"])
 
 
 def test_unseen_style_codes_condition_through_their_codebook_vectors():

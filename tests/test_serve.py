@@ -159,7 +159,8 @@ def test_a_stale_socket_file_is_replaced(tmp_path):
 
 
 def test_two_model_instances_share_each_lm_pass(tmp_path):
-    serve = Serve(tmp_path, timeout=60)
+    # --speculative too: a pass holding one instance alone speculates, shared passes batch.
+    serve = Serve(tmp_path, "--speculative", timeout=60)
     try:
         a = Client(serve.socket, name="a", preset="jazz-trio-bossa", mode="model", seed=1)
         b = Client(serve.socket, name="b", preset="techno-dub", mode="model", seed=2)

@@ -123,6 +123,7 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
     for r in rows:
         r["rtf_with_codec"] = None if codec_ms is None else 1000.0 / FRAME_RATE / (r["frame_ms"] + codec_ms)
     streams = _bench_streams(lm, args, device)
+    speculative = _bench_speculative(lm, args, device)
     out = {
         "lm": source,
         "config": args.config,
@@ -131,6 +132,7 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
         "codec_decode_ms_per_frame": codec_ms,
         "variants": rows,
         "streams": streams,
+        "speculative": speculative,
     }
     lines = [
         f"LM: {source}, {out['parameters'] / 1e6:.1f} M parameters, {threads} thread(s), batch 1; a frame is 40 ms"
@@ -152,8 +154,63 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
                 f"  N={r['streams']}: {r['rtf_per_stream']:.2f}x real time per stream, "
                 f"{r['aggregate_rtf']:.2f}x in all ({r['frame_ms']:.1f} ms per frame pass)"
             )
+    if speculative:
+        lines.append(
+            f"speculative decoding ({speculative['draft']}), one guided stream, default sampling: plain "
+            f"{speculative['plain_frame_ms']:.1f} ms/frame"
+        )
+        for r in speculative["lookaheads"]:
+            lines.append(
+                f"  lookahead {r['lookahead']}: {r['frame_ms']:.1f} ms/frame, {r['speedup']:.2f}x, "
+                f"{r['tokens_per_target_pass']:.2f} levels per target pass, {100 * r['acceptance']:.0f}% kept; "
+                f"predicted from the costs {r['predicted_speedup']:.2f}x"
+            )
+        costs = speculative["costs"]
+        depth = ", ".join(f"{n}: {ms:.2f}" for n, ms in costs["target_depth_pass_ms"].items())
+        lines.append(
+            f"  costs (ms): target depth pass by positions {{{depth}}}, draft step {costs['draft_step_ms']:.2f}, "
+            f"temporal step {costs['temporal_step_ms']:.2f}"
+        )
+        lines.append(
+            "  predicted speed-up at 50/70/90% kept (lookahead 3): "
+            + "/".join(f"{x:.2f}x" for x in speculative["predicted_at_acceptance"].values())
+        )
     emit(out, args.json, "\n".join(lines))
     return 0
+
+
+def _bench_speculative(lm, args, device: str) -> dict | None:
+    """`speculative`: the shipped draft on the shipped LM; an untrained draft of the right
+    shape otherwise (the `large` LM drafts with the tiny LM's depth-stack shape), whose costs
+    are real and whose acceptance means nothing (said in `draft`)."""
+    import torch
+
+    from model.errors import JamstreamError
+    from model.eval.bench import bench_speculative, predicted_speedup
+    from model.lm.draft import DRAFT_CONFIGS, DraftDepth, load_draft
+
+    c = lm.config
+    draft, name = None, ""
+    if args.draft or getattr(lm, "source", None) is not None:
+        try:
+            draft = load_draft(args.draft)
+            name = args.draft or "shipped draft"
+        except JamstreamError:
+            draft = None
+    if draft is None or draft.config.target_width != c.width or draft.config.levels != c.levels:
+        config = DRAFT_CONFIGS["tiny-for-large" if c.width == 1024 else "micro"]
+        torch.manual_seed(0)
+        draft = DraftDepth(config).eval()
+        name = f"untrained {'tiny-for-large' if c.width == 1024 else 'micro'} draft: costs real, acceptance not"
+    draft = draft.to(device)
+    report = bench_speculative(lm, draft, frames=max(5, min(args.frames, 25)))
+    for r in report["lookaheads"]:
+        r["predicted_speedup"] = predicted_speedup(report["costs"], c.levels, r["lookahead"], r["acceptance"])
+    report["predicted_at_acceptance"] = {
+        str(a): predicted_speedup(report["costs"], c.levels, 3, a) for a in (0.5, 0.7, 0.9)
+    }
+    report["draft"] = name
+    return report
 
 
 def _bench_streams(lm, args, device: str) -> list[dict] | None:
@@ -385,6 +442,7 @@ def _add_bench_lm(bsub: argparse._SubParsersAction) -> None:
     lb.add_argument("--frames", type=positive_int, default=50, help="frames generated per variant")
     lb.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the LM")
     lb.add_argument("--lm-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
+    lb.add_argument("--draft", default=None, help="draft weights for the speculative figures (default: shipped)")
     lb.add_argument("--json", action="store_true", help="print JSON")
     lb.set_defaults(func=cmd_bench_lm)
 

@@ -48,3 +48,18 @@ def positive_int(text: str) -> int:
 def emit(obj: dict, as_json: bool, text: str) -> None:
     """Machine-readable JSON on stdout with --json, else the human text."""
     print(json.dumps(obj) if as_json else text)
+
+
+def add_speculative_args(p: argparse.ArgumentParser) -> None:
+    """`--speculative` / `--draft`: the same music from fewer LM passes (see `bench lm`)."""
+    p.add_argument(
+        "--speculative",
+        action="store_true",
+        help="speculative decoding: a small draft proposes each frame's next levels and the LM checks several in "
+        "one pass; the output keeps the LM's distribution exactly",
+    )
+    p.add_argument("--draft", default=None, help="draft weights for --speculative (default: shipped; implies it)")
+
+
+def speculative_from(args: argparse.Namespace) -> bool:
+    return bool(args.speculative or args.draft)

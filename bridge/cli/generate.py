@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bridge.cli.common import Formatter, emit, number
+from bridge.cli.common import Formatter, add_speculative_args, emit, number, speculative_from
 
 EPILOG = """\
 examples:
@@ -75,7 +75,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     lm = load_lm(args.lm)
     if args.adapter:
         lora.apply_adapter(lm, args.adapter, strength=args.adapter_strength, adapters_dir=args.adapters_dir)
-    generator = Generator(lm, load_codec(args.codec))
+    speculation = None
+    if speculative_from(args):
+        from model.lm.speculative import load_speculation
+
+        speculation = load_speculation(args.draft)
+    generator = Generator(lm, load_codec(args.codec), speculation=speculation)
     clip = render_clip(
         generator,
         style_model,
@@ -145,6 +150,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--adapters-dir", default=None, help="where adapters live (default: $JAMSTREAM_ADAPTERS or ./adapters)"
     )
     g.add_argument("--lm", default=None, help="LM weights (default: shipped)")
+    add_speculative_args(g)
     g.add_argument("--codec", default=None, help="codec weights (default: shipped)")
     g.add_argument("--style", default=None, help="style-model weights (default: shipped)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")

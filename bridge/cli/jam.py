@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bridge.cli.common import Formatter, number
+from bridge.cli.common import Formatter, add_speculative_args, number
 
 EPILOG = """\
 examples:
@@ -110,6 +110,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--seed", type=int, default=0, help="generation seed")
     j.add_argument("--adapter", default=None, help="fine-tuned adapter (name under adapters/ or a directory)")
     j.add_argument("--lm", default=None, help="LM weights (default: shipped)")
+    add_speculative_args(j)
     j.add_argument("--codec", default=None, help="codec weights (default: shipped)")
     j.add_argument("--style", default=None, help="style-model weights (default: shipped)")
     j.add_argument("--threads", type=int, default=1, help="torch CPU threads in the generator process")

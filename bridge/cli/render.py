@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bridge.cli.common import Formatter, emit, number
+from bridge.cli.common import Formatter, add_speculative_args, emit, number, speculative_from
 
 EPILOG = """\
 examples:
@@ -62,7 +62,15 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
     if args.threads:
         torch.set_num_threads(args.threads)
-    stack = load_stack(preset, lm=args.lm, codec=args.codec, style=args.style, adapter=args.adapter)
+    stack = load_stack(
+        preset,
+        lm=args.lm,
+        codec=args.codec,
+        style=args.style,
+        adapter=args.adapter,
+        speculative=speculative_from(args),
+        draft=args.draft,
+    )
     engine = Engine(
         stack.generator,
         stack.style_model,
@@ -93,6 +101,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         "cc": engine.stats.cc,
         "bars": result.bars,
     }
+    speculation = stack.generator.speculation
+    if speculation is not None:
+        report["speculative"] = {
+            "lookahead": speculation.lookahead,
+            "levels_per_target_pass": round(speculation.stats.tokens_per_pass, 3),
+            "acceptance": round(speculation.stats.acceptance, 3),
+        }
     emit(
         report,
         args.json,
@@ -132,6 +147,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--adapter", default=None, help="fine-tuned adapter (name under adapters/ or a directory)")
     r.add_argument("--lm", default=None, help="LM weights (default: shipped)")
+    add_speculative_args(r)
     r.add_argument("--codec", default=None, help="codec weights (default: shipped)")
     r.add_argument("--style", default=None, help="style-model weights (default: shipped)")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads")

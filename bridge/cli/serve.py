@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bridge.cli.common import Formatter
+from bridge.cli.common import Formatter, add_speculative_args, speculative_from
 from model.errors import JamstreamError
 
 EPILOG = """\
@@ -51,6 +51,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         idle_exit_s=args.idle_exit,
         batch=not args.no_batch,
+        speculative=speculative_from(args),
+        draft=args.draft,
     )
     return run_serve(cfg)
 
@@ -88,6 +90,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--status", action="store_true", help="print the running daemon's status and exit")
     s.add_argument("--json", action="store_true", help="with --status: the status as JSON on stdout")
     s.add_argument("--lm", help="LM weights (default: the shipped ones)")
+    add_speculative_args(s)
     s.add_argument("--codec", help="codec weights (default: the shipped ones)")
     s.add_argument("--style", help="style model weights (default: the shipped ones)")
     s.add_argument("--threads", type=int, default=1, help="torch threads per generator")

@@ -154,6 +154,23 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
     return _report(Trainer(task, _train_config(args)).fit(), args)
 
 
+def cmd_train_draft(args: argparse.Namespace) -> int:
+    from model.lm.draft import DRAFT_CONFIGS
+    from model.lm.network import load_lm
+    from model.train.draft_task import DraftTask
+    from model.train.lm_task import LMTrainConfig
+    from model.train.token_data import load_token_clips
+    from model.train.trainer import Trainer
+
+    _check_corpora(args.corpus)
+    target = load_lm(args.lm)
+    config = DRAFT_CONFIGS[args.config]
+    levels = target.config.levels
+    clips = [c for corpus in args.corpus for c in load_token_clips(corpus, args.codec, args.style, levels)]
+    task = DraftTask(config, target, clips, LMTrainConfig(frames_per_batch=args.frames_per_batch, style_dropout=0.3))
+    return _report(Trainer(task, _train_config(args)).fit(), args)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from model.io.checkpoint import export_weights
 
@@ -170,11 +187,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog=TRAIN_EPILOG,
         formatter_class=Formatter,
     )
-    tsub = train.add_subparsers(dest="model", metavar="{codec,style,lm}", parser_class=Parser)
+    tsub = train.add_subparsers(dest="model", metavar="{codec,style,lm,draft}", parser_class=Parser)
     tsub.required = True
     _add_train_codec(tsub)
     _add_train_style(tsub)
     _add_train_lm(tsub)
+    _add_train_draft(tsub)
     _add_export(sub)
 
 
@@ -280,6 +298,28 @@ def _add_train_lm(tsub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=cmd_train_lm)
 
 
+def _add_train_draft(tsub: argparse._SubParsersAction) -> None:
+    from model.lm.draft import DRAFT_CONFIGS
+
+    d = tsub.add_parser(
+        "draft",
+        help="the speculative-decoding draft: a small depth stack distilled from the LM",
+        description="Distil a trained LM's depth distribution into a small draft depth stack (soft-target "
+        "cross-entropy against the frozen LM on corpus crops), for `--speculative` generation. The progress line's "
+        "`overlap` is the share of proposals speculative sampling would keep at temperature 1.",
+        epilog="example: jamstream train draft --corpus corpus --out runs/draft.safetensors --max-minutes 20",
+        formatter_class=Formatter,
+    )
+    d.add_argument("--corpus", required=True, nargs="+", metavar="DIR", help="corpus directory (or several)")
+    d.add_argument("--lm", default=None, help="the LM to distil (default: shipped)")
+    d.add_argument("--config", default="micro", choices=sorted(DRAFT_CONFIGS), help="draft size")
+    d.add_argument("--codec", default=None, help="codec weights to tokenize with (default: shipped)")
+    d.add_argument("--style", default=None, help="style-model weights for the style tokens (default: shipped)")
+    d.add_argument("--frames-per-batch", type=int, default=512, help="25 Hz frames per step (per process)")
+    _trainer_args(d, steps=600, lr=2e-3, checkpoint_every=50)
+    d.set_defaults(func=cmd_train_draft)
+
+
 def _add_export(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "export",
@@ -288,7 +328,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         epilog="example: jamstream export codec runs/codec.safetensors --out model/weights/codec.safetensors",
         formatter_class=Formatter,
     )
-    e.add_argument("kind", choices=["codec", "style", "lm"], help="which model the checkpoint holds")
+    e.add_argument("kind", choices=["codec", "style", "lm", "draft"], help="which model the checkpoint holds")
     e.add_argument("checkpoint", help="training checkpoint")
     e.add_argument("--out", required=True, help="weights file to write")
     e.add_argument("--recipe", default="", help="how these weights were made (stored in the file)")

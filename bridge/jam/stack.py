@@ -29,7 +29,10 @@ def load_stack(
     style: str | None = None,
     adapter: str | None = None,
     device: str = "cpu",
+    speculative: bool = False,
+    draft: str | None = None,
 ) -> Stack:
+    """`speculative`: sample with the draft at `draft` (default: the shipped one)."""
     from model.codec.network import load_codec
     from model.lm.network import load_lm
     from model.style.network import load_style
@@ -44,5 +47,10 @@ def load_stack(
 
         adapters = AdapterSet(language_model, preset, names, always_on=adapter)
         adapter_styles = adapters.styles()
-    generator = Generator(language_model, load_codec(codec))
+    speculation = None
+    if speculative:
+        from model.lm.speculative import load_speculation
+
+        speculation = load_speculation(draft)
+    generator = Generator(language_model, load_codec(codec), speculation=speculation)
     return Stack(generator, style_model, SlotStyles(style_model, preset, adapter_styles), adapters)

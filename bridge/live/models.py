@@ -25,7 +25,15 @@ class LiveModels:
         from bridge.jam.stack import load_stack
 
         base = without_live_slot(preset) if cfg.live_input else preset
-        stack = load_stack(base, lm=cfg.lm, codec=cfg.codec, style=cfg.style, adapter=cfg.adapter)
+        stack = load_stack(
+            base,
+            lm=cfg.lm,
+            codec=cfg.codec,
+            style=cfg.style,
+            adapter=cfg.adapter,
+            speculative=cfg.speculative,
+            draft=cfg.draft,
+        )
         self.generator, self.style_model, self.adapters = stack.generator, stack.style_model, stack.adapters
 
     def warm_up(self, preset) -> float:

@@ -202,6 +202,8 @@ class Supervisor:
             codec=args.codec,
             style=args.style,
             adapter=args.adapter,
+            speculative=bool(args.speculative or args.draft),
+            draft=args.draft,
             seed=args.seed,
             bpm=args.bpm,
             clock=args.clock,

@@ -83,6 +83,8 @@ class WorkerConfig:
     codec: str | None = None
     style: str | None = None
     adapter: str | None = None
+    speculative: bool = False
+    draft: str | None = None
     seed: int = 0
     bpm: float | None = None
     clock: str = "auto"  # auto | jack | midi | link | free

@@ -50,6 +50,8 @@ class ServeConfig:
     style: str | None = None
     threads: int = 1  # torch threads per generator (all instances share the cores)
     batch: bool = True  # instances on the same models share each LM pass (model.streams)
+    speculative: bool = False  # a pass that holds one instance alone runs speculatively
+    draft: str | None = None
     idle_exit_s: float | None = None  # exit after this long without instances (a plugin-started daemon)
 
 
@@ -109,6 +111,8 @@ class Instance:
             preset=str(preset.path),
             lm=cfg.lm,
             codec=cfg.codec,
+            speculative=cfg.speculative,
+            draft=cfg.draft,
             style=cfg.style,
             adapter=attach["adapter"] or None,
             seed=attach["seed"],

@@ -90,7 +90,7 @@ def _uncached_frame(lm, history, prev, timing, memory, sampling, gen):
     window_timing = torch.cat([torch.zeros(window.shape[0] - 1, 3, device=timing.device), timing]).unsqueeze(0)
     x = lm.frame_inputs(window.unsqueeze(0), window_timing)
     h = lm.temporal_forward(x.expand(memory.shape[0], -1, -1), memory)[:, -1]
-    return lm.sample_levels(h, StreamRows.of([memory.shape[0]]), [sampling], [gen])
+    return lm.sample_levels(h, StreamRows.of([memory.shape[0]], memory.device), [sampling], [gen])
 
 
 @torch.inference_mode()
@@ -128,7 +128,7 @@ def bench_streams(generator, counts=(1, 2, 4), frames: int = 50, chunk: int = 5,
     batched = BatchedGenerator(generator)
     lm, c = generator.lm, generator.lm.config
     history = torch.randint(0, c.codebook_size, (context, c.levels), generator=torch.Generator().manual_seed(0))
-    timing = fixed_tempo_timing(0, context + frames, 120.0, 4)
+    timing = fixed_tempo_timing(0, context + max(frames, chunk), 120.0, 4)
     style = torch.zeros(c.style_tokens, dtype=torch.long)
 
     def primed(seed: int):
@@ -140,13 +140,17 @@ def bench_streams(generator, counts=(1, 2, 4), frames: int = 50, chunk: int = 5,
     def play(n: int, count: int) -> float:
         states = [primed(s) for s in range(n)]
         gate = threading.Barrier(n + 1)
+        errors: list[BaseException] = []
 
         def stream(s: int) -> None:
             gate.wait()
             state = states[s]
-            for start in range(context, context + count, chunk):
-                k = min(chunk, context + count - start)
-                _, state = batched.generate_chunk(state, style, timing[start : start + k], k)
+            try:
+                for start in range(context, context + count, chunk):
+                    k = min(chunk, context + count - start)
+                    _, state = batched.generate_chunk(state, style, timing[start : start + k], k)
+            except BaseException as error:  # re-raised in the bench's thread
+                errors.append(error)
 
         threads = [threading.Thread(target=stream, args=(s,)) for s in range(n)]
         for t in threads:
@@ -155,6 +159,8 @@ def bench_streams(generator, counts=(1, 2, 4), frames: int = 50, chunk: int = 5,
         begin = time.perf_counter()
         for t in threads:
             t.join()
+        if errors:
+            raise errors[0]
         return time.perf_counter() - begin
 
     play(1, chunk)  # warm-up
@@ -164,3 +170,89 @@ def bench_streams(generator, counts=(1, 2, 4), frames: int = 50, chunk: int = 5,
         rtf = frames / FRAME_RATE / wall
         rows.append({"streams": n, "rtf_per_stream": rtf, "aggregate_rtf": n * rtf, "frame_ms": 1000 * wall / frames})
     return rows
+
+
+@torch.inference_mode()
+def bench_speculative(lm: DepthformerLM, draft, frames: int = 25, lookaheads=(1, 2, 3, 4), context: int = 250) -> dict:
+    """Speculative against plain decoding of one guided stream at the default sampling, from
+    the same full-window context: ms per frame, speed-up, tokens per target pass and the
+    share of proposals kept, per lookahead; plus the costs the speed-up is made of (a target
+    depth pass over 1 and over k + 1 positions, a draft step, the temporal step), which
+    say where speculation pays when the weights are larger (`--config large`)."""
+    from model.lm.blocks import GrowingKV
+    from model.lm.speculative import Speculation
+
+    c = lm.config
+    device = next(lm.parameters()).device
+    sampling = SamplingConfig()
+    style = torch.zeros(1, c.style_tokens, dtype=torch.long, device=device)
+    memory = torch.cat([lm.style_memory(style, 1), lm.style_memory(None, 1)])
+    timing = fixed_tempo_timing(0, context + frames, 120.0, 4).to(device)
+    history = torch.randint(0, c.codebook_size, (context, c.levels), generator=torch.Generator().manual_seed(0))
+    history = history.to(device)
+    primed = lm.new_cache(2, device=device)
+    lm.feed(history, timing[:context], memory, primed)
+
+    def run(speculation) -> float:
+        cache, gen, prev = primed.clone(), torch.Generator(device=device).manual_seed(0), history[-1:]
+        start = time.perf_counter()
+        for f in range(frames):
+            prev = lm.next_frame(prev, timing[context + f : context + f + 1], memory, cache, sampling, gen, speculation)
+        return 1000 * (time.perf_counter() - start) / frames
+
+    run(None)  # warm-up
+    plain_ms = statistics.median([run(None) for _ in range(2)])
+    rows = []
+    for k in lookaheads:
+        spec = Speculation(draft, k)
+        ms = run(spec)
+        rows.append(
+            {
+                "lookahead": k,
+                "frame_ms": ms,
+                "speedup": plain_ms / ms,
+                "tokens_per_target_pass": spec.stats.tokens_per_pass,
+                "acceptance": spec.stats.acceptance,
+            }
+        )
+    # The parts: one depth pass of the target over n positions, one draft step, one temporal step.
+    h = torch.randn(2, c.width, device=device)
+
+    def depth_pass(n: int) -> float:
+        x = torch.randn(2, n, c.width, device=device)
+
+        def once(_):
+            y = x
+            for blk in lm.depth:
+                y = blk(y, kv=GrowingKV())
+            lm.depth_norm(y) @ lm.heads_out[0]
+
+        return 1000 / _frames_per_second(once, 1, 5)
+
+    def draft_step(_):
+        kv, pending = draft.begin(h)
+        draft.advance(kv, pending, 0)
+
+    def temporal(cache):
+        lm.temporal_step(torch.randn(2, c.width, device=device), memory, cache)
+
+    costs = {
+        "target_depth_pass_ms": {str(n): depth_pass(n) for n in (1, 2, 4, 5)},
+        "draft_step_ms": 1000 / _frames_per_second(draft_step, 1, 5),
+        "temporal_step_ms": 1000 / _frames_per_second(temporal, 1, 5, setup=primed.clone),
+    }
+    return {"plain_frame_ms": plain_ms, "lookaheads": rows, "costs": costs}
+
+
+def predicted_speedup(costs: dict, levels: int, lookahead: int, acceptance: float) -> float:
+    """What speculation would gain from these costs at a per-proposal acceptance: each target
+    pass keeps (1 - a^(k+1)) / (1 - a) levels on average and costs k draft steps plus one
+    depth pass over k + 1 positions; plain decoding pays one depth pass per level. Sampling
+    and glue are left out (they cost the same either way at first order)."""
+    a, k = min(acceptance, 0.999), lookahead
+    per_pass = (1 - a ** (k + 1)) / (1 - a)
+    depth = costs["target_depth_pass_ms"]
+    wide = depth.get(str(k + 1), depth[max(depth, key=int)])
+    plain = costs["temporal_step_ms"] + levels * depth["1"]
+    speculative = costs["temporal_step_ms"] + levels / per_pass * (k * costs["draft_step_ms"] + wide)
+    return plain / speculative

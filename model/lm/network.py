@@ -124,13 +124,14 @@ class StreamRows:
     stream_of_row: torch.Tensor  # [R]
 
     @classmethod
-    def of(cls, rows: Sequence[int]) -> "StreamRows":
+    def of(cls, rows: Sequence[int], device=None) -> "StreamRows":
         rows = tuple(int(r) for r in rows)
         if any(r not in (1, 2) for r in rows):
             raise JamstreamError(f"a stream has 1 row, or 2 with guidance (got {rows})")
-        starts = torch.tensor([0, *rows]).cumsum(0)[:-1]
-        counts = torch.tensor(rows)
-        return cls(rows, starts, starts + counts - 1, torch.repeat_interleave(torch.arange(len(rows)), counts))
+        starts = torch.tensor([0, *rows], device=device).cumsum(0)[:-1]
+        counts = torch.tensor(rows, device=device)
+        owner = torch.repeat_interleave(torch.arange(len(rows), device=device), counts)
+        return cls(rows, starts, starts + counts - 1, owner)
 
     @property
     def guided(self) -> bool:
@@ -229,7 +230,7 @@ class DepthformerLM(nn.Module):
         x = self.token_embed(before + self.level_offsets).mean(dim=2)
         if bos:
             x = torch.cat([self.bos.expand(x.shape[0], 1, -1), x], dim=1)
-        return x + self.timing(timing_features(timing))
+        return x + self.timing(timing_features(timing).to(x.dtype))
 
     # ------------------------------------------------------------ temporal stack
     def _window_bias(self, t_q: torch.Tensor, t_k: torch.Tensor) -> torch.Tensor:
@@ -247,8 +248,10 @@ class DepthformerLM(nn.Module):
             x = blk(x, memory, bias)
         return self.temporal_norm(x)
 
-    def new_cache(self, batch: int, device=None, dtype=torch.float32) -> TemporalCache:
+    def new_cache(self, batch: int, device=None, dtype: torch.dtype | None = None) -> TemporalCache:
+        """An empty ring cache in the model's own dtype (fp32, or half when run in half)."""
         c = self.config
+        dtype = dtype or self.bos.dtype
         shape = (c.temporal_layers, batch, c.heads, c.window, c.head_dim)
         return TemporalCache(
             k=torch.zeros(shape, device=device, dtype=dtype),
@@ -324,6 +327,7 @@ class DepthformerLM(nn.Module):
         cache: TemporalCache,
         sampling,
         generator: torch.Generator | None,
+        speculation=None,
     ) -> torch.Tensor:
         """Sample one stream's next frame [1, L] after `prev` [1, L] (None: stream start).
 
@@ -331,7 +335,7 @@ class DepthformerLM(nn.Module):
         null-style row) and both run as one batch; the sampled tokens feed both.
         """
         prev = None if prev is None else prev.reshape(-1)
-        return self.next_frames([prev], timing.view(1, 3), memory, [cache], [sampling], [generator])
+        return self.next_frames([prev], timing.view(1, 3), memory, [cache], [sampling], [generator], speculation)
 
     @torch.inference_mode()
     def next_frames(
@@ -342,6 +346,7 @@ class DepthformerLM(nn.Module):
         caches: Sequence[TemporalCache],
         samplings: Sequence,
         generators: Sequence[torch.Generator | None],
+        speculation=None,
     ) -> torch.Tensor:
         """The next frame [S, L] of S independent streams in one batched pass.
 
@@ -349,10 +354,15 @@ class DepthformerLM(nn.Module):
         bar), with its own cache (rows: 1, or 2 with guidance), sampling and generator;
         memory [R, 6, d] holds the streams' rows in order. A stream draws the same tokens
         here as alone: nothing of one stream's reaches another's rows.
+
+        `speculation` (a model.lm.speculative.Speculation) samples a single stream's levels
+        speculatively: the same distribution, fewer depth passes.
         """
-        streams = StreamRows.of([cache.rows for cache in caches])
+        streams = StreamRows.of([cache.rows for cache in caches], memory.device)
         x = self.stream_inputs(prevs, timing).index_select(0, streams.stream_of_row)
         h = self.temporal_step(x, memory, caches)
+        if speculation is not None and len(caches) == 1:
+            return speculation.levels(self, h, streams, samplings[0], generators[0])
         return self.sample_levels(h, streams, samplings, generators)
 
     def stream_inputs(self, prevs: Sequence[torch.Tensor | None], timing: torch.Tensor) -> torch.Tensor:
@@ -364,7 +374,7 @@ class DepthformerLM(nn.Module):
         x = self.token_embed(before + self.level_offsets).mean(dim=1)
         if any(bos):
             x = torch.where(torch.tensor(bos, device=x.device).view(-1, 1), self.bos.expand_as(x), x)
-        return x + self.timing(timing_features(timing))
+        return x + self.timing(timing_features(timing).to(x.dtype))
 
     def level_logits(self, y: torch.Tensor, level: int, streams: StreamRows, samplings: Sequence) -> torch.Tensor:
         """Depth outputs [R, d] at `level` -> each stream's guided logits [S, V]."""
