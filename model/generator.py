@@ -148,23 +148,35 @@ class Generator:
         return state
 
     @torch.inference_mode()
-    def generate_tokens(
+    def begin_chunk(
         self, state: GeneratorState, style_tokens, timing: torch.Tensor, n_frames: int, sampling: SamplingConfig
-    ) -> tuple[torch.Tensor, GeneratorState]:
-        sampling = sampling.validate()
+    ) -> tuple[SamplingConfig, torch.Tensor, GeneratorState, torch.Generator, torch.Tensor]:
+        """What a chunk starts from, wherever its frames are made (here, or batched with other
+        streams': model.streams): checked settings and timing, a copy of the state - the
+        caller's is never touched - its RNG, and the style memory rows."""
         timing = check_timing(timing, n_frames)
         state = state.copy()
         gen = torch.Generator()
         gen.set_state(state.rng)
-        memory = self.memory(style_tokens, state.guided)
+        return sampling.validate(), timing, state, gen, self.memory(style_tokens, state.guided)
+
+    @staticmethod
+    def end_chunk(state: GeneratorState, gen: torch.Generator, n_frames: int) -> None:
+        state.rng = gen.get_state()
+        state.frames += n_frames
+
+    @torch.inference_mode()
+    def generate_tokens(
+        self, state: GeneratorState, style_tokens, timing: torch.Tensor, n_frames: int, sampling: SamplingConfig
+    ) -> tuple[torch.Tensor, GeneratorState]:
+        sampling, timing, state, gen, memory = self.begin_chunk(state, style_tokens, timing, n_frames, sampling)
         out = torch.empty(n_frames, self.levels, dtype=torch.long)
         for f in range(n_frames):
             prev = None if state.prev is None else state.prev.view(1, -1)
             frame = self.lm.next_frame(prev, timing[f : f + 1], memory, state.cache, sampling, gen, self.speculation)[0]
             out[f] = frame
             state.prev = frame
-        state.rng = gen.get_state()
-        state.frames += n_frames
+        self.end_chunk(state, gen, n_frames)
         return out, state
 
     @torch.inference_mode()

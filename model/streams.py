@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from model.generator import Generator, GeneratorState, check_timing
+from model.generator import Generator, GeneratorState
 from model.lm.sampling import SamplingConfig
 
 
@@ -60,13 +60,9 @@ class StreamBatcher:
         self, state: GeneratorState, style_tokens, timing: torch.Tensor, n_frames: int, sampling: SamplingConfig
     ) -> tuple[torch.Tensor, GeneratorState]:
         """`Generator.generate_tokens`, with the frames made in a batch with other callers'."""
-        sampling = sampling.validate()
-        timing = check_timing(timing, n_frames)
-        state = state.copy()
-        gen = torch.Generator()
-        gen.set_state(state.rng)
-        with torch.inference_mode():
-            memory = self.generator.memory(style_tokens, state.guided)
+        sampling, timing, state, gen, memory = self.generator.begin_chunk(
+            state, style_tokens, timing, n_frames, sampling
+        )
         chunk = _Chunk(
             state,
             memory,
@@ -84,8 +80,7 @@ class StreamBatcher:
         chunk.done.wait()
         if chunk.error is not None:
             raise chunk.error
-        state.rng = gen.get_state()
-        state.frames += n_frames
+        self.generator.end_chunk(state, gen, n_frames)
         return chunk.out, state
 
     def _loop(self) -> None:
