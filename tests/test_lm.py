@@ -282,3 +282,29 @@ def test_a_fine_tune_from_a_table_only_lm_starts_where_it_was_with_untrained_cod
         )
     with pytest.raises(ValueError, match="codebooks"):
         LMTask(config, LMTrainConfig(min_frames=10), [clip]).build_model()
+
+
+def test_fp16_weight_linears_keep_the_logits_and_what_greedy_decoding_picks():
+    import copy
+
+    from model.lm.half import HalfLinear, half_linears
+
+    model = small_lm(11)
+    half = half_linears(copy.deepcopy(model))
+    assert not any(type(m) is torch.nn.Linear for m in half.modules())
+    assert sum(isinstance(m, HalfLinear) for m in half.modules()) > 0
+    tokens = torch.randint(0, SMALL.codebook_size, (1, 40, SMALL.levels))
+    timing, style = _timing(40).unsqueeze(0), torch.randint(0, SMALL.style_codebook, (1, 6))
+    with torch.no_grad():
+        full, halved = model(tokens, timing, style), half(tokens, timing, style)
+    assert halved.dtype == torch.float32 and (halved - full).abs().max() < 0.02
+    greedy = SamplingConfig(temperature=0, guidance=0)
+    memory = model.style_memory(style, 1)
+    frames = {}
+    for name, m in (("fp32", model), ("half", half)):
+        cache, prev, out = m.new_cache(1), None, []
+        for f in range(20):
+            prev = m.next_frame(prev, timing[0, f : f + 1], memory, cache, greedy, None)
+            out.append(prev)
+        frames[name] = torch.cat(out)
+    assert torch.equal(frames["fp32"], frames["half"])

@@ -113,7 +113,14 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
     device = "cuda" if args.device == "cuda" else "cpu"
     if device == "cuda":
         lm = lm.to(device)
-    rows = bench_lm(lm, frames=args.frames)
+    half = None
+    if device == "cpu":
+        import copy
+
+        from model.lm.half import half_linears
+
+        half = half_linears(copy.deepcopy(lm))  # what CPU generation runs (model/lm/half.py)
+    rows = bench_lm(lm, frames=args.frames, half=half)
     try:
         codec_ms = bench_codec(load_codec(args.codec), seconds=2.0, levels=lm.config.levels, repeats=3)[
             "decode_ms_per_frame"
@@ -122,8 +129,8 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
         codec_ms = None
     for r in rows:
         r["rtf_with_codec"] = None if codec_ms is None else 1000.0 / FRAME_RATE / (r["frame_ms"] + codec_ms)
-    streams = _bench_streams(lm, args, device)
-    speculative = _bench_speculative(lm, args, device)
+    streams = _bench_streams(half or lm, args, device)
+    speculative = _bench_speculative(half or lm, args, device)
     out = {
         "lm": source,
         "config": args.config,
@@ -137,11 +144,11 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
     lines = [
         f"LM: {source}, {out['parameters'] / 1e6:.1f} M parameters, {threads} thread(s), batch 1; a frame is 40 ms"
     ]
-    lines.append("CFG   cache  dtype   ms/frame   tokens/s   RTF (LM)   RTF (+codec)")
+    lines.append("CFG   cache  dtype          ms/frame   tokens/s   RTF (LM)   RTF (+codec)")
     for r in rows:
         rtf_c = "-" if r["rtf_with_codec"] is None else f"{r['rtf_with_codec']:.2f}"
         lines.append(
-            f"{'on ' if r['cfg'] else 'off'}   {'on ' if r['kv_cache'] else 'off'}    {r['dtype']:<5}  "
+            f"{'on ' if r['cfg'] else 'off'}   {'on ' if r['kv_cache'] else 'off'}    {r['dtype']:<12}  "
             f"{r['frame_ms']:>8.2f}  {r['tokens_per_s']:>9.0f}  {r['rtf_lm_only']:>9.2f}  {rtf_c:>12}"
         )
     if streams:
@@ -152,7 +159,8 @@ def cmd_bench_lm(args: argparse.Namespace) -> int:
         for r in streams:
             lines.append(
                 f"  N={r['streams']}: {r['rtf_per_stream']:.2f}x real time per stream, "
-                f"{r['aggregate_rtf']:.2f}x in all ({r['frame_ms']:.1f} ms per frame pass)"
+                f"{r['aggregate_rtf']:.2f}x in all ({r['frame_ms']:.1f} ms a frame, "
+                f"{r['mean_batch']:.2f} streams a pass)"
             )
     if speculative:
         lines.append(

@@ -75,6 +75,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     lm = load_lm(args.lm)
     if args.adapter:
         lora.apply_adapter(lm, args.adapter, strength=args.adapter_strength, adapters_dir=args.adapters_dir)
+    else:
+        from model.lm import half
+
+        if half.wanted():
+            half.half_linears(lm)  # fp16 weights read half the bytes (model/lm/half.py)
     speculation = None
     if speculative_from(args):
         from model.lm.speculative import load_speculation

@@ -47,6 +47,10 @@ def load_stack(
 
         adapters = AdapterSet(language_model, preset, names, always_on=adapter)
         adapter_styles = adapters.styles()
+    from model.lm import half
+
+    if adapters is None and device == "cpu" and half.wanted():
+        half.half_linears(language_model)  # fp16 weights read half the bytes: 1.25-1.7x a frame here
     speculation = None
     if speculative:
         from model.lm.speculative import load_speculation

@@ -35,10 +35,13 @@ def _frames_per_second(fn, frames: int, repeats: int, setup=lambda: None) -> flo
 
 
 @torch.inference_mode()
-def bench_lm(lm: DepthformerLM, frames: int = 50, repeats: int = 3, context: int = 250) -> list[dict]:
+def bench_lm(
+    lm: DepthformerLM, frames: int = 50, repeats: int = 3, context: int = 250, half: DepthformerLM | None = None
+) -> list[dict]:
     """Per-frame latency, tokens/s and LM-only real-time factor for each variant.
 
-    Variants: CFG on/off x KV cache on/off x fp32/bf16. Every variant starts from a cache
+    Variants: CFG on/off x KV cache on/off x fp32 / bf16 autocast / fp16 weights (`half`, the
+    same LM with model.lm.half's linears: what CPU generation runs). Every variant starts from a cache
     already holding `context` frames (untimed), so all see a full window. "cache off"
     recomputes the temporal stack over the whole window for every frame, as a model
     without a cache would.
@@ -56,8 +59,12 @@ def bench_lm(lm: DepthformerLM, frames: int = 50, repeats: int = 3, context: int
             memory = torch.cat([memory, lm.style_memory(None, 1)])
         primed = lm.new_cache(memory.shape[0], device=device)
         lm.feed(history, timing[:context], memory, primed)
-        for cached, dtype in ((True, torch.float32), (True, torch.bfloat16), (False, torch.float32)):
+        variants = [(True, torch.float32), (True, torch.bfloat16), (False, torch.float32)]
+        if half is not None:
+            variants.append((True, torch.float16))
+        for cached, dtype in variants:
             autocast = torch.autocast(device.type, dtype=torch.bfloat16) if dtype == torch.bfloat16 else nullcontext()
+            model = half if dtype == torch.float16 else lm
 
             def run(cache) -> None:
                 gen = torch.Generator(device=device).manual_seed(0)
@@ -66,7 +73,7 @@ def bench_lm(lm: DepthformerLM, frames: int = 50, repeats: int = 3, context: int
                     for f in range(frames):
                         t = timing[context + f : context + f + 1]
                         if cached:
-                            prev = lm.next_frame(prev, t, memory, cache, sampling, gen)
+                            prev = model.next_frame(prev, t, memory, cache, sampling, gen)
                         else:
                             prev = _uncached_frame(lm, history, prev, t, memory, sampling, gen)
 
@@ -75,7 +82,7 @@ def bench_lm(lm: DepthformerLM, frames: int = 50, repeats: int = 3, context: int
                 {
                     "cfg": guided,
                     "kv_cache": cached,
-                    "dtype": "bf16" if dtype == torch.bfloat16 else "fp32",
+                    "dtype": {torch.bfloat16: "bf16", torch.float16: "fp16-weights"}.get(dtype, "fp32"),
                     "frame_ms": 1000.0 / fps,
                     "tokens_per_s": fps * c.levels,
                     "rtf_lm_only": fps / FRAME_RATE,
@@ -166,9 +173,20 @@ def bench_streams(generator, counts=(1, 2, 4), frames: int = 50, chunk: int = 5,
     play(1, chunk)  # warm-up
     rows = []
     for n in counts:
+        batcher = batched.batcher
+        before = (batcher.frames, batcher.stream_frames)
         wall = play(n, frames)
+        passes, made = batcher.frames - before[0], batcher.stream_frames - before[1]
         rtf = frames / FRAME_RATE / wall
-        rows.append({"streams": n, "rtf_per_stream": rtf, "aggregate_rtf": n * rtf, "frame_ms": 1000 * wall / frames})
+        rows.append(
+            {
+                "streams": n,
+                "rtf_per_stream": rtf,
+                "aggregate_rtf": n * rtf,
+                "frame_ms": 1000 * wall / frames,
+                "mean_batch": made / passes if passes else 0.0,  # streams per LM pass
+            }
+        )
     return rows
 
 
