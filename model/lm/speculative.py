@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from model.lm.blocks import GrowingKV
-from model.lm.sampling import SamplingConfig, dense, draw, support
+from model.lm.sampling import SamplingConfig, apply_guidance, dense, draw, support
 
 
 @dataclass
@@ -106,9 +106,7 @@ def speculative_levels(
     weight = sampling.guidance if guided else 0.0
 
     def guide(logits: torch.Tensor) -> torch.Tensor:  # [R, ..., V] -> [..., V]
-        if not guided or weight == 0:
-            return logits[0]
-        return (1 + weight) * logits[0] - weight * logits[1]
+        return apply_guidance(logits[0], logits[1] if guided else None, weight)
 
     target_kv = [GrowingKV() for _ in lm.depth]
     target_pending = (lm.depth_in(h) + lm.level_pos[0]).unsqueeze(1)  # [R, 1, d]
