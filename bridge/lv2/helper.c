@@ -37,7 +37,7 @@ void js_log(Plugin *s, LV2_URID level, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (!s->log) {
+    if (!s->log || s->host_log_unsafe) {
         fprintf(stderr, "jamstream: %s\n", msg);
         return;
     }

@@ -26,6 +26,8 @@
 #define FREEWHEEL_WAIT_NS 10000000000LL /* the most a freewheel cycle waits for the generator */
 #define FREEWHEEL_LOAD_WAIT_NS 120000000000LL /* ... while the worker still loads its models */
 #define TICKS_PER_BEAT 1920.0
+/* Ardour's own extensions (midnam#update, bankpatch#notify): how the plugin knows its host */
+#define ARDOUR_FEATURE_PREFIX "http://ardour.org/lv2/"
 
 enum { P_CONTROL = 0, P_OUT_L = 1, P_OUT_R = 2, P_LATENCY = 3, P_FREEWHEEL = 4, P_MACRO1 = 5 };
 
@@ -105,6 +107,8 @@ static LV2_Handle instantiate(const LV2_Descriptor *d, double rate, const char *
         else if (!strcmp(features[i]->URI, LV2_LOG__log)) s->log = features[i]->data;
         else if (!strcmp(features[i]->URI, LV2_OPTIONS__options)) opts = features[i]->data;
         else if (!strcmp(features[i]->URI, LV2_WORKER__schedule)) s->schedule = features[i]->data;
+        /* only Ardour (and Mixbus, its sibling) passes features in its own namespace */
+        if (!strncmp(features[i]->URI, ARDOUR_FEATURE_PREFIX, strlen(ARDOUR_FEATURE_PREFIX))) s->host_log_unsafe = true;
     }
     if (!s->map) {
         fprintf(stderr, "jamstream: the host has no urid:map; cannot run\n");

@@ -89,10 +89,13 @@ enum {
 #define LOG_SLOTS 32   /* log lines waiting for the host's worker thread */
 #define LOG_BYTES 480
 
-/* A log line for the host. The helper thread must not call the host's log itself: Ardour
- * 7.3's log writes a shared stream, and lines from our thread while Ardour wrote its own
- * corrupted its heap (measured: 2 exports in 6 aborted in free(); none in 8 without). So
- * lines queue here and the host's own worker thread prints them (run() schedules it). */
+/* A log line for the host. Lines queue here and the host's own worker thread prints them
+ * (run() schedules it), so a host whose log is not safe to call from a thread it does not
+ * know still gets them on its own. Not in Ardour: its LV2 log writes one global stream
+ * (PBD's error/info), from whatever thread calls it, and while exporting its worker runs
+ * in the process thread - lines printed there corrupted its heap (measured, 7.3: exports
+ * aborted in free() in ~PortExportChannel, 1 in 9; from our own thread 2 in 6; 1 in ~100
+ * without). There the lines go to stderr, which is Ardour's terminal: see `host_log_unsafe`. */
 typedef struct LogLine {
     LV2_URID level;
     char text[LOG_BYTES];
@@ -164,6 +167,7 @@ typedef struct Plugin {
     Config cfg;        /* under cfg_lock */
     int wake_fd;       /* eventfd: wakes the helper (quit, config) */
     const LV2_Worker_Schedule *schedule; /* the host's worker, which prints our log lines */
+    bool host_log_unsafe;                /* Ardour: log to stderr, never through the host */
     pthread_mutex_t log_lock;            /* producers of log lines (helper, host threads) */
     LogLine log_q[LOG_SLOTS];
     uint32_t log_w, log_r;               /* atomics: written / printed lines */
