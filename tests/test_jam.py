@@ -17,6 +17,7 @@ from netns import network_sockets, process_tree
 from support.clicks import click_onsets, describe, onset_errors
 from support.rig import METRONOME_PRESET as PRESET
 from support.rig import assert_silent_after_stop, play_from, pre_roll_seconds, record, record_until, rig_fixture
+from support.takes import retake_when_jack_stalled
 
 from bridge.jam.time.followers import PHASE_TOLERANCE_S
 
@@ -198,6 +199,7 @@ def midi_clock_take(rig, stall: bool) -> None:
         host.client.set_timebase_callback(host._timebase)
 
 
+@retake_when_jack_stalled()
 def test_midi_clock_as_the_only_source(rig):
     midi_clock_take(rig, stall=False)
 

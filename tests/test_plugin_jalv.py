@@ -23,6 +23,7 @@ from support.jackd import Jackd
 from support.plugin import Jalv, need, plugin_env, port_latency
 from support.rig import assert_silent_after_stop, wait_until
 from support.serve import Serve
+from support.takes import retake_when_jack_stalled
 
 pytestmark = pytest.mark.slow
 
@@ -130,6 +131,7 @@ def rig(tmp_path_factory):
     started.close()
 
 
+@retake_when_jack_stalled()
 def test_clicks_land_on_klicks_beats_and_follow_its_tempo_change(rig):
     rate = rig.host.rate
     rig.locate_stopped(0)
@@ -158,6 +160,7 @@ def test_the_reported_latency_is_on_jalvs_ports(rig):
         assert (latency, latency) in ranges.values(), (port, ranges, latency)
 
 
+@retake_when_jack_stalled()
 def test_a_jack_midi_cc_into_jalv_moves_a_slot(rig):
     host, rate = rig.host, rig.host.rate
     host.client.connect(host.midi_out, "jsplug:control")
@@ -180,6 +183,7 @@ def test_a_jack_midi_cc_into_jalv_moves_a_slot(rig):
     assert first < 700 and last > 1700, (first, last)
 
 
+@retake_when_jack_stalled()
 def test_a_macro_knob_moves_a_slot_like_its_cc(rig):
     host, rate = rig.host, rig.host.rate
     rig.jalv.command("set macro1 1")
@@ -197,6 +201,7 @@ def test_a_macro_knob_moves_a_slot_like_its_cc(rig):
     rig.jalv.command("set macro2 0")
 
 
+@retake_when_jack_stalled()
 def test_stop_is_silent_within_a_period_after_the_fade(rig):
     host = rig.host
     rig.locate_stopped(0)
@@ -206,6 +211,7 @@ def test_stop_is_silent_within_a_period_after_the_fade(rig):
     assert_silent_after_stop(audio, rolling, host.client.blocksize)
 
 
+@retake_when_jack_stalled()
 def test_two_instances_with_two_presets_from_one_daemon_both_click_on_the_beats(rig):
     """A second jalv (another preset) attaches to the same daemon; each plays on klick's beats.
     The recorder takes the first instance's left channel on in_L and the second's on in_R."""

@@ -53,7 +53,9 @@ class HostSim:
         self._next_tick = None
         self._clock_start: bytes | None = None  # sent right before the next tick
         self.clock_start_time: int | None = None  # JACK frame time of the first tick after it
+        self.xruns = 0  # every xrun JACK reported to this client (any client's, the server's)
         self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
         if timebase:
             self.client.set_timebase_callback(self._timebase, conditional=False)
         self.client.activate()
@@ -117,6 +119,9 @@ class HostSim:
         pos.beat_type = float(den)
         pos.ticks_per_beat = TICKS_PER_BEAT
         pos.beats_per_minute = self.bpm_at(pos.frame)
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        self.xruns += 1
 
     def _process(self, n):
         now = self.client.last_frame_time
@@ -212,6 +217,16 @@ class HostSim:
         p = self.rec_periods
         n = self.client.blocksize
         return self.rec[:, : p * n].copy(), self.rec_frame[:p].copy(), self.rec_rolling[:p].copy()
+
+    def skipped_periods(self) -> int:
+        """Cycles the last recording lacks: JACK frame times of consecutive recorded periods more
+        than a period apart mean the server ran cycles without this client (it was late), so a
+        stretch of what was played is not in the take."""
+        p = self.rec_periods
+        if p < 2:
+            return 0
+        gaps = np.diff(self.rec_time[:p]) // self.client.blocksize - 1
+        return int(np.maximum(gaps, 0).sum())
 
     def on_timeline(self, audio: np.ndarray, frames: np.ndarray, rolling: np.ndarray, song_frames: int) -> np.ndarray:
         """Recorded audio laid on the song timeline (rolling periods only): [2, song_frames]."""

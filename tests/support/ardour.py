@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -68,17 +69,36 @@ def make_session(tmp: Path, name: str, bpm: float, seconds: float, env: dict, ra
     return folder
 
 
+# glibc's words when it aborts on a corrupted heap
+HEAP_ABORT = re.compile(r"free\(\): invalid|munmap_chunk\(\)|double free or corruption|corrupted (size|double-linked)")
+
+
 def export(folder: Path, out: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`ardour7-export -o OUT FOLDER NAME`: the session range through the master, in freewheel."""
+    """`ardour7-export -o OUT FOLDER NAME`: the session range through the master, in freewheel.
+
+    ardour7-export 7.3 now and then aborts in free() as it tears the export down (its core:
+    ~PortExportChannel freeing its buffer from main(), after the process thread ran the last
+    cycle). Through Ardour's LV2 log our lines made that 1 export in 9 (the plugin now logs to
+    stderr in Ardour); without them it was 1 in ~100, with the plugin writing nothing of
+    Ardour's but the buffers run() is handed, and valgrind finding no bad access. That abort
+    is Ardour's, not the plugin's, so it gets a fresh export, as make_session retries
+    ardour7-lua's own aborts; any other failure fails."""
     need("ardour7-export")
     env = dict(env, LV2_PATH=str(built_bundle()))
-    done = subprocess.run(
-        ["ardour7-export", "-o", str(out), str(folder), folder.name],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+    for _ in range(3):
+        out.unlink(missing_ok=True)
+        done = subprocess.run(
+            ["ardour7-export", "-o", str(out), str(folder), folder.name],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+        aborted = done.returncode in (-signal.SIGABRT, 128 + signal.SIGABRT)
+        heap = HEAP_ABORT.search(done.stdout + done.stderr)
+        if not (aborted and heap):
+            break
+        print(f"ardour7-export aborted on its heap ({heap[0]}): exporting again")
     assert done.returncode == 0 and out.exists(), done.stdout[-2000:] + done.stderr[-2000:]
     return done
 
