@@ -314,6 +314,25 @@ def test_the_period_follows_the_external_timeline_and_stamps_midi_with_song_fram
     assert list(sh.drain_midi()) == [(1_000_010, 5 * PERIOD + 10, b"\xb0\x14\x7f", 3)]
 
 
+
+def test_a_period_jack_runs_again_posts_its_midi_once_and_is_no_locate(bridge):
+    """jackd 1.9.21 runs the cycle it caught up on twice at one frame time after a late client,
+    and hands the second run the first run's MIDI again (measured with two plain clients): a
+    MIDI clock tick counted twice put the grid a tick early for the rest of a CI take."""
+    sh, b = bridge
+    ctl = sh.ctl
+    ring_with_signal(sh, 0, 20 * PERIOD)
+    tick, cc = (40, b"\xf8"), (90, b"\xb0\x14\x7f")
+    period(b, 0)
+    period(b, PERIOD, midi=[tick])
+    period(b, PERIOD, midi=[tick, cc])  # the same cycle again: the tick repeated, the CC new
+    period(b, 2 * PERIOD, midi=[tick])  # the next cycle: a tick at the same offset is a new tick
+    got = [(time, data) for time, _, data, _ in sh.drain_midi()]
+    t0 = 1_000_000
+    assert got == [(t0 + PERIOD + 40, b"\xf8"), (t0 + PERIOD + 90, b"\xb0\x14\x7f"), (t0 + 2 * PERIOD + 40, b"\xf8")]
+    assert ctl[R.REPEATED_CYCLES] == 1 and ctl[R.MIDI_REPEATS] == 1
+    assert ctl[R.LOCATES] == 0 and ctl[R.STARTS] == 1  # played where its first run played
+
 # ---------------------------------------------------------------------- the clock choice
 def bbt_position(frame: int, jack_time: int, bpm: float) -> np.ndarray:
     """A rolling JACK position from a timebase master at `bpm`, 4/4, at `frame`."""

@@ -93,6 +93,8 @@ class JackBridge:
         self._level = 0.0
         self._frame = 0
         self._expect = None
+        self._last_now = None  # the JACK frame time of the previous period
+        self._last_midi: list[tuple[int, bytes]] = []  # (offset, bytes) that period posted
         self._rolling = False
         self._played = False
         self._starving = False
@@ -300,9 +302,16 @@ class JackBridge:
         state, pos = self.client.transport_query_struct()
         now = self.client.last_frame_time
         self.ctl[R.PERIODS] += 1
+        # After a late client jackd 1.9.21 runs the cycle it caught up on twice, at one frame
+        # time, and the second run hands us the first run's MIDI again (measured: a sender
+        # 30 ms late; in CI one MIDI clock tick counted twice put the grid a tick, 25 ms, early)
+        rerun = now == self._last_now
+        if rerun:
+            self.ctl[R.REPEATED_CYCLES] += 1
         self._post_transport(state, pos, now)
-        self._follow_playhead(state, pos, now, n)
-        self._post_midi(now)
+        self._follow_playhead(state, pos, now, n, rerun)
+        self._post_midi(now, rerun)
+        self._last_now = now
         if self.in_l is not None:
             self._post_live_input(n)
         self._play(n)
@@ -328,9 +337,10 @@ class JackBridge:
             tp[R.TP_BBT] = 0.0
         ctl[R.TP_SEQ] += 1
 
-    def _follow_playhead(self, state, pos, now, n: int) -> None:
+    def _follow_playhead(self, state, pos, now, n: int, rerun: bool = False) -> None:
         """Where the playhead is this period (JACK transport, or the external clock's
-        timeline the worker placed), into self._frame / self._rolling; a jump is a locate."""
+        timeline the worker placed), into self._frame / self._rolling; a jump is a locate.
+        A period run again (`rerun`) is expected where its first run was, not a period on."""
         ctl = self.ctl
         if ctl[R.MODE] == 0:
             rolling = state == self._rolling_state
@@ -338,7 +348,8 @@ class JackBridge:
         else:
             rolling = ctl[R.EXT_ROLLING] != 0
             frame = now + ctl[R.EXT_OFFSET] if rolling else self._frame
-        if self._expect is not None and frame != self._expect:
+        expect = self._frame if rerun else self._expect
+        if expect is not None and frame != expect:
             ctl[R.TARGET_FRAME] = frame
             ctl[R.TARGET_SEQ] += 1
             ctl[R.LOCATES] += 1
@@ -352,13 +363,22 @@ class JackBridge:
         ctl[R.PLAY_FRAME] = frame
         ctl[R.ROLLING] = rolling
 
-    def _post_midi(self, now) -> None:
-        """This period's MIDI -> the worker's ring, stamped with JACK time and song frame."""
+    def _post_midi(self, now, rerun: bool = False) -> None:
+        """This period's MIDI -> the worker's ring, stamped with JACK time and song frame.
+        In a period run again, events its first run posted (same offset, same bytes) are
+        the same events delivered twice and are only counted."""
         ctl = self.ctl
         sh = self.sh
         frame, rolling = self._frame, self._rolling
         mslots = sh.midi_slots
+        posted = self._last_midi if rerun else []
+        seen = len(posted)
         for t, buf in self.midi_in.incoming_midi_events():
+            data = bytes(buf)
+            if rerun and (t, data) in posted[:seen]:
+                ctl[R.MIDI_REPEATS] += 1
+                continue
+            posted.append((t, data))
             w = ctl[R.MIDI_W]
             if w - ctl[R.MIDI_R] >= mslots:
                 ctl[R.MIDI_OVERFLOW] += 1
@@ -370,6 +390,7 @@ class JackBridge:
             sh.midi_len[j] = size
             self._memmove(self._midi_ptr + j * R.MIDI_BYTES, buf, size if size < R.MIDI_BYTES else R.MIDI_BYTES)
             ctl[R.MIDI_W] = w + 1
+        self._last_midi = posted
 
     def _post_live_input(self, n: int) -> None:
         """in_L/in_R -> the live ring (the live-input style slot)."""

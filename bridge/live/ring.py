@@ -80,6 +80,9 @@ HOST_LATENCY = 35  # the latency (frames) the LV2 plugin reports and plays behin
 FREEWHEEL_TIMEOUTS = 36  # freewheel cycles the plugin stopped waiting for the worker (10 s each)
 # ------------------------------------------------------------------------ worker writes (plugin)
 FREEWHEEL_READY = 37  # the TARGET_SEQ an export stream was begun for (-1: none); the plugin waits for it
+# ------------------------------------------------------------------------ callback writes (jam)
+REPEATED_CYCLES = 38  # periods JACK ran again at the frame time of the one before (after a late client)
+MIDI_REPEATS = 39  # MIDI events such a period delivered a second time: not posted again
 N_CTL = 40
 LAYOUT_VERSION = 1  # bumped when the block's layout changes: bridge/lv2/jamstream.c mirrors it
 

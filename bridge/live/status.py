@@ -134,6 +134,8 @@ def snapshot(shared, bridge, worker_status: dict) -> dict:
         "starts": int(ctl[R.STARTS]),
         "sync_waits": int(ctl[R.SYNC_WAITS]),
         "midi_overflow": int(ctl[R.MIDI_OVERFLOW]),
+        "repeated_cycles": int(ctl[R.REPEATED_CYCLES]),
+        "midi_repeats": int(ctl[R.MIDI_REPEATS]),
         "periods": int(ctl[R.PERIODS]),
         "callback_max_us": int(ctl[R.CB_MAX_US]),
         "callbacks_over_half_period": int(ctl[R.CB_SLOW]),
