@@ -338,17 +338,26 @@ def xrun_fields(final: dict, log: str) -> dict:
     }
 
 
+def rss_slope(samples: list[dict], key: str) -> float:
+    """MB/min of `key` fitted (least squares) through every sample: the issue's figure, which two
+    end samples would make hostage to one garbage collection."""
+    if len(samples) < 3:
+        return 0.0
+    t = np.array([x["t"] for x in samples]) / 60.0
+    return float(np.polyfit(t, np.array([x[key] for x in samples]), 1)[0])
+
+
 def resource_fields(samples: list[dict]) -> dict:
-    """Memory and CPU from the first sample after 30 s of warm-up (else the first) to the last."""
-    first = next((x for x in samples if x["t"] >= 30), samples[0])
+    """Memory and CPU from the first sample after a minute of warm-up (else the first) to the last."""
+    first = next((x for x in samples if x["t"] >= 60), samples[0])
+    settled = samples[samples.index(first) :]
     last = samples[-1]
-    seconds = last["t"] - first["t"]
-    minutes = seconds / 60 or 1.0
+    seconds = last["t"] - first["t"] or 1.0
     return {
         "jam_rss_mb": [first["jam_rss_mb"], last["jam_rss_mb"]],
         "worker_rss_mb": [first["worker_rss_mb"], last["worker_rss_mb"]],
-        "jam_rss_slope_mb_per_min": round((last["jam_rss_mb"] - first["jam_rss_mb"]) / minutes, 3),
-        "worker_rss_slope_mb_per_min": round((last["worker_rss_mb"] - first["worker_rss_mb"]) / minutes, 3),
+        "jam_rss_slope_mb_per_min": round(rss_slope(settled, "jam_rss_mb"), 3),
+        "worker_rss_slope_mb_per_min": round(rss_slope(settled, "worker_rss_mb"), 3),
         "jack_process_cpu_percent": round(100 * (last["jam_cpu_s"] - first["jam_cpu_s"]) / seconds, 2),
         "worker_cpu_percent": round(100 * (last["worker_cpu_s"] - first["worker_cpu_s"]) / seconds, 2),
     }
