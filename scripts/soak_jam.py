@@ -45,6 +45,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
+from soak_plugin import slope  # noqa: E402  (scripts/ is this script's own directory)
+
 # tests/support's click detector (a sample array -> the indices where clicks start), handed
 # down from main so the rig's modules all load before the collector is frozen
 Onsets = Callable[[np.ndarray], np.ndarray]
@@ -339,12 +341,9 @@ def xrun_fields(final: dict, log: str) -> dict:
 
 
 def rss_slope(samples: list[dict], key: str) -> float:
-    """MB/min of `key` fitted (least squares) through every sample: the issue's figure, which two
-    end samples would make hostage to one garbage collection."""
-    if len(samples) < 3:
-        return 0.0
-    t = np.array([x["t"] for x in samples]) / 60.0
-    return float(np.polyfit(t, np.array([x[key] for x in samples]), 1)[0])
+    """MB/min of `key` fitted (least squares, soak_plugin's `slope`) through every sample: the
+    issue's figure, which two end samples would make hostage to one garbage collection."""
+    return slope([(x["t"], x[key]) for x in samples])
 
 
 def rss_windows(samples: list[dict], key: str, minutes: float = 5.0) -> dict:
@@ -358,9 +357,8 @@ def rss_windows(samples: list[dict], key: str, minutes: float = 5.0) -> dict:
         if inside:
             peaks.append(max(inside))
             floors.append(min(inside))
-    settled = peaks[1:]  # the first window is the warm-up
-    slope = float(np.polyfit(np.arange(len(settled)) * minutes, settled, 1)[0]) if len(settled) >= 2 else 0.0
-    return {"peak_mb": peaks, "floor_mb": floors, "peak_slope_mb_per_min": round(slope, 3)}
+    settled = [(k * 60 * minutes, peak) for k, peak in enumerate(peaks)][1:]  # the first window is the warm-up
+    return {"peak_mb": peaks, "floor_mb": floors, "peak_slope_mb_per_min": round(slope(settled), 3)}
 
 
 def resource_fields(samples: list[dict]) -> dict:

@@ -314,7 +314,6 @@ def test_the_period_follows_the_external_timeline_and_stamps_midi_with_song_fram
     assert list(sh.drain_midi()) == [(1_000_010, 5 * PERIOD + 10, b"\xb0\x14\x7f", 3)]
 
 
-
 def test_a_period_jack_runs_again_posts_its_midi_once_and_is_no_locate(bridge):
     """jackd 1.9.21 runs the cycle it caught up on twice at one frame time after a late client,
     and hands the second run the first run's MIDI again (measured with two plain clients): a
@@ -332,6 +331,7 @@ def test_a_period_jack_runs_again_posts_its_midi_once_and_is_no_locate(bridge):
     assert got == [(t0 + PERIOD + 40, b"\xf8"), (t0 + PERIOD + 90, b"\xb0\x14\x7f"), (t0 + 2 * PERIOD + 40, b"\xf8")]
     assert ctl[R.REPEATED_CYCLES] == 1 and ctl[R.MIDI_REPEATS] == 1
     assert ctl[R.LOCATES] == 0 and ctl[R.STARTS] == 1  # played where its first run played
+
 
 # ---------------------------------------------------------------------- the clock choice
 def bbt_position(frame: int, jack_time: int, bpm: float) -> np.ndarray:

@@ -371,11 +371,11 @@ class JackBridge:
         sh = self.sh
         frame, rolling = self._frame, self._rolling
         mslots = sh.midi_slots
+        first_run = set(self._last_midi) if rerun else ()
         posted = self._last_midi if rerun else []
-        seen = len(posted)
         for t, buf in self.midi_in.incoming_midi_events():
             data = bytes(buf)
-            if rerun and (t, data) in posted[:seen]:
+            if (t, data) in first_run:
                 ctl[R.MIDI_REPEATS] += 1
                 continue
             posted.append((t, data))
