@@ -31,3 +31,150 @@ def test_an_unwritable_render_output_is_refused_before_rendering(tmp_path, capsy
     code, out, err = run_cli(["render", str(song), "--preset", "techno-dub", "-o", "/proc/song.wav"], capsys)
     assert code == 2 and err.count("\n") == 1 and "/proc/song.wav: cannot write there" in err, err
     assert "render" not in out  # refused before the progress of a bounce
+
+
+def _typed_arguments():
+    """(subcommand words, option or None for a positional, its argparse type) for every
+    argument of every subcommand that has a type."""
+    import argparse
+
+    from bridge.cli import build_parser
+
+    def walk(parser, words):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, [*words, name])
+            elif action.type is not None and action.choices is None:
+                yield words, action.option_strings[-1] if action.option_strings else None, action.type
+
+    return list(walk(build_parser(), []))
+
+
+def _numeric_options():
+    """(subcommand words, option, its type) for every option of every subcommand that takes
+    a number: the sweeps below cover what the CLI grows without a list to keep."""
+    from bridge.cli.common import output_file, weights_file
+
+    return [(w, o, t) for w, o, t in _typed_arguments() if o and t not in (str, weights_file, output_file)]
+
+
+def _path_arguments(kind):
+    return [(w, o) for w, o, t in _typed_arguments() if t is kind]
+
+
+NUMERIC_OPTIONS = _numeric_options()
+
+
+def test_the_sweep_finds_the_numeric_options_of_every_subcommand():
+    commands = {" ".join(w) for w, _, _ in NUMERIC_OPTIONS}
+    assert {
+        "generate",
+        "render",
+        "jam",
+        "serve",
+        "train lm",
+        "finetune",
+        "eval generation",
+        "bench lm",
+        "plot",
+    } <= commands
+    assert len(NUMERIC_OPTIONS) > 80
+
+
+@pytest.mark.parametrize(
+    "words, option, kind", NUMERIC_OPTIONS, ids=[f"{' '.join(w)} {o}" for w, o, _ in NUMERIC_OPTIONS]
+)
+def test_every_numeric_option_refuses_garbage_and_out_of_range_in_one_line(words, option, kind, capsys):
+    """Not a number, NaN, infinity and (for a ranged option) values just outside its range
+    are refused while the command line is parsed - one line naming the option, exit 2 -
+    so no model loads and no job starts on a value it cannot use."""
+    values = ["abc", "nan", "inf", "-inf"] + list(getattr(kind, "outside", lambda: [])())
+    for value in values:
+        code, out, err = run_cli([*words, f"{option}={value}"], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and option in lines[0], (value, err)
+        assert "Traceback" not in err and out == ""
+
+
+def test_every_count_and_duration_has_a_range():
+    """A count, a duration or a rate given as a bare int or float would take 0 or -1 and
+    fail later, deep in a job: each such option says its range (bridge/cli/common.py)."""
+    from bridge.cli.common import Bounded
+
+    bare = [f"{' '.join(w)} {o}" for w, o, kind in NUMERIC_OPTIONS if kind in (int, float)]
+    assert bare == []
+    unbounded = [
+        f"{' '.join(w)} {o}"
+        for w, o, kind in NUMERIC_OPTIONS
+        if isinstance(kind, Bounded) and kind.low is None and kind.high is None
+    ]
+    assert unbounded == []
+
+
+def _path_cases(kind_name):
+    from bridge.cli import common
+
+    return _path_arguments(getattr(common, kind_name))
+
+
+POSITIONALS_BEFORE = {("export",): ["lm"]}  # a positional's value goes after those before it
+
+
+def _command_line(words, option, value):
+    if option:
+        return [*words, f"{option}={value}"]
+    return [*words, *POSITIONALS_BEFORE.get(tuple(words), []), value]
+
+
+@pytest.mark.parametrize(
+    "words, option", _path_cases("weights_file"), ids=lambda x: " ".join(x) if isinstance(x, list) else str(x)
+)
+def test_every_weights_argument_refuses_a_missing_file_or_a_folder_in_one_line(words, option, tmp_path, capsys):
+    for value, said in [
+        (str(tmp_path / "missing.safetensors"), "checkpoint not found"),
+        (str(tmp_path), "not a regular file"),
+    ]:
+        code, out, err = run_cli(_command_line(words, option, value), capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and said in lines[0] and value in lines[0], (value, err)
+
+
+@pytest.mark.parametrize(
+    "words, option", _path_cases("output_file"), ids=lambda x: " ".join(x) if isinstance(x, list) else str(x)
+)
+def test_every_output_argument_refuses_an_unwritable_place_or_a_folder_in_one_line(words, option, tmp_path, capsys):
+    for value, said in [("/proc/jamstream/out.wav", "cannot write there"), (str(tmp_path), "is a folder")]:
+        code, out, err = run_cli(_command_line(words, option, value), capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and said in lines[0] and (option or "") in lines[0], (value, err)
+
+
+def test_every_model_and_output_path_is_checked_while_parsing():
+    """The options that name weights to read or a file to write carry the type that checks
+    them (bridge/cli/common.py), in every subcommand."""
+    from bridge.cli.common import output_file, weights_file
+
+    weights = {"--lm", "--codec", "--style", "--draft", "--checkpoint", "--base", "--init"}
+    outputs = {"--output", "--json-status"}
+    for words, option, kind in _typed_arguments() + [(w, o, None) for w, o in _untyped_options()]:
+        if option in weights:
+            assert kind is weights_file, (words, option)
+        if option in outputs:
+            assert kind is output_file, (words, option)
+
+
+def _untyped_options():
+    import argparse
+
+    from bridge.cli import build_parser
+
+    def walk(parser, words):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, [*words, name])
+            elif action.type is None and action.option_strings:
+                yield words, action.option_strings[-1]
+
+    return list(walk(build_parser(), []))

@@ -87,10 +87,10 @@ def test_resume_with_another_model_config_is_refused(two_step_checkpoint, tiny_c
     [
         ([], "exists; pass --resume"),
         (["--resume", "--out", "@missing"], "no checkpoint at"),
-        (["--steps", "0"], "--steps must be >= 1"),
-        (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
+        (["--steps", "0"], "--steps: must be >= 1"),
+        (["--checkpoint-every", "0"], "--checkpoint-every: must be >= 1"),
         (["--lr", "fast"], "not a number"),
-        (["--eval-every", "-1"], "--eval-every must be >= 0"),
+        (["--eval-every", "-1"], "--eval-every: must be >= 0"),
         (["--logfreq-weight", "-1"], "must be >= 0"),
     ],
 )

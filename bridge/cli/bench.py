@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bridge.cli.common import Formatter, Parser, emit, number, positive_int
+from bridge.cli.common import POSITIVE, Formatter, Parser, emit, positive_int, weights_file
 
 
 def _median_ms(fn, runs: int, warmup: int = 3) -> float:
@@ -430,7 +430,7 @@ def _add_bench_codec(bsub: argparse._SubParsersAction) -> None:
             "decoding one 2 s chunk."
         ),
     )
-    cb.add_argument("--codec", default=None, help="codec weights (default: shipped)")
+    cb.add_argument("--codec", type=weights_file, default=None, help="codec weights (default: shipped)")
     cb.add_argument("--codec-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     cb.add_argument("--json", action="store_true", help="print JSON")
     cb.set_defaults(func=cmd_bench_codec)
@@ -444,13 +444,17 @@ def _add_bench_lm(bsub: argparse._SubParsersAction) -> None:
         description="Generate frames after a full 10 s context at batch 1 and report per-frame latency, tokens/s "
         "and real-time factor for CFG on/off, KV cache on/off and fp32/bf16, with and without codec decoding.",
     )
-    lb.add_argument("--lm", default=None, help="LM weights (default: shipped, else an untrained --config)")
+    lb.add_argument(
+        "--lm", type=weights_file, default=None, help="LM weights (default: shipped, else an untrained --config)"
+    )
     lb.add_argument("--config", default="tiny", help="LM config timed when no weights exist (large: use --device cuda)")
-    lb.add_argument("--codec", default=None, help="codec weights (default: shipped)")
+    lb.add_argument("--codec", type=weights_file, default=None, help="codec weights (default: shipped)")
     lb.add_argument("--frames", type=positive_int, default=50, help="frames generated per variant")
     lb.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run the LM")
     lb.add_argument("--lm-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
-    lb.add_argument("--draft", default=None, help="draft weights for the speculative figures (default: shipped)")
+    lb.add_argument(
+        "--draft", type=weights_file, default=None, help="draft weights for the speculative figures (default: shipped)"
+    )
     lb.add_argument("--json", action="store_true", help="print JSON")
     lb.set_defaults(func=cmd_bench_lm)
 
@@ -464,7 +468,7 @@ def _add_bench_style(bsub: argparse._SubParsersAction) -> None:
         epilog="example: jamstream bench style --threads 1,2 --json",
         formatter_class=Formatter,
     )
-    s.add_argument("--checkpoint", default=None, help="style weights (default: the shipped ones)")
+    s.add_argument("--checkpoint", type=weights_file, default=None, help="style weights (default: the shipped ones)")
     s.add_argument("--runs", type=positive_int, default=20, help="timed runs per measurement")
     s.add_argument("--threads", type=_threads, default=[1, 2], help="torch thread counts to measure")
     s.add_argument("--json", action="store_true", help="print JSON")
@@ -481,19 +485,12 @@ def _add_bench_render(bsub: argparse._SubParsersAction) -> None:
         "factor.",
     )
     rb.add_argument("--preset", default=None, help="preset name or path (default: the default preset)")
-    rb.add_argument("--minutes", type=float, default=2.0, help="length of the bounce")
-    rb.add_argument("--bpm", type=float, default=120.0, help="tempo")
-    rb.add_argument("--lm", default=None, help="LM weights (default: shipped)")
+    rb.add_argument("--minutes", type=POSITIVE, default=2.0, help="length of the bounce")
+    rb.add_argument("--bpm", type=POSITIVE, default=120.0, help="tempo")
+    rb.add_argument("--lm", type=weights_file, default=None, help="LM weights (default: shipped)")
     rb.add_argument("--render-threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     rb.add_argument("--json", action="store_true", help="print JSON")
     rb.set_defaults(func=cmd_bench_render)
-
-
-def _positive_float(text: str) -> float:
-    value = number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
-    return value
 
 
 def _add_bench_latency(bsub: argparse._SubParsersAction) -> None:
@@ -521,18 +518,14 @@ def _add_bench_latency(bsub: argparse._SubParsersAction) -> None:
     )
     lb.add_argument("--preset", default=None, help="preset name or path (default: the default preset)")
     lb.add_argument("--flips", type=positive_int, default=6, help="CC changes per kind (gain, style)")
-    lb.add_argument("--flip-seconds", type=_positive_float, default=3.0, help="seconds between CC changes")
-    lb.add_argument("--tempo-from", type=_positive_float, default=None, help="DAW tempo first (default: the preset's)")
-    lb.add_argument(
-        "--tempo-to", type=_positive_float, default=None, help="tempo after the change (default: from x 1.32)"
-    )
-    lb.add_argument(
-        "--tempo-seconds", type=_positive_float, default=8.0, help="seconds recorded after the tempo change"
-    )
+    lb.add_argument("--flip-seconds", type=POSITIVE, default=3.0, help="seconds between CC changes")
+    lb.add_argument("--tempo-from", type=POSITIVE, default=None, help="DAW tempo first (default: the preset's)")
+    lb.add_argument("--tempo-to", type=POSITIVE, default=None, help="tempo after the change (default: from x 1.32)")
+    lb.add_argument("--tempo-seconds", type=POSITIVE, default=8.0, help="seconds recorded after the tempo change")
     lb.add_argument("--metronome", action="store_true", help="jam plays clicks on its beats instead of the model")
-    lb.add_argument("--lm", default=None, help="LM weights (default: shipped)")
-    lb.add_argument("--codec", default=None, help="codec weights (default: shipped)")
-    lb.add_argument("--style", default=None, help="style-model weights (default: shipped)")
+    lb.add_argument("--lm", type=weights_file, default=None, help="LM weights (default: shipped)")
+    lb.add_argument("--codec", type=weights_file, default=None, help="codec weights (default: shipped)")
+    lb.add_argument("--style", type=weights_file, default=None, help="style-model weights (default: shipped)")
     lb.add_argument("--period", type=positive_int, default=256, help="JACK period (frames) of the private server")
     lb.add_argument(
         "--threads", dest="latency_threads", type=positive_int, default=1, help="torch threads in jam's generator"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
 
 from model.errors import JamstreamError
 
@@ -17,7 +20,8 @@ class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsH
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "(default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+        default = action.default  # by identity: `0 in (False,)` is True, and a 0 default is worth showing
+        if "(default" in text or default is None or default is False or default == [] or default is argparse.SUPPRESS:
             return text
         return super()._get_help_string(action)
 
@@ -27,22 +31,75 @@ class Parser(argparse.ArgumentParser):
         raise JamstreamError(f"{self.prog}: {message}")
 
 
-def number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+@dataclass(frozen=True)
+class Bounded:
+    """An argparse type: a finite number (whole with `integer`) in a range, checked while
+    the command line is parsed, so a bad value is one line naming its option before any
+    model loads or any work starts. "nan" and "inf" are never numbers here: float() takes
+    them, and a NaN compares False with every bound a command checks afterwards."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # `low` itself is out of range
+    integer: bool = False
+
+    @property
+    def __name__(self) -> str:  # argparse names a type by it
+        return "whole number" if self.integer else "number"
+
+    def __call__(self, text: str) -> float | int:
+        try:
+            value = int(text) if self.integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {self.__name__}: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            raise argparse.ArgumentTypeError(f"must be {'>' if self.low_open else '>='} {self.low:g} (got {value:g})")
+        if self.high is not None and value > self.high:
+            raise argparse.ArgumentTypeError(f"must be <= {self.high:g} (got {value:g})")
+        return value
+
+    def outside(self) -> list[str]:
+        """Values just out of range (for the tests that sweep every option)."""
+        out = []
+        if self.low is not None:
+            out.append(f"{self.low:g}" if self.low_open else f"{self.low - (1 if self.integer else 0.5):g}")
+        if self.high is not None:
+            out.append(f"{self.high + (1 if self.integer else 0.5):g}")
+        return out
 
 
-def positive_int(text: str) -> int:
-    """argparse type for counts that must be at least 1 (frames, runs, steps)."""
+number = Bounded()  # any finite number
+POSITIVE = Bounded(0.0, low_open=True)  # seconds, minutes, tempi, learning rates
+NON_NEGATIVE = Bounded(0.0)  # loss weights, guidance, a start time
+positive_int = Bounded(1, integer=True)  # counts: steps, frames, runs, threads
+NON_NEGATIVE_INT = Bounded(0, integer=True)  # seeds, warm-up steps, 0-means-off counts
+MIDI_DATA = Bounded(0, 127, integer=True)  # a CC number
+PROBABILITY = Bounded(0.0, 1.0, low_open=True)  # top-p
+
+
+def weights_file(text: str) -> str:
+    """argparse type for weights or a checkpoint to read (--lm, --codec, --checkpoint, ...):
+    a missing file is one line while parsing, before the other models load for seconds."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"checkpoint not found: {text}")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: not a regular file")
+    return text
+
+
+def output_file(text: str) -> str:
+    """argparse type for a file a command writes (-o, --out, --json-status): its folder is
+    made and must take a file, so an hour's job never ends in 'cannot write'."""
+    from model.io.audio import check_writable
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
-    return value
+        check_writable(text)
+    except JamstreamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def emit(obj: dict, as_json: bool, text: str) -> None:
@@ -58,7 +115,12 @@ def add_speculative_args(p: argparse.ArgumentParser) -> None:
         help="speculative decoding: a small draft proposes each frame's next levels and the LM checks several in "
         "one pass; the output keeps the LM's distribution exactly",
     )
-    p.add_argument("--draft", default=None, help="draft weights for --speculative (default: shipped; implies it)")
+    p.add_argument(
+        "--draft",
+        type=weights_file,
+        default=None,
+        help="draft weights for --speculative (default: shipped; implies it)",
+    )
 
 
 def speculative_from(args: argparse.Namespace) -> bool:

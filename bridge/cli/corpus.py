@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bridge.cli.common import Formatter, Parser, emit, number
+from bridge.cli.common import NON_NEGATIVE_INT, POSITIVE, Bounded, Formatter, Parser, emit, positive_int
 
 
 def cmd_corpus_build(args: argparse.Namespace) -> int:
@@ -74,9 +74,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     b.add_argument("--out", required=True, help="corpus directory (created if missing)")
-    b.add_argument("--minutes", type=number, required=True, help="minutes of audio to plan (> 0)")
-    b.add_argument("--seed", type=int, default=0, help="same seed, same corpus")
-    b.add_argument("--jobs", type=int, default=2, help="parallel render processes")
+    b.add_argument("--minutes", type=POSITIVE, required=True, help="minutes of audio to plan (> 0)")
+    b.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="same seed, same corpus")
+    b.add_argument("--jobs", type=positive_int, default=2, help="parallel render processes")
     b.add_argument(
         "--styles",
         default=None,
@@ -85,7 +85,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument(
         "--tempo-spread",
-        type=number,
+        type=Bounded(1.0),
         default=1.0,
         help="widen generated genres' tempo ranges by this factor each way for half their clips "
         "(e.g. 1.5: reggae 66-90 bpm becomes 56-135), so tempo alone no longer names the genre; "

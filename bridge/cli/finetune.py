@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bridge.cli.common import Formatter, emit, number
+from bridge.cli.common import NON_NEGATIVE_INT, POSITIVE, Bounded, Formatter, emit, positive_int, weights_file
 
 EPILOG = """\
 examples:
@@ -94,15 +94,17 @@ def add(sub: argparse._SubParsersAction) -> None:
     f.add_argument(
         "--prompt", default=None, help="a few words mixed into the captured style (the recordings' own embedding leads)"
     )
-    f.add_argument("--prompt-weight", type=number, default=0.25, help="share of --prompt in the captured style")
-    f.add_argument("--rank", type=int, default=8, help="LoRA rank")
-    f.add_argument("--alpha", type=number, default=16.0, help="LoRA alpha (scaling = alpha / rank)")
-    f.add_argument("--epochs", type=int, default=20, help="most epochs (passes over the training audio)")
     f.add_argument(
-        "--patience", type=int, default=3, help="stop after this many epochs without a better validation NLL"
+        "--prompt-weight", type=Bounded(0.0, 1.0), default=0.25, help="share of --prompt in the captured style"
     )
-    f.add_argument("--lr", type=number, default=2e-3, help="peak learning rate (AdamW, warmup then cosine)")
-    f.add_argument("--frames-per-batch", type=int, default=512, help="25 Hz frames per step")
+    f.add_argument("--rank", type=positive_int, default=8, help="LoRA rank")
+    f.add_argument("--alpha", type=POSITIVE, default=16.0, help="LoRA alpha (scaling = alpha / rank)")
+    f.add_argument("--epochs", type=positive_int, default=20, help="most epochs (passes over the training audio)")
+    f.add_argument(
+        "--patience", type=positive_int, default=3, help="stop after this many epochs without a better validation NLL"
+    )
+    f.add_argument("--lr", type=POSITIVE, default=2e-3, help="peak learning rate (AdamW, warmup then cosine)")
+    f.add_argument("--frames-per-batch", type=positive_int, default=512, help="25 Hz frames per step")
     f.add_argument(
         "--quantize",
         default="none",
@@ -110,14 +112,16 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="quantize the frozen base while training (QLoRA)",
     )
     f.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train")
-    f.add_argument("--base", default=None, help="base LM weights or training checkpoint (default: shipped)")
-    f.add_argument("--codec", default=None, help="codec weights (default: shipped)")
-    f.add_argument("--style", default=None, help="style-model weights (default: shipped)")
-    f.add_argument("--adapters-dir", default="adapters", help="where adapter folders live")
-    f.add_argument("--seed", type=int, default=0, help="same seed, same adapter")
-    f.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     f.add_argument(
-        "--max-minutes", type=number, default=None, help="stop (with a checkpoint) after this much training time"
+        "--base", type=weights_file, default=None, help="base LM weights or training checkpoint (default: shipped)"
+    )
+    f.add_argument("--codec", type=weights_file, default=None, help="codec weights (default: shipped)")
+    f.add_argument("--style", type=weights_file, default=None, help="style-model weights (default: shipped)")
+    f.add_argument("--adapters-dir", default="adapters", help="where adapter folders live")
+    f.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="same seed, same adapter")
+    f.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    f.add_argument(
+        "--max-minutes", type=POSITIVE, default=None, help="stop (with a checkpoint) after this much training time"
     )
     f.add_argument("--resume", action="store_true", help="continue the run in ADAPTERS-DIR/NAME")
     f.add_argument("--json", action="store_true", help="print the training report as JSON")

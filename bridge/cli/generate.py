@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from bridge.cli.common import Formatter, add_speculative_args, emit, number, speculative_from
+from bridge.cli.common import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    PROBABILITY,
+    Formatter,
+    add_speculative_args,
+    emit,
+    output_file,
+    positive_int,
+    speculative_from,
+    weights_file,
+)
 
 EPILOG = """\
 examples:
@@ -134,31 +146,34 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("prompt", nargs="?", default=None, help='a style prompt, e.g. "bossa nova guitar", or adapter:NAME')
     g.add_argument("--mix", default=None, help='weighted prompts: "dub techno:0.7,jazz piano:0.3"')
-    g.add_argument("--bpm", type=number, default=120.0, help="tempo in beats of the meter's denominator")
+    g.add_argument("--bpm", type=POSITIVE, default=120.0, help="tempo in beats of the meter's denominator")
     g.add_argument("--meter", default="4/4", help="time signature; chunks are one bar")
-    g.add_argument("--seconds", type=number, default=30.0, help="length of the clip")
-    g.add_argument("--seed", type=int, default=0, help="same seed, same clip")
-    g.add_argument("--temperature", type=number, default=1.1)
-    g.add_argument("--top-k", type=int, default=40)
-    g.add_argument("--top-p", type=number, default=1.0)
+    g.add_argument("--seconds", type=POSITIVE, default=30.0, help="length of the clip")
+    g.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="same seed, same clip")
+    g.add_argument("--temperature", type=NON_NEGATIVE, default=1.1)
+    g.add_argument("--top-k", type=NON_NEGATIVE_INT, default=40)
+    g.add_argument("--top-p", type=PROBABILITY, default=1.0)
     g.add_argument(
         "--guidance",
-        type=number,
+        type=NON_NEGATIVE,
         default=3.0,
         help="classifier-free guidance weight (0: off; default = SamplingConfig's, see model/lm/sampling.py)",
     )
     g.add_argument("--adapter", default=None, help="a fine-tuned LoRA adapter (name under --adapters-dir, or a folder)")
     g.add_argument(
-        "--adapter-strength", type=number, default=1.0, help="LoRA scaling of --adapter (0: the base model exactly)"
+        "--adapter-strength",
+        type=NON_NEGATIVE,
+        default=1.0,
+        help="LoRA scaling of --adapter (0: the base model exactly)",
     )
     g.add_argument(
         "--adapters-dir", default=None, help="where adapters live (default: $JAMSTREAM_ADAPTERS or ./adapters)"
     )
-    g.add_argument("--lm", default=None, help="LM weights (default: shipped)")
+    g.add_argument("--lm", type=weights_file, default=None, help="LM weights (default: shipped)")
     add_speculative_args(g)
-    g.add_argument("--codec", default=None, help="codec weights (default: shipped)")
-    g.add_argument("--style", default=None, help="style-model weights (default: shipped)")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    g.add_argument("-o", "--output", required=True, help="output audio file (.wav or .flac)")
+    g.add_argument("--codec", type=weights_file, default=None, help="codec weights (default: shipped)")
+    g.add_argument("--style", type=weights_file, default=None, help="style-model weights (default: shipped)")
+    g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    g.add_argument("-o", "--output", type=output_file, required=True, help="output audio file (.wav or .flac)")
     g.add_argument("--json", action="store_true", help="print a JSON report (rtf, tokens_per_s, ...)")
     g.set_defaults(func=cmd_generate)

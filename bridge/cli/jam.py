@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from bridge.cli.common import Formatter, add_speculative_args, number
+from bridge.cli.common import (
+    MIDI_DATA,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    Formatter,
+    add_speculative_args,
+    output_file,
+    positive_int,
+    weights_file,
+)
 
 EPILOG = """\
 examples:
@@ -63,7 +72,9 @@ def add(sub: argparse._SubParsersAction) -> None:
             "clock runs"
         ),
     )
-    j.add_argument("--bpm", type=number, default=None, help="tempo when the source gives none (default: the preset's)")
+    j.add_argument(
+        "--bpm", type=POSITIVE, default=None, help="tempo when the source gives none (default: the preset's)"
+    )
     j.add_argument(
         "--connect",
         action="append",
@@ -82,7 +93,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--input", action="store_true", help="add in_L/in_R: their sound is a 'live' style slot (CC --input-cc)"
     )
     j.add_argument(
-        "--input-cc", type=int, default=22, help="CC number (preset's channel) for the live input slot's weight"
+        "--input-cc", type=MIDI_DATA, default=22, help="CC number (preset's channel) for the live input slot's weight"
     )
     j.add_argument(
         "--input-from",
@@ -96,22 +107,28 @@ def add(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--reconnect", action="store_true", help="when the server is gone or shuts down, wait and rejoin it")
     j.add_argument(
         "--sync-timeout",
-        type=number,
+        type=POSITIVE,
         default=None,
         metavar="S",
         help="set the server's slow-sync timeout (how long a transport start may wait for the first chunk)",
     )
-    j.add_argument("--json-status", default=None, metavar="FILE", help="write the status as JSON to FILE every second")
-    j.add_argument("--seconds", type=number, default=None, help="stop after this many seconds (demos, soaks)")
+    j.add_argument(
+        "--json-status",
+        type=output_file,
+        default=None,
+        metavar="FILE",
+        help="write the status as JSON to FILE every second",
+    )
+    j.add_argument("--seconds", type=POSITIVE, default=None, help="stop after this many seconds (demos, soaks)")
     j.add_argument(
         "--metronome", action="store_true", help="play clicks on the beats instead of the model (check a rig)"
     )
     j.add_argument("--quiet", action="store_true", help="no status line")
-    j.add_argument("--seed", type=int, default=0, help="generation seed")
+    j.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="generation seed")
     j.add_argument("--adapter", default=None, help="fine-tuned adapter (name under adapters/ or a directory)")
-    j.add_argument("--lm", default=None, help="LM weights (default: shipped)")
+    j.add_argument("--lm", type=weights_file, default=None, help="LM weights (default: shipped)")
     add_speculative_args(j)
-    j.add_argument("--codec", default=None, help="codec weights (default: shipped)")
-    j.add_argument("--style", default=None, help="style-model weights (default: shipped)")
-    j.add_argument("--threads", type=int, default=1, help="torch CPU threads in the generator process")
+    j.add_argument("--codec", type=weights_file, default=None, help="codec weights (default: shipped)")
+    j.add_argument("--style", type=weights_file, default=None, help="style-model weights (default: shipped)")
+    j.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads in the generator process")
     j.set_defaults(func=cmd_jam)

