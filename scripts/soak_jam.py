@@ -111,6 +111,9 @@ class SoakRun:
     next_sample: float = 0.0
     step_state: int = 0  # 0: the next step goes A -> B, 1: B -> A
     step_at: tuple[int, int] | None = None  # (JACK frame time, hi) of the step since the last jump
+    # the bridge's recent_chunks seen since that step, by first frame: its status keeps only the
+    # latest 48 pieces (7.7 s of 4-frame pieces), less than the 17 s from a step to the next jump
+    heard: dict[int, list] = field(default_factory=dict)
     samples: list[dict] = field(default_factory=list)
     latencies: list[float | None] = field(default_factory=list)
     jumps: int = 0
@@ -212,6 +215,8 @@ def tick(run: SoakRun, click_onsets: Onsets) -> None:
     queue_cc_traffic(run)
     if run.step_at is None and now - (run.next_jump - run.args.jump_every) > 3.0:
         send_cc_step(run)
+    elif run.step_at is not None and not run.args.metronome:
+        run.heard.update((c[0], c) for c in run.jam.status().get("recent_chunks", []))
     if now >= run.next_sample:
         run.next_sample = now + 10
         take_sample(run, now)
@@ -276,6 +281,7 @@ def jump_transport(run: SoakRun, now: float, click_onsets: Onsets) -> None:
     if run.step_at is not None:
         run.latencies.append(step_latency(run, audio, frames, rolling, click_onsets))
     run.step_at = None
+    run.heard.clear()
     bar = run.rng.randrange(1, 200)
     host.client.transport_frame = host.frame_at_bar(bar)
     run.jumps += 1
@@ -292,7 +298,8 @@ def step_latency(
     times = host.rec_time[: len(frames)]
     if run.args.metronome:
         return measure_latency(audio, times, host.client.blocksize, run.step_at, run.rate, click_onsets, dominant_hz)
-    chunks = run.jam.status().get("recent_chunks", [])
+    run.heard.update((c[0], c) for c in run.jam.status().get("recent_chunks", []))
+    chunks = list(run.heard.values())
     knobs = run.knobs
     return mix_latency(
         chunks, times, frames, rolling, host.client.blocksize, run.step_at, run.rate, knobs.a_slot, knobs.b_slot
@@ -390,6 +397,7 @@ def bridge_fields(final: dict) -> dict:
         "rejoins": final.get("rejoins"),
         "cc_counts": final.get("cc"),
         "midi_overflow": final.get("midi_overflow"),
+        "heap_trims": final.get("heap_trims"),
     }
 
 

@@ -40,6 +40,7 @@ WORKER_KEYS = (
     "late_pieces",
     "last_rewind",
     "piece_ms",
+    "heap_trims",
     "link_peers",
     "link_placements",
     "link_offset",
@@ -93,6 +94,7 @@ def worker_status(worker, playhead_frame: int, rolling: bool) -> dict:
         "late_pieces": worker.late_pieces,
         "last_rewind": worker.last_rewind,
         "piece_ms": _spread(worker.piece_gen),
+        "heap_trims": worker.heap.status(),
     }
 
 

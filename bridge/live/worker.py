@@ -40,6 +40,8 @@ the status it reports (status.py).
   identical whatever this machine's speed.
 - **Macros.** The plugin's 8 automatable knobs arrive as 0xF4 events; each moves the
   preset's k-th CC binding (bridge/live/macros.py).
+- **Memory.** Between pieces, every 10 s, the heap's free pages go back to the kernel
+  (bridge/live/heap.py): the RSS a long set gains is glibc's fragmentation, not a leak.
 - **Rates.** Audio is made at 48 kHz; at another server rate a pedalboard
   StreamResampler per stream converts it before it enters the ring.
 """
@@ -55,6 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridge.live import ring as R
+from bridge.live.heap import process_trimmer
 from bridge.live.live_input import LiveInputStyle, with_live_slot
 from bridge.live.macros import MACRO_STATUS, macro_messages
 from bridge.live.models import LiveModels
@@ -170,6 +173,7 @@ class Worker:
         self._last_late = -FLOOR_MEMORY  # piece count at the latest late piece
         self._target_seq = -1  # act on whatever the callback posted while we loaded
         self.reload = PresetReload(self.models, str(self.preset.path), int(self.ctl[R.RELOAD_SEQ]))
+        self.heap = process_trimmer()  # freed pages back to the kernel in idle time (heap.py)
         self._prepared_changes = -1
         self._last_status = 0.0
         self.max_gen = 0.0
@@ -409,6 +413,7 @@ class Worker:
         while self.ctl[R.QUIT] == 0:
             idle = self.step()
             if idle:
+                self.heap.maybe(time.monotonic())
                 time.sleep(idle)
 
     def step(self) -> float:
