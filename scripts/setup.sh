@@ -34,11 +34,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
+# The dev venv takes the optional extras too: test, link (the Link tests) and eval (madmom for
+# the beat F-measure; its models are CC BY-NC-SA, so a user's install leaves it out).
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python packages into $VENV (torch 2.13.0 CPU first, so nothing pulls a CUDA build)"
   "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.13.0 2>&1 | grep -v "is ignored" || true
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test,link]" 2>&1 | grep -v "is ignored" || true
-  "$VENV/bin/python" -c "import torch, music21, pedalboard, jack, rtmidi, mido, aalink" \
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test,link,eval]" 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/python" -c "import torch, music21, pedalboard, jack, rtmidi, mido, aalink, mir_eval" \
     || { echo "setup: Python packages failed to install" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

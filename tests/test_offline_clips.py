@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support.synth_clips import drum_loop, piano_chords
 
 from bridge.jam.engine import Engine
 from bridge.jam.offline import prompt_preset, render_clip
@@ -17,6 +18,7 @@ from model.codec.network import FRAME_SAMPLES, load_codec
 from model.errors import JamstreamError
 from model.eval.generation import evaluate_generation
 from model.generator import Generator
+from model.io.audio import write_audio
 from model.lm.network import DepthformerLM, LMConfig
 from model.lm.sampling import SamplingConfig
 from model.style.network import load_style
@@ -78,3 +80,37 @@ def test_eval_generation_scores_seams_on_the_engines_clips(generator, style_mode
     report = evaluate_generation(render, style_model, {}, seconds=8.0, checks=("seams",))
     assert report.seams is not None and np.isfinite(report.seams["seam_to_bar_line_ratio"])
     assert report.rtf is not None and report.rtf > 0
+
+
+def test_eval_generation_scores_beats_and_notes_beside_the_trackers_floor_and_the_corpus(
+    generator, style_model, tmp_path
+):
+    """An untrained LM's clips against corpus-like files whose content is known: the floor
+    comes from exact beats (high), the corpus's notes from a chord progression (high), and
+    the untrained LM's noise-like music has no notes (far below the corpus)."""
+    drums, beats = drum_loop(120.0, 10.0)
+    write_audio(tmp_path / "drums.flac", drums)
+    write_audio(tmp_path / "chords.flac", piano_chords(8.0))
+
+    def render(prompt, bpm, seconds, seed, bars_per_chunk):
+        return render_clip(
+            generator, style_model, [(prompt, 1.0)], bpm, (4, 4), seconds, seed, SAMPLING, bars_per_chunk
+        )
+
+    report = evaluate_generation(
+        render,
+        style_model,
+        {"chorale": 90.0},
+        seconds=4.0,
+        style_seconds=4.0,
+        checks=("tempo", "pitch"),
+        reference=[(str(tmp_path / "drums.flac"), beats.tolist())],
+        pitch_reference={"chorale": [str(tmp_path / "chords.flac")]},
+    )
+    out = report.summary()
+    assert len(report.tempo) == 12 and all(0.0 <= r.beat_f1 <= 1.0 for r in report.tempo)
+    assert 0.0 <= out["beat_f1"] <= 1.0
+    assert out["beat_f1_floor"] >= 0.9 and out["beat_f1_floor_clips"] == 1
+    assert out["pitch_content_corpus"] > 0.1
+    assert out["pitch_content"] < 0.25 * out["pitch_content_corpus"]
+    assert "missing" not in out

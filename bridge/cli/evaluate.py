@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bridge.cli.common import Formatter, Parser, emit
+from bridge.cli.common import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    Formatter,
+    Parser,
+    emit,
+    positive_int,
+    weights_file,
+)
 
 
 def _levels(text: str) -> list[int]:
@@ -136,6 +145,9 @@ def corpus_genres(corpus: str | None) -> dict[str, float]:
     return {g: float(statistics.median(v)) for g, v in sorted(by_genre.items())}
 
 
+PITCH_CORPUS_CLIPS = 2  # corpus clips per genre that pitch_content_corpus listens to
+SPLIT_ORDER = ("test", "val", "train")
+
 # The genres of the corpus the shipped models trained on (model/weights/RECIPES.md), at
 # their median tempo there: the style check's default when no corpus is given.
 DEFAULT_GENRES = {
@@ -174,27 +186,35 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     from model.style.network import load_style
 
     checks = tuple(c.strip() for c in args.checks.split(",") if c.strip())
-    unknown = sorted(set(checks) - {"tempo", "style", "seams"})
+    unknown = sorted(set(checks) - {"tempo", "style", "pitch", "seams"})
     if unknown or not checks:
-        raise JamstreamError(f"--checks takes tempo,style,seams (got {args.checks!r})")
+        raise JamstreamError(f"--checks takes tempo,style,pitch,seams (got {args.checks!r})")
     if args.seeds < 1:
         raise JamstreamError("--seeds must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     genres = corpus_genres(args.corpus)
-    reference = None
-    if args.corpus and "tempo" in checks:
+    reference = pitch_reference = None
+    if args.corpus:
         from model.corpus.manifest import read_manifest
 
+        test_rows = read_manifest(args.corpus, "test")
         drum_genres = {p.replace(" music", "") for p in DRUM_PROMPTS}
-        reference = [(r.path, r.beats) for r in read_manifest(args.corpus, "test") if r.genre in drum_genres]
+        if "tempo" in checks:
+            reference = [(r.path, r.beats) for r in test_rows if r.genre in drum_genres]
+        if "pitch" in checks:  # every genre's audio, held-out clips first (a reference, not a score)
+            pitch_reference = {}
+            for r in sorted(read_manifest(args.corpus), key=lambda r: SPLIT_ORDER.index(r.split)):
+                kept = pitch_reference.setdefault(r.genre, [])
+                if len(kept) < PITCH_CORPUS_CLIPS:
+                    kept.append(r.path)
     style_model = load_style(args.style)
     generator = Generator(load_lm(args.checkpoint), load_codec(args.codec))
     seeds = tuple(range(args.seeds))
     tempo_clips = (
         len(TEMPO_BPMS) * len(DRUM_PROMPTS) if "tempo" in checks else len(TEMPO_BPMS) if "seams" in checks else 0
     )
-    total = len(seeds) * (tempo_clips + (len(genres) if "style" in checks else 0))
+    total = len(seeds) * (tempo_clips + (len(genres) if {"style", "pitch"} & set(checks) else 0))
     bar = progress(total=total, desc="eval generation", unit="clip")
     sampling = SamplingConfig(guidance=args.guidance)
 
@@ -212,6 +232,7 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
         checks=checks,
         on_clip=lambda: bar.update(1),
         reference=reference,
+        pitch_reference=pitch_reference,
     )
     bar.close()
     out = report.summary()
@@ -221,6 +242,13 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
             f"tempo within 4% (or an octave): {out['tempo_ok_share']:.0%} of {len(report.tempo)} runs; "
             f"median beat-to-grid distance {out['grid_ms_median']:.1f} ms"
         )
+        if out.get("beat_f1") is not None:
+            lines.append(f"beat F-measure (madmom, +-70 ms, vs the requested grid): {out['beat_f1']:.3f}")
+        if out.get("beat_f1_floor") is not None:
+            lines.append(
+                f"  madmom on {out['beat_f1_floor_clips']} corpus test clips against their exact beats: "
+                f"{out['beat_f1_floor']:.3f}: its floor"
+            )
         if out.get("reference_grid_ms_median") is not None:
             lines.append(
                 f"  the same tracker on {out['reference_clips']} corpus test clips against their exact beats: "
@@ -229,6 +257,16 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
             )
     if "style_own_genre_share" in out:
         lines.append(f"style: nearest its own genre in {out['style_own_genre_share']:.0%} of {len(report.style)} runs")
+    if "pitch_content" in out:
+        corpus_part = (
+            f" (corpus clips of the same genres: {out['pitch_content_corpus']:.3f}, "
+            f"ratio {out['pitch_content'] / out['pitch_content_corpus']:.0%})"
+            if out.get("pitch_content_corpus")
+            else ""
+        )
+        lines.append(f"pitch content of the genre clips: {out['pitch_content']:.3f}{corpus_part}")
+    for why in out.get("missing", []):
+        lines.append(f"left out: {why}")
     if "seam_flux_percentile" in out:
         lines.append(
             f"seams: flux at chunk joins / at bar lines that are not joins = {out['seam_to_bar_line_ratio']:.2f}; "
@@ -310,10 +348,10 @@ def _add_codec(esub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     c.add_argument("inputs", nargs="+", metavar="AUDIO_OR_MANIFEST", help="audio files, corpus dirs or manifest.jsonl")
-    c.add_argument("--checkpoint", default=None, help="codec weights (default: the shipped ones)")
+    c.add_argument("--checkpoint", type=weights_file, default=None, help="codec weights (default: the shipped ones)")
     c.add_argument("--levels", type=_levels, default=[8, 16, 32], help="RVQ level counts to decode with")
     c.add_argument("--split", default="test", choices=["train", "val", "test"], help="split used for corpus inputs")
-    c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    c.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     c.add_argument("--json", action="store_true", help="one JSON object: files, skipped, mean (per level count)")
     c.set_defaults(func=cmd_eval_codec)
 
@@ -331,11 +369,11 @@ def _add_style(esub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     s.add_argument("--corpus", default=None, help="corpus directory (its --split is evaluated)")
-    s.add_argument("--checkpoint", default=None, help="style weights (default: the shipped ones)")
+    s.add_argument("--checkpoint", type=weights_file, default=None, help="style weights (default: the shipped ones)")
     s.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to evaluate")
     s.add_argument("--audio", nargs="+", default=None, metavar="FILE", help="audio files to score against --prompts")
     s.add_argument("--prompts", nargs="+", default=None, metavar="TEXT", help="text prompts to score --audio against")
-    s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    s.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     s.add_argument(
         "--json",
         action="store_true",
@@ -354,9 +392,11 @@ def _add_lm(esub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     m.add_argument("--corpus", required=True, help="corpus directory")
-    m.add_argument("--checkpoint", default=None, help="LM weights (default: shipped)")
-    m.add_argument("--codec", default=None, help="codec weights the tokens come from (default: shipped)")
-    m.add_argument("--style", default=None, help="style-model weights (default: shipped)")
+    m.add_argument("--checkpoint", type=weights_file, default=None, help="LM weights (default: shipped)")
+    m.add_argument(
+        "--codec", type=weights_file, default=None, help="codec weights the tokens come from (default: shipped)"
+    )
+    m.add_argument("--style", type=weights_file, default=None, help="style-model weights (default: shipped)")
     m.add_argument("--split", default="test", choices=["val", "test"], help="held-out split")
     m.add_argument("--json", action="store_true", help="one JSON object: nll, unigram_nll, ...")
     m.set_defaults(func=cmd_eval_lm)
@@ -365,32 +405,42 @@ def _add_lm(esub: argparse._SubParsersAction) -> None:
 def _add_generation(esub: argparse._SubParsersAction) -> None:
     g = esub.add_parser(
         "generation",
-        help="tempo, beat grid, style and seams of generated audio",
+        help="tempo, beats, style, notes and seams of generated audio",
         description="Generate clips and listen to them with tools that know nothing of our models: librosa's "
         "beat tracker on 30 s clips at 80/100/120/140 bpm with drum-heavy prompts (tempo within 4%% or an octave; "
-        "median distance of detected beats to the requested grid), the style model's audio embedding of one "
-        "clip per corpus genre (nearest genre prompt = its own?), and spectral flux at chunk joins beside flux "
-        "around bar lines that are not joins (ratio near 1 = an invisible seam).",
+        "median distance of detected beats to the requested grid) and, with the eval extra "
+        "(pip install -e '.[eval]'), madmom's tracker scored by mir_eval's beat F-measure at +-70 ms against "
+        "the requested grid (beat_f1; beat_f1_floor: the same on corpus clips with exact beats); the style "
+        "model's audio embedding of one clip per corpus genre (nearest genre prompt = its own?); how much "
+        "pitched, tonal content those clips hold (pitch_content: 0 for noise and drums) beside corpus clips of "
+        "the same genres (pitch_content_corpus); and spectral flux at chunk joins beside flux around bar lines "
+        "that are not joins (ratio near 1 = an invisible seam).",
         epilog="example: jamstream eval generation --corpus corpus --json > gen.json   # ~5 min on 2 CPU cores",
         formatter_class=Formatter,
     )
     g.add_argument(
         "--corpus", default=None, help="corpus whose genre tags the style check uses (default: the shipped recipe's 18)"
     )
-    g.add_argument("--checks", default="tempo,style,seams", help="comma-separated subset of tempo,style,seams")
-    g.add_argument("--seeds", type=int, default=1, help="runs per setting (seeds 0..N-1)")
-    g.add_argument("--seconds", type=float, default=30.0, help="length of each tempo clip")
     g.add_argument(
-        "--guidance", type=float, default=3.0, help="classifier-free guidance weight (default = SamplingConfig's)"
+        "--checks", default="tempo,style,pitch,seams", help="comma-separated subset of tempo,style,pitch,seams"
     )
-    g.add_argument("--checkpoint", default=None, help="LM weights (default: shipped)")
-    g.add_argument("--codec", default=None, help="codec weights (default: shipped)")
-    g.add_argument("--style", default=None, help="style-model weights (default: shipped)")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--seeds", type=positive_int, default=1, help="runs per setting (seeds 0..N-1)")
+    g.add_argument("--seconds", type=POSITIVE, default=30.0, help="length of each tempo clip")
+    g.add_argument(
+        "--guidance",
+        type=NON_NEGATIVE,
+        default=3.0,
+        help="classifier-free guidance weight (default = SamplingConfig's)",
+    )
+    g.add_argument("--checkpoint", type=weights_file, default=None, help="LM weights (default: shipped)")
+    g.add_argument("--codec", type=weights_file, default=None, help="codec weights (default: shipped)")
+    g.add_argument("--style", type=weights_file, default=None, help="style-model weights (default: shipped)")
+    g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     g.add_argument(
         "--json",
         action="store_true",
-        help="one JSON object: tempo_ok_share, grid_ms_median, style_own_genre_share, seam_flux_percentile, ...",
+        help="one JSON object: tempo_ok_share, grid_ms_median, beat_f1, beat_f1_floor, style_own_genre_share, "
+        "pitch_content, pitch_content_corpus, seam_flux_percentile, ...",
     )
     g.set_defaults(func=cmd_eval_generation)
 
@@ -408,11 +458,11 @@ def _add_presets(esub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--presets", default=None, help="comma-separated preset names or paths (default: every shipped preset)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", default=None, help="LM weights (default: shipped)")
-    p.add_argument("--codec", default=None, help="codec weights (default: shipped)")
-    p.add_argument("--style", default=None, help="style-model weights (default: shipped)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
+    p.add_argument("--checkpoint", type=weights_file, default=None, help="LM weights (default: shipped)")
+    p.add_argument("--codec", type=weights_file, default=None, help="codec weights (default: shipped)")
+    p.add_argument("--style", type=weights_file, default=None, help="style-model weights (default: shipped)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument(
         "--json",
         action="store_true",
