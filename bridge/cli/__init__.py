@@ -40,13 +40,14 @@ examples:
   jamstream generate "bossa nova guitar" --bpm 96 -o bossa.wav
   jamstream render song.mid --preset jazz-bossa -o song.flac   # bounce a song offline
   jamstream jam --preset techno-dub --connect system            # play live in JACK, on the host's beats
+  jamstream plot bossa.wav                                      # see its notes: bossa.png
 
 Run `jamstream SUBCOMMAND --help` for each subcommand's options.
 """
 
 
 def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
-    from bridge.cli import bench, corpus, evaluate, finetune, generate, jam, plugin, render, serve, train
+    from bridge.cli import bench, corpus, evaluate, finetune, generate, jam, plot, plugin, render, serve, train
 
     return [
         corpus.add,
@@ -59,6 +60,7 @@ def _command_groups() -> list[Callable[[argparse._SubParsersAction], None]]:
         serve.add,
         plugin.add,
         bench.add,
+        plot.add,
     ]
 
 
