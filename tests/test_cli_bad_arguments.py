@@ -33,9 +33,9 @@ def test_an_unwritable_render_output_is_refused_before_rendering(tmp_path, capsy
     assert "render" not in out  # refused before the progress of a bounce
 
 
-def _typed_arguments():
-    """(subcommand words, option or None for a positional, its argparse type) for every
-    argument of every subcommand that has a type."""
+def _arguments():
+    """(subcommand words, option or None for a positional, the argparse action) for every
+    argument of every subcommand."""
     import argparse
 
     from bridge.cli import build_parser
@@ -45,10 +45,15 @@ def _typed_arguments():
             if isinstance(action, argparse._SubParsersAction):
                 for name, sub in action.choices.items():
                     yield from walk(sub, [*words, name])
-            elif action.type is not None and action.choices is None:
-                yield words, action.option_strings[-1] if action.option_strings else None, action.type
+            else:
+                yield words, action.option_strings[-1] if action.option_strings else None, action
 
     return list(walk(build_parser(), []))
+
+
+def _typed_arguments():
+    """(words, option, its argparse type) for every argument that has a type (choices aside)."""
+    return [(w, o, a.type) for w, o, a in _arguments() if a.type is not None and a.choices is None]
 
 
 def _numeric_options():
@@ -59,8 +64,11 @@ def _numeric_options():
     return [(w, o, t) for w, o, t in _typed_arguments() if o and t not in (str, weights_file, output_file)]
 
 
-def _path_arguments(kind):
-    return [(w, o) for w, o, t in _typed_arguments() if t is kind]
+def _path_cases(kind_name):
+    """(words, option) of every argument whose type is common.`kind_name`."""
+    from bridge.cli import common
+
+    return [(w, o) for w, o, t in _typed_arguments() if t is getattr(common, kind_name)]
 
 
 NUMERIC_OPTIONS = _numeric_options()
@@ -112,12 +120,6 @@ def test_every_count_and_duration_has_a_range():
     assert unbounded == []
 
 
-def _path_cases(kind_name):
-    from bridge.cli import common
-
-    return _path_arguments(getattr(common, kind_name))
-
-
 POSITIONALS_BEFORE = {("export",): ["lm"]}  # a positional's value goes after those before it
 
 
@@ -157,24 +159,8 @@ def test_every_model_and_output_path_is_checked_while_parsing():
 
     weights = {"--lm", "--codec", "--style", "--draft", "--checkpoint", "--base", "--init"}
     outputs = {"--output", "--json-status"}
-    for words, option, kind in _typed_arguments() + [(w, o, None) for w, o in _untyped_options()]:
+    for words, option, action in _arguments():
         if option in weights:
-            assert kind is weights_file, (words, option)
+            assert action.type is weights_file, (words, option)
         if option in outputs:
-            assert kind is output_file, (words, option)
-
-
-def _untyped_options():
-    import argparse
-
-    from bridge.cli import build_parser
-
-    def walk(parser, words):
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    yield from walk(sub, [*words, name])
-            elif action.type is None and action.option_strings:
-                yield words, action.option_strings[-1]
-
-    return list(walk(build_parser(), []))
+            assert action.type is output_file, (words, option)

@@ -189,8 +189,6 @@ def cmd_eval_generation(args: argparse.Namespace) -> int:
     unknown = sorted(set(checks) - {"tempo", "style", "pitch", "seams"})
     if unknown or not checks:
         raise JamstreamError(f"--checks takes tempo,style,pitch,seams (got {args.checks!r})")
-    if args.seeds < 1:
-        raise JamstreamError("--seeds must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     genres = corpus_genres(args.corpus)

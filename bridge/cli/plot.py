@@ -20,12 +20,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from model.io.spectrogram_plot import PlotConfig, plot_spectrograms
 
     out = Path(args.output) if args.output else Path(args.audio[0]).with_suffix(".png")
-    cfg = PlotConfig(start_s=args.start, seconds=args.seconds)
-    if cfg.start_s < 0 or (cfg.seconds is not None and cfg.seconds <= 0):
-        from model.errors import JamstreamError
-
-        raise JamstreamError("--start must be >= 0 and --seconds > 0")
-    check_writable(out)
+    cfg = PlotConfig(start_s=args.start, seconds=args.seconds)  # ranges: checked while parsing
+    if not args.output:  # the default name: -o was checked while parsing
+        check_writable(out)
     clips = [(str(path), load_audio(path), SAMPLE_RATE) for path in args.audio]  # every file read before drawing
     plot_spectrograms(clips, out, cfg)
     print(out)

@@ -37,10 +37,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             print(describe_status(status))
         return 0
-    if args.threads < 1:
-        raise JamstreamError(f"--threads {args.threads}: give 1 or more")
-    if args.idle_exit is not None and args.idle_exit <= 0:
-        raise JamstreamError(f"--idle-exit {args.idle_exit:g}: give a positive number of seconds")
     from bridge.serve.daemon import ServeConfig, run_serve
 
     cfg = ServeConfig(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import threading
 import time
 
@@ -84,12 +85,7 @@ class HeapTrimmer:
         }
 
 
-_PROCESS_TRIMMER: HeapTrimmer | None = None
-
-
+@functools.cache
 def process_trimmer() -> HeapTrimmer:
     """This process's one trimmer."""
-    global _PROCESS_TRIMMER
-    if _PROCESS_TRIMMER is None:
-        _PROCESS_TRIMMER = HeapTrimmer()
-    return _PROCESS_TRIMMER
+    return HeapTrimmer()
