@@ -53,6 +53,19 @@ def onset_lag(a: np.ndarray, b: np.ndarray, max_hops: int = 40) -> tuple[int, fl
     return best
 
 
+def difference(a: np.ndarray, b: np.ndarray, serve: Serve) -> str:
+    """How two exports differ: where, by how many samples the second is shifted, and what the
+    daemon saw (a CI run once had two metronome exports one sample apart at their start)."""
+    where = np.flatnonzero(np.any(a != b, axis=1))
+    x, y = a[:, 0], b[:, 0]
+    shifts = {k: float(np.abs(x[50:-50] - np.roll(y, k)[50:-50]).max()) for k in range(-8, 9)}
+    best = min(shifts, key=shifts.get)
+    return (
+        f"the exports differ at {where.size} samples from {where[:5]}; the second shifted by {best} "
+        f"leaves {shifts[best]:.2e} (unshifted {shifts[0]:.2e})\n{serve.log_text()}"
+    )
+
+
 def test_an_export_puts_the_metronome_on_the_sessions_beats_and_repeats_exactly(tmp_path, serve):
     env = base_env(serve.socket, JAMSTREAM_MODE="metronome", JAMSTREAM_PRESET="jazz-trio-bossa")
     folder = make_session(tmp_path, "clicks", BPM, SECONDS, env)
@@ -65,7 +78,7 @@ def test_an_export_puts_the_metronome_on_the_sessions_beats_and_repeats_exactly(
     assert "jamstream: attached (preset jazz-trio-bossa, mode metronome)" in done.stderr, done.stderr[-2000:]
     (a, rate), (b, _) = outs
     assert a.shape == (int(SECONDS * rate), 2) and np.abs(a).max() > 0.1
-    assert np.array_equal(a, b), f"the exports differ at {np.flatnonzero(np.any(a != b, axis=1))[:5]}"
+    assert np.array_equal(a, b), difference(a, b, serve)
     # every beat after the first: a stream fades in over its first 5 ms, which moves where the
     # detector sees the first click (1.35 ms, measured) - the stream's start, not its timing
     beats = np.arange(0, SECONDS * rate - 0.2 * rate, rate * 60 / BPM)[1:]

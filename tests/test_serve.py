@@ -12,12 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
-from support.serve import REPO, Client, Serve
+from support.serve import REPO, Client, Serve, attach_request
 
-from bridge.serve.protocol import encode
+from bridge.serve.protocol import encode, request
 
 
 @pytest.fixture
@@ -90,6 +92,57 @@ def test_a_line_that_is_not_json_is_answered_not_fatal(serve):
         sock.sendall(encode({"op": "dance"}))
         assert "unknown op 'dance'" in sock.recv(4096).decode()
     assert serve.status()["ok"]
+
+
+def test_status_answers_every_poll_while_instances_come_and_go(serve):
+    """A host polls status (the plugin's GUI, `jamstream status`) while tracks attach and
+    detach; a detach that closed an instance's block before taking it out of the table
+    broke the polls that described it in between (33 of ~400 in 15 churns, measured)."""
+    failures: list[str] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            try:
+                assert request(serve.socket, {"op": "status"}, timeout=5.0)["ok"]
+            except Exception as exc:  # noqa: BLE001 - every way a poll can fail counts
+                failures.append(repr(exc))
+
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for t in pollers:
+        t.start()
+    try:
+        for k in range(15):
+            client = Client(serve.socket, name=f"track {k}")
+            assert client.next_line()["log"].startswith("ready:")
+            client.close()
+            time.sleep(0.05)
+    finally:
+        done.set()
+        for t in pollers:
+            t.join()
+    assert not failures, failures[:3]
+    serve.wait_for(lambda s: not s["instances"], 10, "the last detach")
+    assert "Traceback" not in serve.log_text()
+
+
+def test_a_plugin_that_hangs_up_before_its_reply_leaves_no_instance(serve):
+    """Ardour restores a session's state after the plugin attached with its defaults: the
+    plugin hangs up and attaches again. Whether the reply went out or not, nothing of the
+    first attach may stay - it stayed as a block and a status row that never played."""
+    blocks_before = set(Path("/dev/shm").iterdir())
+    for k in range(1, 6):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(serve.socket))
+            sock.sendall(encode(attach_request(name="restored")))
+        deadline = time.monotonic() + 10
+        while f"#{k} attached" not in serve.log_text():  # the daemon took it in
+            assert time.monotonic() < deadline, serve.log_text()
+            time.sleep(0.02)
+    status = serve.wait_for(lambda s: not s["instances"], 10, "every hung-up attach to go")
+    assert status["ok"]
+    assert set(Path("/dev/shm").iterdir()) <= blocks_before, "a block stayed"
+    assert "Traceback" not in serve.log_text()
 
 
 def test_a_second_daemon_on_the_same_socket_refuses_in_one_line(serve):

@@ -460,7 +460,7 @@ static void housekeeping(Plugin *s) {
     }
     if (__atomic_exchange_n(&s->fw_timeout, 0, __ATOMIC_ACQ_REL))
         js_log(s, s->u.log_Error,
-               "export: waited 10 s for the generator in vain; not waiting again until it catches up");
+               "export: the generator showed no progress for 10 s; not waiting again until it catches up");
 }
 
 /* Sleeps up to ms (less on a wake-up), then does the housekeeping. */

@@ -23,7 +23,7 @@
 #include <lv2/time/time.h>
 
 #define FADE 240.0
-#define FREEWHEEL_WAIT_NS 10000000000LL /* the most a freewheel cycle waits for the generator */
+#define FREEWHEEL_WAIT_NS 10000000000LL /* the longest an export waits for a generator showing no life */
 #define FREEWHEEL_LOAD_WAIT_NS 120000000000LL /* ... while the worker still loads its models */
 #define TICKS_PER_BEAT 1920.0
 /* Ardour's own extensions (midnam#update, bankpatch#notify): how the plugin knows its host */
@@ -265,32 +265,43 @@ static void post_transport(Plugin *s, Block *b) {
     ST(&b->ctl[CTL_TP_SEQ], seq + 2);
 }
 
-/* Freewheel: wait (at most 10 s) until the ring covers [p, p+n) and FADE frames more; returns the
- * ns waited.  The margin matters: the gain curve fades towards VALID_END (ahead of an underrun), so a
- * generator that is only just ahead would put dips into an export. */
+/* Freewheel: wait until the ring covers [p, p+n) and FADE frames more; returns the ns waited.  The
+ * margin matters: the gain curve fades towards VALID_END (ahead of an underrun), so a generator that
+ * is only just ahead would put dips into an export.  A slow generator is waited for as long as it
+ * shows signs of life (its readiness, the stream it began, its ring's end moving); 10 s without any
+ * (120 s while it still loads its models), or 120 s in all, gives up: a dead daemon cannot hang it.
+ * Counting from the cycle's first wait instead cut an export short whose daemon loaded its models
+ * cold (8.4 s) and then took 4 s for its first piece: silence (measured, a fresh machine). */
 static int64_t freewheel_wait(Plugin *s, Block *b, int64_t p, uint32_t n) {
     const int64_t t0 = mono_ns();
+    int64_t alive_at = t0, seen_ve = 0, seen_ready = 0, seen_fw = 0;
+    bool seen = false;
     for (;;) {
         /* The worker has handled the latest start/locate as an export (FREEWHEEL_READY names
          * its TARGET_SEQ: a stream begun there with the export's pacing and seed), and the
          * ring holds this cycle and the fade after it. Before the stream's first frame the
          * cycle is silence - the same silence in every export. */
-        int64_t ve = LD(&b->ctl[CTL_VALID_END]);
-        bool handled = LD(&b->ctl[CTL_FREEWHEEL_READY]) == b->ctl[CTL_TARGET_SEQ];
-        bool covered = handled && p + (int64_t)n + (int64_t)FADE <= ve;
-        if (covered) {
+        const int64_t ve = LD(&b->ctl[CTL_VALID_END]);
+        const int64_t ready = LD(&b->ctl[CTL_WORKER_READY]);
+        const int64_t fw_ready = LD(&b->ctl[CTL_FREEWHEEL_READY]);
+        const bool handled = fw_ready == b->ctl[CTL_TARGET_SEQ];
+        if (handled && p + (int64_t)n + (int64_t)FADE <= ve) {
             s->fw_gave_up = false;
             return mono_ns() - t0;
         }
-        if (s->fw_gave_up) return mono_ns() - t0; /* a dead daemon must not hang the export */
-        const int64_t waited = mono_ns() - t0;
-        /* a worker still loading its models (first attach of a stack) gets longer */
-        const int64_t limit = LD(&b->ctl[CTL_WORKER_READY]) ? FREEWHEEL_WAIT_NS : FREEWHEEL_LOAD_WAIT_NS;
-        if (waited >= limit) {
+        if (s->fw_gave_up) return mono_ns() - t0; /* given up on this stream: play what there is */
+        const int64_t now = mono_ns();
+        if (!seen || ve != seen_ve || ready != seen_ready || fw_ready != seen_fw) {
+            seen = true;
+            seen_ve = ve, seen_ready = ready, seen_fw = fw_ready;
+            alive_at = now;
+        }
+        const int64_t limit = ready ? FREEWHEEL_WAIT_NS : FREEWHEEL_LOAD_WAIT_NS;
+        if (now - alive_at >= limit || now - t0 >= FREEWHEEL_LOAD_WAIT_NS) { /* no cycle waits longer */
             ctl_add(b, CTL_FREEWHEEL_TIMEOUTS, 1);
             s->fw_gave_up = true;
             ST(&s->fw_timeout, 1);
-            return waited;
+            return now - t0;
         }
         const struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);

@@ -128,6 +128,7 @@ class Instance:
         self.failures = 0
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
+        self._stop_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name=f"jamstream-instance-{iid}", daemon=True)
 
     def reply(self) -> dict:
@@ -189,10 +190,19 @@ class Instance:
         self.thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.shared.ctl[R.QUIT] = 1
-        self.thread.join(timeout=30)
-        if not self.thread.is_alive():
+        """Quit the worker; once (a SIGTERM's shutdown and the detach it causes both stop the
+        instance). The block stays open: a status read may still describe it (`free`)."""
+        with self._stop_lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            self.shared.ctl[R.QUIT] = 1
+            if self.thread.ident is not None:  # started (one whose plugin left before its reply was not)
+                self.thread.join(timeout=30)
+
+    def free(self) -> None:
+        """Close and unlink the block, once its worker has quit (under the daemon's lock)."""
+        if not self.thread.is_alive() and self.shared.ctl is not None:
             self.shared.close()
 
     def describe(self) -> dict:
@@ -321,6 +331,7 @@ class Daemon:
             self.instances.clear()
         for inst in instances:
             inst.stop()
+            inst.free()
             try:
                 inst.conn.close()
             except OSError:
@@ -359,6 +370,13 @@ class Daemon:
             self._attach(conn, reader, message)
         except OSError:
             conn.close()
+        except Exception:  # a bug: say it, answer, serve on (the client must not wait for nothing)
+            log(f"a request failed:\n{traceback.format_exc()}")
+            try:
+                conn.sendall(encode({"ok": False, "error": "the daemon failed on this request (see its log)"}))
+            except OSError:
+                pass
+            conn.close()
 
     def _attach(self, conn: socket.socket, reader: LineReader, message: dict) -> None:
         from bridge.jam.presets import find_preset
@@ -379,7 +397,15 @@ class Daemon:
             f"#{iid} attached: {attach['name']!r}, preset {preset.name!r} ({attach['mode']}), "
             f"seed {attach['seed']}, {attach['rate']} Hz"
         )
-        conn.sendall(encode(inst.reply()))
+        try:
+            conn.sendall(encode(inst.reply()))
+        except OSError:
+            # The plugin hung up before its reply (a host restoring the session's state changes
+            # the config it attached with: measured in every Ardour export). Kept, the instance
+            # was a block and a status row nobody plays, and it held off --idle-exit for good.
+            self._forget(iid, inst)
+            log(f"#{iid} left before its reply")
+            return conn.close()
         inst.start()
         conn.settimeout(None)
         try:
@@ -387,13 +413,21 @@ class Daemon:
                 pass  # a plugin says nothing more; EOF is its detach
         except (OSError, ValueError):
             pass
-        inst.stop()
+        self._forget(iid, inst)
         conn.close()
+        log(f"#{iid} detached")
+
+    def _forget(self, iid: int, inst: Instance) -> None:
+        """Stopped, then out of the table and freed under the lock: `status` describes instances
+        under it, so none reads a closed block (a detach that closed it first broke the status
+        reads in between - a TypeError in that client's thread, a client waiting for an answer:
+        CI, stop 26), and once status shows an instance gone its block is gone too."""
+        inst.stop()
         with self._lock:
             self.instances.pop(iid, None)
+            inst.free()
             if not self.instances:
                 self.idle_since = time.monotonic()
-        log(f"#{iid} detached")
 
     def status(self) -> dict:
         with self._lock:

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from support.plugin import URI, built_bundle, need
@@ -73,34 +74,61 @@ def make_session(tmp: Path, name: str, bpm: float, seconds: float, env: dict, ra
 HEAP_ABORT = re.compile(r"free\(\): invalid|munmap_chunk\(\)|double free or corruption|corrupted (size|double-linked)")
 
 
+# ardour7-export's main loop prints its progress every second while an export runs (also while
+# the plugin waits for the generator): this long without a byte of output is a hang
+HANG_S = 60.0
+
+
+def _run_export(cmd: list[str], env: dict, logs: Path, timeout: float) -> tuple[int | None, str, str]:
+    """One `ardour7-export`: (returncode, stdout, stderr), returncode None when it hung (killed)."""
+    out_log, err_log = logs.with_suffix(".stdout"), logs.with_suffix(".stderr")
+    with open(out_log, "wb") as out, open(err_log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        start = last = time.monotonic()
+        size, hung = 0, False
+        while proc.poll() is None:
+            time.sleep(0.2)
+            now = time.monotonic()
+            if out_log.stat().st_size != size:
+                size, last = out_log.stat().st_size, now
+            hung = now - last > HANG_S or now - start > timeout
+            if hung:
+                proc.kill()
+                proc.wait()
+    return (None if hung else proc.returncode), out_log.read_text(errors="replace"), err_log.read_text(errors="replace")
+
+
 def export(folder: Path, out: Path, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
     """`ardour7-export -o OUT FOLDER NAME`: the session range through the master, in freewheel.
 
-    ardour7-export 7.3 now and then aborts in free() as it tears the export down (its core:
-    ~PortExportChannel freeing its buffer from main(), after the process thread ran the last
-    cycle). Through Ardour's LV2 log our lines made that 1 export in 9 (the plugin now logs to
-    stderr in Ardour); without them it was 1 in ~100, with the plugin writing nothing of
-    Ardour's but the buffers run() is handed, and valgrind finding no bad access. That abort
-    is Ardour's, not the plugin's, so it gets a fresh export, as make_session retries
-    ardour7-lua's own aborts; any other failure fails."""
+    ardour7-export 7.3 has two faults of its own that a fresh export cures, and gets one:
+    - now and then it aborts in free() as it tears the export down (its core:
+      ~PortExportChannel freeing its buffer from main(), after the process thread ran the last
+      cycle). Through Ardour's LV2 log our lines made that 1 export in 9 (the plugin now logs to
+      stderr in Ardour); without them it was 1 in ~100 here (3 in 5 on a CI machine), with the
+      plugin writing nothing of Ardour's but the buffers run() is handed, and valgrind finding no
+      bad access;
+    - under load it can hang before the export begins (measured: 1 export in 24 beside three CPU
+      hogs on 2 cores; gdb: main in Session::start_audio_export -> Butler::wait_until_finished,
+      the butler in butler_transport_work, the process thread idle, the plugin's run() called
+      once): no progress line for HANG_S seconds is that hang.
+    As make_session retries ardour7-lua's own aborts; any other failure fails, saying how."""
     need("ardour7-export")
     env = dict(env, LV2_PATH=str(built_bundle()))
-    for _ in range(3):
+    cmd = ["ardour7-export", "-o", str(out), str(folder), folder.name]
+    for attempt in range(3):
         out.unlink(missing_ok=True)
-        done = subprocess.run(
-            ["ardour7-export", "-o", str(out), str(folder), folder.name],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-        )
-        aborted = done.returncode in (-signal.SIGABRT, 128 + signal.SIGABRT)
-        heap = HEAP_ABORT.search(done.stdout + done.stderr)
-        if not (aborted and heap):
+        code, stdout, stderr = _run_export(cmd, env, out.with_name(f"{out.stem}-try{attempt}"), timeout)
+        if code is None:
+            print(f"ardour7-export printed nothing for {HANG_S:g} s (its start-of-export hang): exporting again")
+            continue
+        heap = HEAP_ABORT.search(stdout + stderr)
+        if not (code in (-signal.SIGABRT, 128 + signal.SIGABRT) and heap):
             break
         print(f"ardour7-export aborted on its heap ({heap[0]}): exporting again")
-    assert done.returncode == 0 and out.exists(), done.stdout[-2000:] + done.stderr[-2000:]
-    return done
+    how = "hung" if code is None else f"exit status {code}"
+    assert code == 0 and out.exists(), f"ardour7-export: {how}\n{stdout[-2000:]}{stderr[-2000:]}"
+    return subprocess.CompletedProcess(cmd, code, stdout, stderr)
 
 
 def base_env(socket: Path, **extra: str) -> dict:
