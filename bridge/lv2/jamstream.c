@@ -275,7 +275,6 @@ static void post_transport(Plugin *s, Block *b) {
 static int64_t freewheel_wait(Plugin *s, Block *b, int64_t p, uint32_t n) {
     const int64_t t0 = mono_ns();
     int64_t alive_at = t0, seen_ve = 0, seen_ready = 0, seen_fw = 0;
-    bool seen = false;
     for (;;) {
         /* The worker has handled the latest start/locate as an export (FREEWHEEL_READY names
          * its TARGET_SEQ: a stream begun there with the export's pacing and seed), and the
@@ -291,8 +290,7 @@ static int64_t freewheel_wait(Plugin *s, Block *b, int64_t p, uint32_t n) {
         }
         if (s->fw_gave_up) return mono_ns() - t0; /* given up on this stream: play what there is */
         const int64_t now = mono_ns();
-        if (!seen || ve != seen_ve || ready != seen_ready || fw_ready != seen_fw) {
-            seen = true;
+        if (ve != seen_ve || ready != seen_ready || fw_ready != seen_fw) { /* alive_at starts at t0 */
             seen_ve = ve, seen_ready = ready, seen_fw = fw_ready;
             alive_at = now;
         }

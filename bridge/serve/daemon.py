@@ -328,10 +328,8 @@ class Daemon:
     def shutdown(self) -> None:
         with self._lock:
             instances = list(self.instances.values())
-            self.instances.clear()
         for inst in instances:
-            inst.stop()
-            inst.free()
+            self._forget(inst.id, inst)
             try:
                 inst.conn.close()
             except OSError:

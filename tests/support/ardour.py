@@ -89,8 +89,9 @@ def _run_export(cmd: list[str], env: dict, logs: Path, timeout: float) -> tuple[
         while proc.poll() is None:
             time.sleep(0.2)
             now = time.monotonic()
-            if out_log.stat().st_size != size:
-                size, last = out_log.stat().st_size, now
+            grown = out_log.stat().st_size
+            if grown != size:
+                size, last = grown, now
             hung = now - last > HANG_S or now - start > timeout
             if hung:
                 proc.kill()
