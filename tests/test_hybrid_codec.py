@@ -4,7 +4,7 @@ like any other (RVQ prefixes, streaming, save/load)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -13,7 +13,15 @@ from test_pitch_metrics import harmonic_chords
 
 from model.codec.hybrid import HybridCodec
 from model.codec.network import CONFIGS, FRAME_SAMPLES, StreamingDecoder, build_codec, load_codec, save_codec
-from model.codec.spectral import frame_stft, overlap_add, peak_locked_phase
+from model.codec.spectral import (
+    PHASE_FLOOR,
+    frame_stft,
+    overlap_add,
+    overlap_add_frames,
+    peak_locked_phase,
+    peak_locked_phase_frames,
+    polar_frames,
+)
 from model.errors import JamstreamError
 from model.eval.pitch import chroma_corr
 
@@ -137,3 +145,56 @@ def test_a_latent_width_that_does_not_fit_the_spectrum_is_a_one_line_error():
         build_codec(replace(SMALL, latent_dim=64))
     with pytest.raises(JamstreamError, match="design must be"):
         build_codec(replace(SMALL, design="magic"))
+
+
+def test_valley_companding_brings_the_quiet_between_partials_nearer_the_peak_and_decodes_back():
+    """Below the knee the latent is the spectrum itself; beyond it a value keeps only
+    valley_slope of its extra depth, and the fixed inverse undoes that exactly."""
+    x = torch.from_numpy(harmonic_chords(seconds_per_chord=0.5)).unsqueeze(0)
+    plain = build_codec(replace(SMALL, valley_knee=0.0, valley_slope=1.0)).eval()
+    companded = build_codec(SMALL).eval()
+    assert SMALL.valley_knee > 0 and SMALL.valley_slope < 1
+    dim = companded.spectrum.dim
+    raw, squeezed = plain.encode_latent(x)[..., :dim], companded.encode_latent(x)[..., :dim]
+    depth, kept = raw.amax(-1, keepdim=True) - raw, squeezed.amax(-1, keepdim=True) - squeezed
+    shallow, deep = depth <= SMALL.valley_knee, depth > SMALL.valley_knee + 1
+    assert shallow.any() and deep.any()
+    assert torch.allclose(kept[shallow], depth[shallow], atol=1e-5)
+    expected = SMALL.valley_knee + (depth[deep] - SMALL.valley_knee) * SMALL.valley_slope
+    assert torch.allclose(kept[deep], expected, atol=1e-4)
+    with torch.no_grad():
+        back = companded.fixed_log_magnitude(companded.encode_latent(x))
+        assert torch.allclose(back, plain.fixed_log_magnitude(plain.encode_latent(x)), atol=1e-3)
+
+
+def test_a_hybrid_saved_before_companding_existed_loads_and_decodes_without_it(tmp_path):
+    """Checkpoints store their config; one written before valley companding existed has
+    no such fields and must decode as it was trained (the first codec-hybrid weights)."""
+    from model.io.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    before = build_codec(replace(SMALL, valley_knee=0.0, valley_slope=1.0)).eval()
+    config = {k: v for k, v in asdict(before.config).items() if not k.startswith("valley_")}
+    path = tmp_path / "old-hybrid.safetensors"
+    save_checkpoint(path, "codec", config, {f"model.{k}": v for k, v in before.state_dict().items()})
+    back = load_codec(path)
+    assert back.config.valley_knee == 0.0
+    tokens = torch.randint(0, SMALL.codebook_size, (1, 10, 3))
+    assert torch.equal(back.decode(tokens), before.decode(tokens))
+
+
+def test_the_frames_major_phase_path_equals_peak_locked_phase_and_polar():
+    """The hybrid decoder builds its spectrum frames-major (no transposes, cos/sin rather
+    than torch.polar); it must be the same spectrum the documented path gives."""
+    torch.manual_seed(0)
+    mag = torch.rand(2, 1921, 40) ** 4
+    phase, turns = peak_locked_phase(mag, 480, 3840)
+    logm = torch.log(mag.transpose(1, 2).clamp_min(PHASE_FLOOR)).contiguous()
+    phase_f, turns_f = peak_locked_phase_frames(logm, 480, 3840)
+    assert torch.equal(turns, turns_f)
+    spec = polar_frames(mag.transpose(1, 2), phase_f)
+    assert torch.allclose(spec, torch.polar(mag, phase).transpose(1, 2), atol=1e-6)
+    window = torch.hann_window(3840)
+    assert torch.allclose(
+        overlap_add_frames(spec, 40 * 480, 480, window), overlap_add(spec.transpose(1, 2), 40 * 480, 480, window)
+    )

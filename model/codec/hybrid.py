@@ -8,7 +8,9 @@ processing, which the residual VQ quantizes:
   - the mid (mean of |L|, |R|) magnitude spectrum of a 3840-point STFT, linear below
     650 Hz and 36 bands per octave above, as logs, averaged over the frame's four 10 ms
     STFT frames (230 values);
-  - the L/R balance, half the log ratio of L to R in 21 coarse bands (2 per octave).
+  - the L/R balance, half the log ratio of L to R in 21 coarse bands (2 per octave);
+  - valleys companded (CodecConfig.valley_knee): depth below the frame's peak beyond a
+    knee is scaled down before the VQ and back up after it.
 The decoder starts as the exact fixed inverse (band values spread back over their bins,
 balance applied per channel) and learns a log-magnitude correction on top of it at
 100 Hz (ConvNeXt stacks, the `tiny` decoder's shape, head initialised to zero). Phase is
@@ -17,6 +19,8 @@ rebuilt from the corrected magnitudes' peaks, so the decoder spends nothing on i
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -24,11 +28,13 @@ from model.codec.network import FRAME_SAMPLES, Codec, CodecConfig
 from model.codec.spectral import (
     BALANCE_BANDS_PER_OCTAVE,
     BALANCE_SPLIT_HZ,
+    PHASE_FLOOR,
     HybridSpectrum,
     frame_stft,
     hybrid_latent_dim,
-    overlap_add,
-    peak_locked_phase,
+    overlap_add_frames,
+    peak_locked_phase_frames,
+    polar_frames,
 )
 from model.errors import JamstreamError
 from model.io.audio import CHANNELS, SAMPLE_RATE
@@ -79,15 +85,29 @@ class HybridCodec(Codec):
         per = c.stft_per_frame
         frames = feats.shape[-1] // per
         feats = feats[..., : frames * per].reshape(b, feats.shape[1], frames, per).mean(-1).transpose(1, 2)
-        return feats * self.latent_weight
+        return self._compand(feats, c.valley_slope) * self.latent_weight
+
+    def _compand(self, feats: torch.Tensor, slope: float) -> torch.Tensor:
+        """Scale each mid value's depth below its frame's peak by `slope` beyond the knee
+        (1 / slope undoes it: the peak, and so the knee, is the same on both sides)."""
+        knee = self.config.valley_knee
+        if knee <= 0:
+            return feats
+        mid, rest = feats[..., : self.spectrum.dim], feats[..., self.spectrum.dim :]
+        top = mid.amax(-1, keepdim=True)
+        depth = top - mid
+        depth = torch.where(depth > knee, knee + (depth - knee) * slope, depth)
+        return torch.cat([top - depth, rest], dim=-1)
 
     def fixed_log_magnitude(self, latent: torch.Tensor) -> torch.Tensor:
-        """[B, frames, D] -> the exact inverse's log magnitudes [B, 2, bins, frames * 4]."""
-        z = (latent / self.latent_weight).transpose(1, 2).repeat_interleave(self.config.stft_per_frame, dim=-1)
+        """[B, frames, D] -> the exact inverse's log magnitudes [B, 2, frames * 4, bins]
+        (frames-major: the layout the phase and the inverse FFT work in)."""
+        z = self._compand(latent / self.latent_weight, 1.0 / self.config.valley_slope)
+        z = z.repeat_interleave(self.config.stft_per_frame, dim=1)
         mid_dim = self.spectrum.dim
-        mid = torch.exp(z[:, :mid_dim].clamp(max=MAX_LOG_MAGNITUDE))
-        base = torch.log(self.spectrum.unbands(mid).clamp_min(LOG_FLOOR))
-        balance = self.balance.unbands(z[:, mid_dim:])
+        mid = torch.exp(z[..., :mid_dim].clamp(max=MAX_LOG_MAGNITUDE))
+        base = torch.log(self.spectrum.unbands_frames(mid).clamp_min(LOG_FLOOR))
+        balance = self.balance.unbands_frames(z[..., mid_dim:])
         return torch.stack([base + balance, base - balance], dim=1)
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
@@ -119,9 +139,11 @@ class HybridCodec(Codec):
         h = self.dec_slow(self.dec_in(latent.transpose(1, 2)))
         h = self.dec_fast(self.dec_up(h)).transpose(1, 2)
         n = h.shape[1]
-        correction = self.dec_head(self.dec_norm(h)).reshape(b, n, CHANNELS, self.synth_bins).permute(0, 2, 3, 1)
-        logmag = self.fixed_log_magnitude(latent) + correction
-        mag = torch.exp(logmag.float().clamp(max=MAX_LOG_MAGNITUDE)).reshape(b * CHANNELS, self.synth_bins, n)
-        phase, turns = peak_locked_phase(mag.detach(), c.hop, c.synth_fft, start_turns)
-        audio = overlap_add(torch.polar(mag, phase), frames * FRAME_SAMPLES, c.hop, self.window)
+        correction = self.dec_head(self.dec_norm(h)).reshape(b, n, CHANNELS, self.synth_bins).transpose(1, 2)
+        logmag = (self.fixed_log_magnitude(latent) + correction).float().clamp(max=MAX_LOG_MAGNITUDE)
+        logmag = logmag.reshape(b * CHANNELS, n, self.synth_bins)  # frames-major throughout
+        locked = logmag.detach().clamp_min(math.log(PHASE_FLOOR))
+        phase, turns = peak_locked_phase_frames(locked, c.hop, c.synth_fft, start_turns)
+        spec = polar_frames(torch.exp(logmag), phase)
+        audio = overlap_add_frames(spec, frames * FRAME_SAMPLES, c.hop, self.window)
         return audio.reshape(b, CHANNELS, -1), turns

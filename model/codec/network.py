@@ -65,6 +65,13 @@ class CodecConfig:
     high_hz: float = 20_000.0
     high_scale: float = 1.0
     balance_scale: float = 1.0
+    # Valley companding of the mid spectrum (hybrid): a value more than valley_knee nepers
+    # below its frame's peak keeps only valley_slope of the distance beyond the knee, so the
+    # VQ's Euclidean error stops paying for the noise between partials. Residual k-means
+    # probe, 16 levels, held-out real music: chroma 0.567 -> 0.673 at knee 4, slope 0.3,
+    # DAC mel no worse (2.683 -> 2.671). knee 0 turns it off (the first hybrid weights).
+    valley_knee: float = 0.0
+    valley_slope: float = 1.0
     levels: int = 32
     codebook_size: int = 1024
     commitment_weight: float = 1.0
@@ -96,7 +103,7 @@ CONFIGS = {
     "tiny-complex": CodecConfig(encoder_input="complex"),
     # the pitch codec: fixed hybrid spectrum -> RVQ -> learned correction + peak-locked phase;
     # codes re-seeded only when used 10x less than evenly (see dead_code_threshold)
-    "hybrid": _hybrid_config(dead_code_threshold=0.02),
+    "hybrid": _hybrid_config(dead_code_threshold=0.02, valley_knee=4.0, valley_slope=0.3),
 }
 
 

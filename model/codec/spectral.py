@@ -32,7 +32,13 @@ def frame_stft(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> t
 
 
 def overlap_add(spec: torch.Tensor, samples: int, hop: int, window: torch.Tensor) -> torch.Tensor:
-    """Complex [N, bins, frames] -> [N, samples]: the inverse of `frame_stft` (windowed OLA).
+    """Complex [N, bins, frames] -> [N, samples]: the inverse of `frame_stft` (windowed OLA)."""
+    return overlap_add_frames(spec.transpose(1, 2), samples, hop, window)
+
+
+def overlap_add_frames(spec: torch.Tensor, samples: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """`overlap_add` of a frames-major spectrum, complex [N, frames, bins] (the layout the
+    inverse FFT wants, so the hybrid decoder builds it so and never transposes it).
 
     The window is a whole number of hops, so each frame is cut into hop-long pieces added
     at their offsets: a handful of strided adds instead of F.fold over n_fft-wide kernels,
@@ -40,9 +46,9 @@ def overlap_add(spec: torch.Tensor, samples: int, hop: int, window: torch.Tensor
     n_fft = window.shape[0]
     if n_fft % hop:
         raise ValueError(f"overlap_add needs n_fft ({n_fft}) to be a multiple of hop ({hop})")
-    n, _, frames = spec.shape
+    n, frames, _ = spec.shape
     pieces = n_fft // hop
-    chunks = (torch.fft.irfft(spec.transpose(1, 2), n=n_fft, dim=-1) * window).reshape(n, frames, pieces, hop)
+    chunks = (torch.fft.irfft(spec, n=n_fft, dim=-1) * window).reshape(n, frames, pieces, hop)
     out = chunks.new_zeros(n, frames + pieces - 1, hop)
     w2 = (window**2).reshape(pieces, hop)
     env = w2.new_zeros(frames + pieces - 1, hop)
@@ -62,13 +68,25 @@ def peak_locked_phase(
     advances by 2*pi*f*hop/sr a frame, and its bins keep a Hann window's phase pattern
     around it. Deterministic, so one set of magnitudes always sounds the same.
 
-    Each frame's advance is wrapped before the running sum, which runs in float64: summed
-    raw in float32, ten seconds of phase reach 1e6 rad, where float32 steps are 0.1 rad.
-
     Returns (phase [N, bins, frames], turns [N, frames, bins]): the accumulated peak phase
     in turns after each frame. `start_turns` [N, bins] continues a stream from where an
     earlier call's turns left off, so chunks decoded apart keep one phase track."""
-    logm = torch.log(mag.transpose(1, 2).clamp_min(1e-7)).contiguous()  # [N, frames, bins]: bins contiguous
+    logm = torch.log(mag.transpose(1, 2).clamp_min(PHASE_FLOOR)).contiguous()
+    phase, turns = peak_locked_phase_frames(logm, hop, n_fft, start_turns)
+    return phase.transpose(1, 2), turns
+
+
+PHASE_FLOOR = 1e-7  # magnitudes below this are all one value to the peak picker
+
+
+def peak_locked_phase_frames(
+    logm: torch.Tensor, hop: int, n_fft: int, start_turns: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`peak_locked_phase` of frames-major log magnitudes [N, frames, bins] (bins
+    contiguous, clamped at log(PHASE_FLOOR) below), returning the phase frames-major too.
+
+    Each frame's advance is wrapped before the running sum, which runs in float64: summed
+    raw in float32, ten seconds of phase reach 1e6 rad, where float32 steps are 0.1 rad."""
     bins = logm.shape[-1]
     left, mid, right = logm[..., :-2], logm[..., 1:-1], logm[..., 2:]
     peak = torch.zeros_like(logm, dtype=torch.bool)
@@ -79,7 +97,7 @@ def peak_locked_phase(
     delta[..., 1:-1] = (0.5 * (left - right) / torch.where(curved, curve, torch.ones_like(curve))).clamp(
         -0.5, 0.5
     ) * curved
-    index = torch.arange(bins, device=mag.device, dtype=logm.dtype)
+    index = torch.arange(bins, device=logm.device, dtype=logm.dtype)
     far = float(bins * 10)
     before = torch.where(peak, index, -far).cummax(dim=-1).values
     after = torch.where(peak, index, far).flip(-1).cummin(dim=-1).values.flip(-1)
@@ -90,8 +108,13 @@ def peak_locked_phase(
     if start_turns is not None:
         total = total + start_turns.double().unsqueeze(1)
     turns = torch.remainder(total, 1.0).float()
-    phase = 2 * math.pi * turns - math.pi * (index - position)
-    return phase.transpose(1, 2), turns
+    return 2 * math.pi * turns - math.pi * (index - position), turns
+
+
+def polar_frames(mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    """mag * e^(i phase), differentiable in mag: torch.polar's result, built from cos and sin
+    (measured 4x faster than torch.polar on this CPU, [4, 200, 1921] in float32)."""
+    return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
 
 
 def hybrid_dims(
@@ -147,3 +170,8 @@ class HybridSpectrum(nn.Module):
         """[N, dim, T] -> [N, bins, T]: linear bins as they are, band values spread over their bins."""
         low, high = values[:, : self.linear_bins], values[:, self.linear_bins :]
         return torch.cat([low, torch.einsum("fk,nkt->nft", self.spread[self.linear_bins :], high)], dim=1)
+
+    def unbands_frames(self, values: torch.Tensor) -> torch.Tensor:
+        """`unbands` frames-major: [N, T, dim] -> [N, T, bins]."""
+        low, high = values[..., : self.linear_bins], values[..., self.linear_bins :]
+        return torch.cat([low, high @ self.spread[self.linear_bins :].T], dim=-1)
