@@ -117,6 +117,38 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
     return _report(Trainer(task, _train_config(args)).fit(), args)
 
 
+def cmd_train_codebooks(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from model.codec.network import load_codec
+    from model.codec.vq_fit import VQFitConfig, fit_codebooks, sample_latents
+    from model.errors import JamstreamError
+    from model.io.checkpoint import read_metadata, save_model
+    from model.train.audio_data import load_splits
+
+    _check_corpora(args.corpus)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    codec = load_codec(args.checkpoint)
+    if codec.config.design != "hybrid":
+        raise JamstreamError(
+            f"{args.checkpoint}: a {codec.config.design!r} codec's latent moves with training; "
+            "only a hybrid codec's VQ can be fitted offline"
+        )
+    cfg = VQFitConfig(frames=args.frames, iters=args.iters, seed=args.seed)
+    latents = sample_latents(codec, load_splits(args.corpus, "train"), cfg, progress=not args.json)
+    errors = fit_codebooks(codec, latents, cfg, progress=not args.json)
+    _, extra = read_metadata(args.checkpoint, "codec")
+    fitted = {"frames": len(latents), "iters": cfg.iters, "seed": cfg.seed, "residual_mse": errors}
+    save_model(codec, args.out, "codec", asdict(codec.config), extra={**extra, "vq_fit": fitted})
+    info = {"checkpoint": str(args.out), "from": str(args.checkpoint), **fitted}
+    emit(info, args.json, f"fitted {len(errors)} levels on {len(latents)} frames: residual mse "
+         f"{errors[0]:.4f} after level 1, {errors[-1]:.4f} after level {len(errors)}\ncheckpoint: {args.out}")
+    return 0
+
+
 def cmd_train_style(args: argparse.Namespace) -> int:
     from model.errors import JamstreamError
     from model.style.network import StyleConfig
@@ -202,9 +234,10 @@ def add(sub: argparse._SubParsersAction) -> None:
         epilog=TRAIN_EPILOG,
         formatter_class=Formatter,
     )
-    tsub = train.add_subparsers(dest="model", metavar="{codec,style,lm,draft}", parser_class=Parser)
+    tsub = train.add_subparsers(dest="model", metavar="{codec,codebooks,style,lm,draft}", parser_class=Parser)
     tsub.required = True
     _add_train_codec(tsub)
+    _add_train_codebooks(tsub)
     _add_train_style(tsub)
     _add_train_lm(tsub)
     _add_train_draft(tsub)
@@ -343,6 +376,29 @@ def _add_train_draft(tsub: argparse._SubParsersAction) -> None:
     d.add_argument("--frames-per-batch", type=positive_int, default=512, help="25 Hz frames per step (per process)")
     _trainer_args(d, steps=600, lr=2e-3, checkpoint_every=50)
     d.set_defaults(func=cmd_train_draft)
+
+
+def _add_train_codebooks(tsub: argparse._SubParsersAction) -> None:
+    c = tsub.add_parser(
+        "codebooks",
+        help="refit a hybrid codec's residual VQ offline (k-means over many frames), keeping its decoder",
+        description="The hybrid codec's latent is fixed signal processing, so its quantizer can be fitted "
+        "directly: residual Lloyd k-means over --frames latent frames of the corpora's train splits, level by "
+        "level. Online training sees 200 frames a step for 1024 codes; this sees all of them at once. The "
+        "decoder is kept as it is; the result is a checkpoint `eval codec`, `export` and `train codec --init` take.",
+        epilog="example: jamstream train codebooks runs/codec-hybrid.safetensors --corpus corpus realmusic "
+        "--out runs/codec-hybrid-fitted.safetensors",
+        formatter_class=Formatter,
+    )
+    c.add_argument("checkpoint", type=weights_file, help="a trained hybrid codec (training checkpoint or weights)")
+    c.add_argument("--corpus", required=True, nargs="+", help="corpus directories whose train splits to sample")
+    c.add_argument("--out", type=output_file, required=True, help="checkpoint to write (.safetensors)")
+    c.add_argument("--frames", type=positive_int, default=40_000, help="25 Hz latent frames to fit on")
+    c.add_argument("--iters", type=positive_int, default=12, help="Lloyd iterations per level")
+    c.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="which crops, which starting codes")
+    c.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    c.add_argument("--json", action="store_true", help="print a JSON summary")
+    c.set_defaults(func=cmd_train_codebooks)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
