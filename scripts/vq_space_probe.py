@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from model.codec.network import CONFIGS, build_codec
+from model.codec.vq_fit import lloyd, nearest
 from model.eval.pitch import chroma_corr, dac_mel
 from model.io.audio import load_audio
 
@@ -33,28 +34,10 @@ def split(root: str, name: str) -> list[str]:
     return sorted(f"{root}/{r['path']}" for r in rows if r["split"] == name)
 
 
-def nearest(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    out = []
-    for i in range(0, len(x), 8192):
-        xb = x[i : i + 8192]
-        out.append(((xb * xb).sum(1, keepdim=True) - 2 * xb @ codes.T + (codes * codes).sum(1)).argmin(1))
-    return torch.cat(out)
-
-
-def kmeans(x: torch.Tensor, k: int = 1024, iters: int = 12) -> torch.Tensor:
-    codes = x[torch.randperm(len(x))[:k]].clone()
-    for _ in range(iters):
-        a = nearest(x, codes)
-        sums = torch.zeros_like(codes).index_add_(0, a, x)
-        counts = torch.bincount(a, minlength=k).float()
-        codes = torch.where((counts == 0)[:, None], x[torch.randint(len(x), (k,))], sums / counts.clamp_min(1)[:, None])
-    return codes
-
-
 def residual_books(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
-    books, r = [], x.clone()
+    books, r, gen = [], x.clone(), torch.Generator().manual_seed(0)
     for _ in range(levels):
-        books.append(kmeans(r))
+        books.append(lloyd(r, 1024, 12, gen))
         r = r - books[-1][nearest(r, books[-1])]
     return books
 

@@ -66,6 +66,17 @@ def small_codec_config():
     )
 
 
+def small_hybrid_config(**overrides):
+    """The hybrid codec's config at a size that builds and decodes in well under a second
+    (its latent width follows from the fixed spectrum, so only the decoder and VQ shrink)."""
+    from dataclasses import replace
+
+    from model.codec.network import CONFIGS
+
+    small = dict(width_fast=32, width_slow=48, expand=2, blocks_fast=1, blocks_slow=1, dec_blocks_fast=1)
+    return replace(CONFIGS["hybrid"], **{**small, "dec_blocks_slow": 1, "levels": 4, "codebook_size": 64, **overrides})
+
+
 def music_like(batch: int, samples: int, seed: int = 0):
     """Stereo test audio [batch, 2, samples]: a few harmonic tones with a little noise."""
     import torch

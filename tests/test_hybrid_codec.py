@@ -9,10 +9,11 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 import torch
+from conftest import small_hybrid_config
 from test_pitch_metrics import harmonic_chords
 
 from model.codec.hybrid import HybridCodec
-from model.codec.network import CONFIGS, FRAME_SAMPLES, StreamingDecoder, build_codec, load_codec, save_codec
+from model.codec.network import FRAME_SAMPLES, StreamingDecoder, build_codec, load_codec, save_codec
 from model.codec.spectral import (
     PHASE_FLOOR,
     frame_stft,
@@ -25,18 +26,7 @@ from model.codec.spectral import (
 from model.errors import JamstreamError
 from model.eval.pitch import chroma_corr
 
-SMALL = replace(
-    CONFIGS["hybrid"],
-    width_fast=32,
-    width_slow=48,
-    expand=2,
-    blocks_fast=1,
-    blocks_slow=1,
-    dec_blocks_fast=1,
-    dec_blocks_slow=1,
-    levels=4,
-    codebook_size=64,
-)
+SMALL = small_hybrid_config()
 
 
 @pytest.fixture(scope="module")

@@ -9,24 +9,14 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import music_like, run_cli
+from conftest import music_like, run_cli, small_hybrid_config
 from test_pitch_metrics import harmonic_chords
 
 from model.codec.network import CONFIGS, build_codec, load_codec, save_codec
 from model.codec.vq_fit import VQFitConfig, fit_codebooks
 from model.errors import JamstreamError
 
-SMALL = replace(
-    CONFIGS["hybrid"],
-    width_fast=32,
-    width_slow=48,
-    blocks_fast=1,
-    blocks_slow=1,
-    dec_blocks_fast=1,
-    dec_blocks_slow=1,
-    levels=4,
-    codebook_size=32,
-)
+SMALL = small_hybrid_config(codebook_size=32)
 
 
 def _error(codec, latents: torch.Tensor, levels: int) -> float:
