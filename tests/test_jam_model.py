@@ -129,6 +129,10 @@ def test_style_moves_with_the_cc(played):
 
     tl, rate, s = played["timeline"], played["rate"], played["status"]
     assert s["weights"]["B"] > 0.9 and s["weights"]["A"] < 0.1, s["weights"]
+    # The windows below are wall-clock seconds around the CC sweep: below real time (CI once
+    # at rtf 0.52, 13 underruns) what plays at 13-19 s was generated before the sweep reached
+    # the model, and the lean measured the CPU (-0.357 before, -0.358 after).
+    skip_unless_real_time(s)
     style = load_style()
     text = style.embed_text(
         [
