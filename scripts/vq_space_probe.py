@@ -24,22 +24,14 @@ import numpy as np
 import torch
 
 from model.codec.network import CONFIGS, build_codec
-from model.codec.vq_fit import lloyd, nearest
+from model.codec.vq_fit import nearest, residual_kmeans
+from model.corpus.manifest import read_manifest
 from model.eval.pitch import chroma_corr, dac_mel
 from model.io.audio import load_audio
 
 
 def split(root: str, name: str) -> list[str]:
-    rows = [json.loads(line) for line in open(f"{root}/manifest.jsonl")]
-    return sorted(f"{root}/{r['path']}" for r in rows if r["split"] == name)
-
-
-def residual_books(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
-    books, r, gen = [], x.clone(), torch.Generator().manual_seed(0)
-    for _ in range(levels):
-        books.append(lloyd(r, 1024, 12, gen))
-        r = r - books[-1][nearest(r, books[-1])]
-    return books
+    return sorted(str(row.path) for row in read_manifest(root, name))
 
 
 def quantize(x: torch.Tensor, books: list[torch.Tensor], levels: int) -> torch.Tensor:
@@ -113,7 +105,7 @@ def main() -> None:
     for spec in args.spaces:
         t0 = time.time()
         fwd, inv = space(spec, dim, centres, x.shape[1])
-        books = residual_books(fwd(x), 16)
+        books = residual_kmeans(fwd(x), 16, 1024, 12, torch.Generator().manual_seed(0))[0]
         row = {"space": spec}
         for levels in (0, 8, 16):
             chroma, mel = [], []

@@ -121,8 +121,7 @@ def cmd_train_codebooks(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from model.codec.network import load_codec
-    from model.codec.vq_fit import VQFitConfig, fit_codebooks, sample_latents
-    from model.errors import JamstreamError
+    from model.codec.vq_fit import VQFitConfig, fit_codebooks, require_fixed_latent, sample_latents
     from model.io.checkpoint import read_metadata, save_model
     from model.train.audio_data import load_splits
 
@@ -132,11 +131,7 @@ def cmd_train_codebooks(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     codec = load_codec(args.checkpoint)
-    if codec.config.design != "hybrid":
-        raise JamstreamError(
-            f"{args.checkpoint}: a {codec.config.design!r} codec's latent moves with training; "
-            "only a hybrid codec's VQ can be fitted offline"
-        )
+    require_fixed_latent(codec)  # before minutes of sampling
     cfg = VQFitConfig(frames=args.frames, iters=args.iters, seed=args.seed)
     latents = sample_latents(codec, load_splits(args.corpus, "train"), cfg, progress=not args.json)
     errors = fit_codebooks(codec, latents, cfg, progress=not args.json)

@@ -106,8 +106,8 @@ class HybridCodec(Codec):
         z = z.repeat_interleave(self.config.stft_per_frame, dim=1)
         mid_dim = self.spectrum.dim
         mid = torch.exp(z[..., :mid_dim].clamp(max=MAX_LOG_MAGNITUDE))
-        base = torch.log(self.spectrum.unbands_frames(mid).clamp_min(LOG_FLOOR))
-        balance = self.balance.unbands_frames(z[..., mid_dim:])
+        base = torch.log(self.spectrum.unbands(mid).clamp_min(LOG_FLOOR))
+        balance = self.balance.unbands(z[..., mid_dim:])
         return torch.stack([base + balance, base - balance], dim=1)
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:

@@ -168,11 +168,7 @@ class HybridSpectrum(nn.Module):
         return torch.cat([mag[:, : self.linear_bins], torch.einsum("kf,nft->nkt", self.analysis, mag)], dim=1)
 
     def unbands(self, values: torch.Tensor) -> torch.Tensor:
-        """[N, dim, T] -> [N, bins, T]: linear bins as they are, band values spread over their bins."""
-        low, high = values[:, : self.linear_bins], values[:, self.linear_bins :]
-        return torch.cat([low, torch.einsum("fk,nkt->nft", self.spread[self.linear_bins :], high)], dim=1)
-
-    def unbands_frames(self, values: torch.Tensor) -> torch.Tensor:
-        """`unbands` frames-major: [N, T, dim] -> [N, T, bins]."""
+        """[N, T, dim] -> [N, T, bins] (frames-major, as the decoder works): linear bins as
+        they are, band values spread over their bins."""
         low, high = values[..., : self.linear_bins], values[..., self.linear_bins :]
         return torch.cat([low, high @ self.spread[self.linear_bins :].T], dim=-1)

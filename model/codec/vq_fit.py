@@ -63,6 +63,32 @@ def lloyd(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Te
     return codes
 
 
+def require_fixed_latent(codec: Codec) -> None:
+    """One-line refusal for a codec whose latent moves with training (design 'learned')."""
+    if codec.config.design != "hybrid":
+        raise JamstreamError(
+            f"only a hybrid codec (a fixed latent) can have its VQ fitted offline; "
+            f"a {codec.config.design!r} codec's latent moves with training"
+        )
+
+
+def residual_kmeans(
+    x: torch.Tensor, levels: int, k: int, iters: int, gen: torch.Generator, progress: bool = False
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[float]]:
+    """Residual k-means of rows of x: (codes per level, each level's assignment of the
+    rows, mean squared residual after each level)."""
+    residual = x.clone()
+    books, assignments, errors = [], [], []
+    for _ in tqdm(range(levels), desc="fit VQ", unit="level", disable=not progress):
+        codes = lloyd(residual, k, iters, gen)
+        assign = nearest(residual, codes)
+        residual -= codes[assign]
+        books.append(codes)
+        assignments.append(assign)
+        errors.append(float(residual.pow(2).mean()))
+    return books, assignments, errors
+
+
 @torch.no_grad()
 def fit_codebooks(codec: Codec, latents: torch.Tensor, cfg: VQFitConfig, progress: bool = True) -> list[float]:
     """Refit every level on the residual the levels before it leave; returns the mean
@@ -70,22 +96,14 @@ def fit_codebooks(codec: Codec, latents: torch.Tensor, cfg: VQFitConfig, progres
 
     The EMA state is set as if training had seen these frames (usage scaled to
     `batch_frames` a step), so training can continue from the fitted books."""
-    if codec.config.design != "hybrid":
-        raise JamstreamError(
-            f"only a codec with a fixed latent (design 'hybrid') can have its VQ refitted, not {codec.config.design!r}"
-        )
+    require_fixed_latent(codec)
     gen = torch.Generator().manual_seed(cfg.seed)
-    residual = latents.clone()
-    errors = []
-    books = codebook_states(codec.rvq)
-    for book in tqdm(books, desc="fit VQ", unit="level", disable=not progress):
-        codes = lloyd(residual, codec.config.codebook_size, cfg.iters, gen)
-        assign = nearest(residual, codes)
-        usage = torch.bincount(assign, minlength=len(codes)).float() * (cfg.batch_frames / len(residual))
+    c = codec.config
+    books, assignments, errors = residual_kmeans(latents, c.levels, c.codebook_size, cfg.iters, gen, progress)
+    for book, codes, assign in zip(codebook_states(codec.rvq), books, assignments):
+        usage = torch.bincount(assign, minlength=len(codes)).float() * (cfg.batch_frames / len(latents))
         book.embed.copy_(codes.unsqueeze(0))
         book.cluster_size.copy_(usage.unsqueeze(0))
         book.initted.fill_(True)
-        residual -= codes[assign]
-        errors.append(float(residual.pow(2).mean()))
     codec.rebuild_training_state()  # embed_avg from the codes and usage, as the EMA keeps it
     return errors
