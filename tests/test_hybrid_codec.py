@@ -188,3 +188,26 @@ def test_the_frames_major_phase_path_equals_peak_locked_phase_and_polar():
     assert torch.allclose(
         overlap_add_frames(spec, 40 * 480, 480, window), overlap_add(spec.transpose(1, 2), 40 * 480, 480, window)
     )
+
+
+def test_a_positive_correction_only_lifts_bins_and_starts_on_the_fixed_inverse():
+    """The "positive" decoder may fill valleys but never lower a partial: measured on the
+    shipped hybrid, the lowering half of a free correction is what cost chroma."""
+    torch.manual_seed(0)
+    codec = build_codec(small_hybrid_config(correction="positive")).eval()
+    audio = torch.from_numpy(harmonic_chords(seconds_per_chord=0.5)).unsqueeze(0)[..., : 25 * FRAME_SAMPLES]
+    with torch.no_grad():
+        latent = codec.encode_latent(audio)
+        fixed = codec.fixed_log_magnitude(latent)
+        assert (codec.log_magnitude(latent) - fixed).abs().max() < 0.02  # softplus(-4): on the inverse
+        torch.nn.init.normal_(codec.dec_head.weight, std=1.0)
+        torch.nn.init.normal_(codec.dec_head.bias, std=3.0)
+        lifted = codec.log_magnitude(latent)
+    assert (lifted >= fixed.clamp(max=6.0) - 1e-5).all()
+    assert (lifted - fixed).max() > 1.0  # it does move, upwards
+    free = build_codec(small_hybrid_config()).eval()
+    free.load_state_dict(codec.state_dict())
+    with torch.no_grad():
+        assert (free.log_magnitude(latent) < fixed - 1.0).any()  # the same head, free, lowers bins
+    with pytest.raises(JamstreamError, match="correction must be"):
+        build_codec(small_hybrid_config(correction="sideways"))

@@ -100,3 +100,32 @@ def test_train_codebooks_bad_input_exits_2_with_one_stderr_line(tiny_corpus, tmp
     code, _, err = run_cli(args, capsys)
     assert code == 2 and err.count("\n") == 1, err
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_a_decoder_trained_on_frozen_codebooks_leaves_the_fitted_books_as_they_were(tiny_corpus, tmp_path):
+    from model.train.codec_task import CodecTask, CodecTrainConfig
+    from model.train.trainer import TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    codec = build_codec(SMALL).train()
+    with torch.no_grad():
+        codec(torch.from_numpy(harmonic_chords(seconds_per_chord=0.25)).unsqueeze(0))
+    init = tmp_path / "fitted.safetensors"
+    save_codec(codec.eval(), init)
+    out = tmp_path / "decoder.safetensors"
+    task = CodecTask(
+        SMALL, CodecTrainConfig(corpus=str(tiny_corpus), batch_size=2, crop_frames=5, freeze_codebooks=True)
+    )
+    Trainer(task, TrainConfig(out=str(out), steps=3, warmup_steps=0, init_from=str(init), threads=1)).fit()
+    trained = load_codec(out)
+    for before, after in zip(codec.rvq.layers, trained.rvq.layers):
+        assert torch.equal(before.codebook, after.codebook)
+    assert not torch.equal(codec.dec_head.weight, trained.dec_head.weight)  # the decoder did train
+
+
+def test_freezing_codebooks_without_init_weights_is_a_one_line_error(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "c.safetensors"
+    args = ["train", "codec", "--corpus", str(tiny_corpus), "--config", "hybrid", "--freeze-codebooks"]
+    code, _, err = run_cli([*args, "--out", str(out)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--init" in err, err
+    assert not out.exists()

@@ -100,6 +100,8 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
         raise JamstreamError(f"--eval-every must be >= 0 (got {args.eval_every})")
     if args.peak_weight < 0 or args.logfreq_weight < 0:
         raise JamstreamError("--peak-weight and --logfreq-weight must be >= 0")
+    if args.freeze_codebooks and not (args.init or args.resume):
+        raise JamstreamError("--freeze-codebooks keeps the codebooks --init gives: pass --init (or --resume)")
     out = Path(args.out)
     task = CodecTask(
         CONFIGS[args.config],
@@ -110,6 +112,7 @@ def cmd_train_codec(args: argparse.Namespace) -> int:
             commit_weight=args.commit_weight,
             peak_weight=args.peak_weight,
             logfreq_weight=args.logfreq_weight,
+            freeze_codebooks=args.freeze_codebooks,
             eval_every=args.eval_every,
             val_log=str(out.with_name(out.name.split(".")[0] + ".val.jsonl")) if args.eval_every else None,
         ),
@@ -139,8 +142,12 @@ def cmd_train_codebooks(args: argparse.Namespace) -> int:
     fitted = {"frames": len(latents), "iters": cfg.iters, "seed": cfg.seed, "residual_mse": errors}
     save_model(codec, args.out, "codec", asdict(codec.config), extra={**extra, "vq_fit": fitted})
     info = {"checkpoint": str(args.out), "from": str(args.checkpoint), **fitted}
-    emit(info, args.json, f"fitted {len(errors)} levels on {len(latents)} frames: residual mse "
-         f"{errors[0]:.4f} after level 1, {errors[-1]:.4f} after level {len(errors)}\ncheckpoint: {args.out}")
+    emit(
+        info,
+        args.json,
+        f"fitted {len(errors)} levels on {len(latents)} frames: residual mse "
+        f"{errors[0]:.4f} after level 1, {errors[-1]:.4f} after level {len(errors)}\ncheckpoint: {args.out}",
+    )
     return 0
 
 
@@ -287,6 +294,12 @@ def _add_train_codec(tsub: argparse._SubParsersAction) -> None:
         default=0,
         help="every N steps, score fixed val crops at 16 levels (chroma_corr, dac_mel) in the progress line "
         "and in <out stem>.val.jsonl; 0 = never",
+    )
+    c.add_argument(
+        "--freeze-codebooks",
+        action="store_true",
+        help="keep the RVQ codebooks as --init gave them (fitted by `jamstream train codebooks`) and train the "
+        "decoder alone",
     )
     _trainer_args(c, steps=3000, lr=1e-3, checkpoint_every=100)
     c.set_defaults(func=cmd_train_codec)

@@ -41,6 +41,9 @@ from model.io.audio import CHANNELS, SAMPLE_RATE
 
 LOG_FLOOR = 1e-5
 MAX_LOG_MAGNITUDE = 6.0
+# A "positive" correction is softplus(head + this): the zero-initialised head then starts
+# within 0.02 nepers of the fixed inverse, as the "free" one starts on it exactly.
+POSITIVE_OFFSET = -4.0
 
 
 def _latent_dim(c: CodecConfig) -> int:
@@ -51,6 +54,8 @@ class HybridCodec(Codec):
     coherent_seams = True  # streamed windows continue one phase track (decode_stream)
 
     def _build_encoder(self, c: CodecConfig) -> None:
+        if c.correction not in ("free", "positive"):
+            raise JamstreamError(f"a hybrid codec's correction must be 'free' or 'positive', not {c.correction!r}")
         if c.latent_dim != _latent_dim(c):
             raise JamstreamError(
                 f"a hybrid codec's latent_dim follows from its spectrum: {_latent_dim(c)}, not {c.latent_dim}"
@@ -131,19 +136,32 @@ class HybridCodec(Codec):
         per = self.config.stft_per_frame
         return audio[..., : frames * FRAME_SAMPLES], turns[:, per - 1 : frames * per : per].transpose(0, 1)
 
+    def log_magnitude(self, latent: torch.Tensor) -> torch.Tensor:
+        """[B, frames, D] -> the decoder's log magnitudes [B, 2, frames * 4, bins]: the fixed
+        inverse plus the learned correction."""
+        b = latent.shape[0]
+        h = self.dec_slow(self.dec_in(latent.transpose(1, 2)))
+        h = self.dec_fast(self.dec_up(h)).transpose(1, 2)
+        correction = self.dec_head(self.dec_norm(h)).reshape(b, h.shape[1], CHANNELS, self.synth_bins).transpose(1, 2)
+        if self.config.correction == "positive":
+            correction = torch.nn.functional.softplus(correction + POSITIVE_OFFSET)
+        return (self.fixed_log_magnitude(latent) + correction).float().clamp(max=MAX_LOG_MAGNITUDE)
+
     def decode_latent_phased(
         self, latent: torch.Tensor, start_turns: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.synthesize(self.log_magnitude(latent), start_turns)
+
+    def synthesize(
+        self, logmag: torch.Tensor, start_turns: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log magnitudes [B, 2, N, bins] -> (audio [B, 2, N * hop], the phase track): phase
+        rebuilt from the magnitudes' peaks, then the inverse STFT by overlap-add."""
         c = self.config
-        b, frames, _ = latent.shape
-        h = self.dec_slow(self.dec_in(latent.transpose(1, 2)))
-        h = self.dec_fast(self.dec_up(h)).transpose(1, 2)
-        n = h.shape[1]
-        correction = self.dec_head(self.dec_norm(h)).reshape(b, n, CHANNELS, self.synth_bins).transpose(1, 2)
-        logmag = (self.fixed_log_magnitude(latent) + correction).float().clamp(max=MAX_LOG_MAGNITUDE)
+        b, _, n, _ = logmag.shape
         logmag = logmag.reshape(b * CHANNELS, n, self.synth_bins)  # frames-major throughout
         locked = logmag.detach().clamp_min(math.log(PHASE_FLOOR))
         phase, turns = peak_locked_phase_frames(locked, c.hop, c.synth_fft, start_turns)
         spec = polar_frames(torch.exp(logmag), phase)
-        audio = overlap_add_frames(spec, frames * FRAME_SAMPLES, c.hop, self.window)
+        audio = overlap_add_frames(spec, n * c.hop, c.hop, self.window)
         return audio.reshape(b, CHANNELS, -1), turns

@@ -46,6 +46,8 @@ class CodecTrainConfig:
     commit_weight: float = 0.03
     peak_weight: float = 0.0
     logfreq_weight: float = 0.0
+    # Keep the codebooks as --init gave them (fitted offline by `jamstream train codebooks`).
+    freeze_codebooks: bool = False
     eval_every: int = 0  # steps between val pitch figures; 0 = never
     val_log: str | None = None  # JSON lines of the val figures, beside the checkpoint
 
@@ -69,7 +71,10 @@ class CodecTask(Task):
         return asdict(self.model_cfg)
 
     def build_model(self) -> torch.nn.Module:
-        return build_codec(self.model_cfg)
+        codec = build_codec(self.model_cfg)
+        if self.cfg.freeze_codebooks:
+            codec.freeze_codebooks()
+        return codec
 
     def batch(self, step: int, rank: int, world: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
         # Step 0 also k-means-initialises the 1024-code books: give it enough frames to cluster.
