@@ -27,8 +27,6 @@ from model.corpus.manifest import read_manifest  # noqa: E402
 from model.eval.pitch import chroma_corr, dac_mel  # noqa: E402
 from model.io.audio import SAMPLE_RATE, load_audio  # noqa: E402
 
-VALLEY_NEPERS = 4.0
-
 
 def octave_smoother(codec: HybridCodec, sigma_octaves: float) -> torch.Tensor:
     """[bins, bins] Gaussian smoothing in log frequency, rows summing to one."""
@@ -38,7 +36,7 @@ def octave_smoother(codec: HybridCodec, sigma_octaves: float) -> torch.Tensor:
 
 
 def variants(codec: HybridCodec, fixed: torch.Tensor, correction: torch.Tensor) -> dict[str, torch.Tensor]:
-    valley = (fixed < fixed.amax(-1, keepdim=True) - VALLEY_NEPERS).float()
+    valley = codec.valleys(fixed)
     return {
         "whole": correction,
         "none": torch.zeros_like(correction),

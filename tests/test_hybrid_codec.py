@@ -211,3 +211,20 @@ def test_a_positive_correction_only_lifts_bins_and_starts_on_the_fixed_inverse()
         assert (free.log_magnitude(latent) < fixed - 1.0).any()  # the same head, free, lowers bins
     with pytest.raises(JamstreamError, match="correction must be"):
         build_codec(small_hybrid_config(correction="sideways"))
+
+
+def test_a_valleys_correction_leaves_every_bin_near_its_frames_peak_as_the_fixed_inverse_has_it():
+    torch.manual_seed(0)
+    codec = build_codec(small_hybrid_config(correction="valleys")).eval()
+    audio = torch.from_numpy(harmonic_chords(seconds_per_chord=0.5)).unsqueeze(0)[..., : 25 * FRAME_SAMPLES]
+    with torch.no_grad():
+        torch.nn.init.normal_(codec.dec_head.weight, std=1.0)
+        torch.nn.init.normal_(codec.dec_head.bias, std=3.0)
+        latent = codec.encode_latent(audio)
+        fixed = codec.fixed_log_magnitude(latent)
+        lifted = codec.log_magnitude(latent)
+    valley = codec.valleys(fixed).bool()
+    assert valley.float().mean() > 0.3 and (~valley).any()  # both kinds of bin are there
+    near = ~valley & (fixed < 6.0)
+    assert torch.equal(lifted[near], fixed[near])
+    assert (lifted[valley] >= fixed[valley]).all() and (lifted[valley] - fixed[valley]).max() > 1.0

@@ -44,6 +44,10 @@ MAX_LOG_MAGNITUDE = 6.0
 # A "positive" correction is softplus(head + this): the zero-initialised head then starts
 # within 0.02 nepers of the fixed inverse, as the "free" one starts on it exactly.
 POSITIVE_OFFSET = -4.0
+# A "valleys" correction acts only this far under its frame's peak: near the partials a
+# lift spreads each into its neighbouring CQT bins (scripts/correction_probe.py).
+VALLEY_NEPERS = 4.0
+CORRECTIONS = ("free", "positive", "valleys")
 
 
 def _latent_dim(c: CodecConfig) -> int:
@@ -54,8 +58,9 @@ class HybridCodec(Codec):
     coherent_seams = True  # streamed windows continue one phase track (decode_stream)
 
     def _build_encoder(self, c: CodecConfig) -> None:
-        if c.correction not in ("free", "positive"):
-            raise JamstreamError(f"a hybrid codec's correction must be 'free' or 'positive', not {c.correction!r}")
+        if c.correction not in CORRECTIONS:
+            choices = ", ".join(CORRECTIONS)
+            raise JamstreamError(f"a hybrid codec's correction must be one of {choices}, not {c.correction!r}")
         if c.latent_dim != _latent_dim(c):
             raise JamstreamError(
                 f"a hybrid codec's latent_dim follows from its spectrum: {_latent_dim(c)}, not {c.latent_dim}"
@@ -143,9 +148,17 @@ class HybridCodec(Codec):
         h = self.dec_slow(self.dec_in(latent.transpose(1, 2)))
         h = self.dec_fast(self.dec_up(h)).transpose(1, 2)
         correction = self.dec_head(self.dec_norm(h)).reshape(b, h.shape[1], CHANNELS, self.synth_bins).transpose(1, 2)
-        if self.config.correction == "positive":
+        fixed = self.fixed_log_magnitude(latent)
+        if self.config.correction != "free":
             correction = torch.nn.functional.softplus(correction + POSITIVE_OFFSET)
-        return (self.fixed_log_magnitude(latent) + correction).float().clamp(max=MAX_LOG_MAGNITUDE)
+        if self.config.correction == "valleys":
+            correction = correction * self.valleys(fixed)
+        return (fixed + correction).float().clamp(max=MAX_LOG_MAGNITUDE)
+
+    def valleys(self, fixed: torch.Tensor) -> torch.Tensor:
+        """1 where a fixed-inverse log magnitude lies more than VALLEY_NEPERS under its STFT
+        frame's peak (the noise between partials), else 0."""
+        return (fixed < fixed.amax(-1, keepdim=True) - VALLEY_NEPERS).to(fixed.dtype)
 
     def decode_latent_phased(
         self, latent: torch.Tensor, start_turns: torch.Tensor | None = None
