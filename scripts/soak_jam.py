@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from soak_plugin import slope  # noqa: E402  (scripts/ is this script's own directory)
+from soak_plugin import rss_windows, slope  # noqa: E402  (scripts/ is this script's own directory)
 
 # tests/support's click detector (a sample array -> the indices where clicks start), handed
 # down from main so the rig's modules all load before the collector is frozen
@@ -353,21 +353,6 @@ def rss_slope(samples: list[dict], key: str) -> float:
     return slope([(x["t"], x[key]) for x in samples])
 
 
-def rss_windows(samples: list[dict], key: str, minutes: float = 5.0) -> dict:
-    """Peak and floor of `key` in each `minutes` window, and the peaks' slope (MB/min): the
-    generator's RSS swings ~50 MB within seconds (a chunk's transient tensors come and go),
-    so a line through every sample mostly measures where the swings fell; a heap that grows
-    shows as rising peaks and floors."""
-    peaks, floors = [], []
-    for k in range(int(samples[-1]["t"] // (60 * minutes)) + 1):
-        inside = [x[key] for x in samples if k * 60 * minutes <= x["t"] < (k + 1) * 60 * minutes]
-        if inside:
-            peaks.append(max(inside))
-            floors.append(min(inside))
-    settled = [(k * 60 * minutes, peak) for k, peak in enumerate(peaks)][1:]  # the first window is the warm-up
-    return {"peak_mb": peaks, "floor_mb": floors, "peak_slope_mb_per_min": round(slope(settled), 3)}
-
-
 def resource_fields(samples: list[dict]) -> dict:
     """Memory and CPU from the first sample after a minute of warm-up (else the first) to the last."""
     first = next((x for x in samples if x["t"] >= 60), samples[0])
@@ -379,8 +364,8 @@ def resource_fields(samples: list[dict]) -> dict:
         "worker_rss_mb": [first["worker_rss_mb"], last["worker_rss_mb"]],
         "jam_rss_slope_mb_per_min": round(rss_slope(settled, "jam_rss_mb"), 3),
         "worker_rss_slope_mb_per_min": round(rss_slope(settled, "worker_rss_mb"), 3),
-        "worker_rss_5min_windows": rss_windows(samples, "worker_rss_mb"),
-        "jam_rss_5min_windows": rss_windows(samples, "jam_rss_mb"),
+        "worker_rss_5min_windows": rss_windows([(x["t"], x["worker_rss_mb"]) for x in samples]),
+        "jam_rss_5min_windows": rss_windows([(x["t"], x["jam_rss_mb"]) for x in samples]),
         "jack_process_cpu_percent": round(100 * (last["jam_cpu_s"] - first["jam_cpu_s"]) / seconds, 2),
         "worker_cpu_percent": round(100 * (last["worker_cpu_s"] - first["worker_cpu_s"]) / seconds, 2),
     }

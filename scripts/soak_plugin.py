@@ -56,6 +56,22 @@ def slope(samples: list[tuple[float, float]]) -> float:
     return float(np.polyfit(t, y, 1)[0])
 
 
+def rss_windows(samples: list[tuple[float, float]], minutes: float = 5.0) -> dict:
+    """Peak and floor of (t s, MB) samples in each `minutes` window, and the peaks' slope
+    (MB/min): a generator's RSS swings ~50 MB within seconds (a chunk's transient tensors
+    come and go), so a line through every sample mostly measures where the swings fell; a
+    heap that grows shows as rising peaks and floors."""
+    peaks, floors = [], []
+    # whole windows only: a last one of a sample or two would read as a step
+    for k in range(int(samples[-1][0] // (60 * minutes)) if samples else 0):
+        inside = [mb for t, mb in samples if k * 60 * minutes <= t < (k + 1) * 60 * minutes]
+        if inside:
+            peaks.append(round(max(inside), 1))
+            floors.append(round(min(inside), 1))
+    settled = [(k * 60 * minutes, peak) for k, peak in enumerate(peaks)][1:]  # the first window is the warm-up
+    return {"peak_mb": peaks, "floor_mb": floors, "peak_slope_mb_per_min": round(slope(settled), 3)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -120,6 +136,7 @@ def main() -> int:
         host.close()
         serve.stop()
         jackd.stop()
+    (tmp / "memory.json").write_text(json.dumps(mem))  # every sample, for a closer look than the report's
     text = log.read_text(errors="replace") if log.exists() else ""
     report = {
         "minutes": args.minutes,
@@ -148,6 +165,7 @@ def main() -> int:
                 "first": round(next((m for tt, m in s if tt >= args.warmup_s), s[0][1] if s else 0), 1),
                 "last": round(s[-1][1], 1) if s else None,
                 "slope_mb_per_min": round(slope([x for x in s if x[0] >= args.warmup_s]), 3),
+                "windows_5min": rss_windows(s),
             }
             for name, s in mem.items()
         },
