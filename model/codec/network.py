@@ -20,7 +20,7 @@ is cross-faded in with an equal-power curve (`StreamingDecoder`).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -113,13 +113,10 @@ CONFIGS = {
     # the pitch codec: fixed hybrid spectrum -> RVQ -> learned correction + peak-locked phase;
     # codes re-seeded only when used 10x less than evenly (see dead_code_threshold)
     "hybrid": _hybrid_config(dead_code_threshold=0.02, valley_knee=4.0, valley_slope=0.3),
-    # the same, its correction only lifting bins (CodecConfig.correction)
-    "hybrid-positive": _hybrid_config(
-        dead_code_threshold=0.02, valley_knee=4.0, valley_slope=0.3, correction="positive"
-    ),
-    # ... and only between the partials
-    "hybrid-valleys": _hybrid_config(dead_code_threshold=0.02, valley_knee=4.0, valley_slope=0.3, correction="valleys"),
 }
+# the hybrid, its correction only lifting bins (CodecConfig.correction), or only between the partials
+CONFIGS["hybrid-positive"] = replace(CONFIGS["hybrid"], correction="positive")
+CONFIGS["hybrid-valleys"] = replace(CONFIGS["hybrid"], correction="valleys")
 
 
 class ConvNeXtBlock(nn.Module):
